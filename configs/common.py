@@ -1,0 +1,98 @@
+"""Shared config blocks and the `arg` parser used by every experiment config.
+
+A config file exposes `get_config(arg: str | None)` where `arg` is a short
+comma-separated string such as `"smoke,loss=sigmoid"`; `parse_arg` turns it into
+typed values (the type of each default decides how the string is parsed).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ml_collections
+
+DEFAULT_DATA_DIR = os.environ.get(
+    "MMJAX_DATA_DIR", os.path.join(os.path.expanduser("~"), ".cache", "mmjax", "tensorflow_datasets"))
+
+
+def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
+  """Parses `"a=1,b=x,flag"` against typed defaults.
+
+  A bare name sets a boolean default to True. Unknown names are an error that
+  lists the known ones, so `smoke,fusoin=x` fails loudly instead of being ignored.
+  """
+  result = ml_collections.ConfigDict(dict(defaults))
+  for item in filter(None, (part.strip() for part in (arg or "").split(","))):
+    name, has_value, value = item.partition("=")
+    if name not in defaults:
+      raise ValueError(f"Unknown config arg {name!r} in {arg!r}; known args: {sorted(defaults)}.")
+    default = defaults[name]
+    if not has_value:
+      if not isinstance(default, bool):
+        raise ValueError(f"Config arg {name!r} needs a value, e.g. {name}={default!r}.")
+      result[name] = True
+    elif isinstance(default, bool):
+      if value.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(f"Config arg {name!r} is a boolean; got {value!r}.")
+      result[name] = value.lower() in ("true", "1")
+    else:
+      try:
+        result[name] = type(default)(value) if default is not None else value
+      except ValueError as e:
+        raise ValueError(f"Config arg {name!r} expects {type(default).__name__}; got {value!r}.") from e
+  return result
+
+
+def shapes_data_config(variant: str = "default", data_dir: str = DEFAULT_DATA_DIR,
+                       text_len: int = 24, worker_count: int = 0) -> ml_collections.ConfigDict:
+  """The `config.data` block for the offline Shapes dataset.
+
+  `variant` is the tfds builder config: "default" (the full dataset) or "small" (tests, smoke runs).
+  """
+  return ml_collections.ConfigDict(dict(
+      name="shapes",
+      variant=variant,
+      data_dir=data_dir,
+      text_len=text_len,
+      worker_count=worker_count,
+  ))
+
+
+def optim_config(lr: float = 1e-3, warmup_steps: int = 100, weight_decay: float = 1e-4,
+                 **overrides: Any) -> ml_collections.ConfigDict:
+  """The `config.optim` block: AdamW with linear warmup, cosine decay and gradient clipping."""
+  config = dict(lr=lr, warmup_steps=warmup_steps, weight_decay=weight_decay, b1=0.9, b2=0.98,
+                end_lr_factor=0.0, grad_clip_norm=1.0)
+  config.update(overrides)
+  return ml_collections.ConfigDict(config)
+
+
+# Logical axis → mesh axes. Batch is split over data and fsdp; weights' `embed` dimension is
+# split over fsdp (ZeRO-3 style); everything else is replicated.
+DEFAULT_SHARDING_RULES = (
+    ("batch", ("data", "fsdp")),
+    ("embed", "fsdp"),
+    ("length", None),
+    ("mlp", None),
+    ("heads", None),
+    ("kv", None),
+    ("vocab", None),
+    ("joint", None),
+)
+
+
+def run_config(**overrides: Any) -> ml_collections.ConfigDict:
+  """Top-level run settings shared by every experiment (seed, steps, mesh, logging)."""
+  config = ml_collections.ConfigDict(dict(
+      seed=0,
+      total_steps=1000,
+      batch_size=256,
+      eval_batch_size=512,
+      log_every_steps=50,
+      checkpoint_every_steps=500,
+      keep_checkpoints=2,
+      mesh=ml_collections.ConfigDict({"data": -1, "fsdp": 1}),
+      sharding_rules=DEFAULT_SHARDING_RULES,
+  ))
+  config.update(overrides)
+  return config

@@ -1,0 +1,67 @@
+r"""CLIP-style contrastive pretraining on the offline Shapes dataset.
+
+  python -m experiments.train --config=configs/shapes_clip.py --workdir=runs/shapes_clip
+
+Args (after a colon, comma-separated): `smoke` (tiny model, small data, a few steps — what the
+tests run), `loss=softmax|sigmoid`, `steps=N`. For example
+`--config=configs/shapes_clip.py:smoke,loss=sigmoid`. Any field can also be overridden with
+`--config.<key>=<value>`, e.g. `--config.optim.lr=3e-4`.
+"""
+import math
+
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  arg = common.parse_arg(arg, smoke=False, loss="softmax", steps=0)
+  config = common.run_config(total_steps=1500, batch_size=256)
+  config.data = common.shapes_data_config(variant="small" if arg.smoke else "default")
+
+  sigmoid = arg.loss == "sigmoid"
+  config.model = ml_collections.ConfigDict(dict(
+      name="two_tower",
+      image=dict(variant="Micro/8", pool="cls"),
+      text=dict(vocab_size=64, width=128, depth=4, num_heads=4, mlp_dim=512,
+                max_len=config.data.text_len, causal=True, pool="last"),
+      embed_dim=128,
+      # SigLIP initialises t = 10, b = -10; CLIP initialises 1/0.07.
+      logit_scale_init=math.log(10.0) if sigmoid else math.log(1 / 0.07),
+      logit_bias_init=-10.0 if sigmoid else None,
+      dtype="float32",
+      param_dtype="float32",
+  ))
+  config.task = ml_collections.ConfigDict(dict(name="contrastive", loss=arg.loss))
+  config.optim = common.optim_config(lr=1e-3, warmup_steps=100, weight_decay=1e-4)
+
+  eval_every = 500
+  config.evals = ml_collections.ConfigDict(dict(
+      test=dict(type="retrieval", split="test", every_steps=eval_every),
+      heldout=dict(type="retrieval", split="heldout", every_steps=eval_every),
+      zeroshot_colour=dict(type="zero_shot", split="test", attribute="colour",
+                           template="a {size} {colour} {shape}", every_steps=eval_every),
+  ))
+
+  if arg.smoke:
+    config.total_steps = 60
+    config.batch_size = 64
+    config.eval_batch_size = 128
+    config.log_every_steps = 10
+    config.checkpoint_every_steps = 30
+    config.optim.warmup_steps = 10
+    config.model.image = dict(variant="Nano/8", pool="cls")
+    config.model.text.update(width=64, depth=2, num_heads=2, mlp_dim=256)
+    config.model.embed_dim = 64
+    for evaluator in config.evals.values():
+      evaluator.every_steps = 30
+  if arg.steps:
+    config.total_steps = arg.steps
+  config.lock()
+  return config
+
+
+def sweep() -> list[dict]:
+  """The ablation grid: contrastive loss."""
+  return [{"task.loss": "softmax"},
+          {"task.loss": "sigmoid", "model.logit_bias_init": -10.0, "model.logit_scale_init": math.log(10.0)}]

@@ -1,0 +1,46 @@
+r"""Evaluates the newest checkpoint of a workdir with the config it was trained with.
+
+  python -m experiments.evaluate --workdir=runs/shapes_clip
+  python -m experiments.evaluate --workdir=runs/shapes_clip --config.eval_batch_size=256
+
+Prints the metrics as one JSON object. `--config.<key>=<value>` overrides the stored config.
+"""
+import json
+import logging
+import os
+import sys
+
+import ml_collections
+from absl import app, flags
+from ml_collections import config_flags
+
+from mmjax import trainer
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by experiments.train.")
+flags.mark_flag_as_required("workdir")
+
+
+def _stored_config(argv: list[str]) -> ml_collections.ConfigDict:
+  """The workdir's config.json, read before flag parsing so `--config.*` can override it."""
+  workdir = next((a.split("=", 1)[1] for a in argv if a.startswith("--workdir=")), None)
+  if workdir is None:
+    return ml_collections.ConfigDict()  # absl reports the missing --workdir.
+  path = os.path.join(os.path.expanduser(workdir), "config.json")
+  if not os.path.exists(path):
+    sys.exit(f"{path} does not exist: --workdir must be a directory written by experiments.train.")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+_CONFIG = config_flags.DEFINE_config_dict("config", _stored_config(sys.argv), lock_config=True)
+
+
+def main(argv):
+  del argv
+  logging.getLogger().setLevel(logging.INFO)
+  metrics = trainer.evaluate(_CONFIG.value, _WORKDIR.value)
+  print(json.dumps(metrics, indent=1, sort_keys=True))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,30 @@
+r"""Trains any experiment config.
+
+  python -m experiments.train --config=configs/shapes_clip.py --workdir=runs/shapes_clip
+  python -m experiments.train --config=configs/shapes_clip.py:smoke --config.total_steps=20 --workdir=/tmp/smoke
+
+Rerunning the same command resumes from the workdir's newest checkpoint.
+"""
+import json
+import logging
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from mmjax import trainer
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:arg].",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and config.json.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  del argv
+  logging.getLogger().setLevel(logging.INFO)
+  metrics = trainer.train(_CONFIG.value, _WORKDIR.value)
+  print(json.dumps({"workdir": _WORKDIR.value, **metrics}, indent=1, sort_keys=True))
+
+
+if __name__ == "__main__":
+  app.run(main)

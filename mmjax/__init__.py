@@ -1,0 +1,1 @@
+"""mmjax: building blocks of multimodal models in JAX/Flax."""

@@ -1,0 +1,32 @@
+"""Datasets, preprocessing, tokenizers and the input pipeline.
+
+Public entry points take the `config.data` block (see
+`configs.common.shapes_data_config`); `DATASETS` maps its `name` to a tfds builder.
+"""
+from mmjax.data.pipeline import (
+    DATASETS,
+    TrainLoader,
+    class_names,
+    eval_batches,
+    get_tokenizer,
+    num_examples,
+    prepare,
+    train_loader,
+)
+from mmjax.data.shapes import Shapes
+from mmjax.data.tokenizer import Tokenizer, WordTokenizer, tokenize_to_length
+
+__all__ = [
+    "DATASETS",
+    "Shapes",
+    "Tokenizer",
+    "TrainLoader",
+    "WordTokenizer",
+    "class_names",
+    "eval_batches",
+    "get_tokenizer",
+    "num_examples",
+    "prepare",
+    "tokenize_to_length",
+    "train_loader",
+]

@@ -1,0 +1,48 @@
+"""Per-example preprocessing: a stored Shapes record → numpy arrays a model can take.
+
+Images stay PNG bytes in the data source (tfds decoding is skipped) and are
+decoded here, in the loader's worker processes when it has some.
+"""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import grain
+import numpy as np
+from PIL import Image
+
+from mmjax.data import tokenizer as tokenizer_lib
+
+LABEL_FIELDS = ("num_objects", "shape", "colour", "size", "row", "col")
+
+
+def decode_image(png: bytes) -> np.ndarray:
+  """Decodes an RGB PNG to f32[H, W, 3] in [-1, 1], the range image encoders expect."""
+  with Image.open(io.BytesIO(png)) as image:
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
+  return pixels / 127.5 - 1.0
+
+
+class PreprocessExample(grain.transforms.Map):
+  """A record → {image, text, labels[, caption]}.
+
+  `keep_caption` is off for training batches: string arrays cannot become
+  jax.Arrays, and evaluators that need the reference text ask for it.
+  """
+
+  def __init__(self, tokenizer: tokenizer_lib.Tokenizer, text_len: int, keep_caption: bool = False):
+    self._tokenizer = tokenizer
+    self._text_len = text_len
+    self._keep_caption = keep_caption
+
+  def map(self, element: dict[str, Any]) -> dict[str, Any]:
+    caption = element["caption"].decode("utf-8")  # tfds' numpy decoding gives Text as bytes.
+    example = {
+        "image": decode_image(element["image"]),
+        "text": tokenizer_lib.tokenize_to_length(self._tokenizer, caption, self._text_len),
+        **{field: np.asarray(element[field], dtype=np.int32) for field in LABEL_FIELDS},
+    }
+    if self._keep_caption:
+      example["caption"] = caption
+    return example

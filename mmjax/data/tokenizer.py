@@ -1,0 +1,114 @@
+"""Tokenizers: a Protocol the pipeline depends on, and a word-level implementation.
+
+Models only see the ids, so a WordPiece or BPE tokenizer can replace
+`WordTokenizer` by satisfying `Tokenizer`. Every implementation keeps
+`pad_id == 0`: models build attention masks from `ids != 0`.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
+SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
+# A word is a run of letters, digits or apostrophes; every other non-space
+# character is a token on its own, so "circle." splits into "circle" and ".".
+_TOKEN_PATTERN = re.compile(r"[\w']+|[^\w\s]")
+
+
+class Tokenizer(Protocol):
+  """What the pipeline and models need from a tokenizer."""
+
+  @property
+  def vocab_size(self) -> int: ...
+
+  @property
+  def pad_id(self) -> int: ...
+
+  @property
+  def unk_id(self) -> int: ...
+
+  @property
+  def bos_id(self) -> int: ...
+
+  @property
+  def eos_id(self) -> int: ...
+
+  def encode(self, text: str) -> list[int]:
+    """Token ids of `text`, without bos/eos."""
+    ...
+
+  def decode(self, ids: Sequence[int]) -> str:
+    """Text of `ids` up to the first eos, skipping pad and bos."""
+    ...
+
+
+class WordTokenizer:
+  """Lower-cased words and punctuation marks, each looked up in a fixed vocabulary.
+
+  Ids 0–3 are <pad>, <unk>, <bos>, <eos>; the words of `vocab` follow in the
+  given order, so the same vocabulary always gives the same ids.
+  """
+
+  def __init__(self, vocab: Sequence[str]):
+    words = [word.lower() for word in vocab]
+    clashes = sorted(set(words) & set(SPECIAL_TOKENS))
+    if clashes:
+      raise ValueError(f"Vocabulary words {clashes} clash with the special tokens {SPECIAL_TOKENS}.")
+    if len(set(words)) != len(words):
+      raise ValueError("Vocabulary words must be unique (after lower-casing).")
+    self._tokens = list(SPECIAL_TOKENS) + words
+    self._ids = {token: i for i, token in enumerate(self._tokens)}
+
+  @property
+  def vocab_size(self) -> int:
+    return len(self._tokens)
+
+  @property
+  def pad_id(self) -> int:
+    return 0
+
+  @property
+  def unk_id(self) -> int:
+    return 1
+
+  @property
+  def bos_id(self) -> int:
+    return 2
+
+  @property
+  def eos_id(self) -> int:
+    return 3
+
+  def encode(self, text: str) -> list[int]:
+    return [self._ids.get(word, self.unk_id) for word in _TOKEN_PATTERN.findall(text.lower())]
+
+  def decode(self, ids: Sequence[int]) -> str:
+    words = []
+    for token_id in map(int, ids):
+      if not 0 <= token_id < len(self._tokens):
+        raise ValueError(f"Token id {token_id} is outside the vocabulary of {len(self._tokens)} tokens.")
+      if token_id == self.eos_id:
+        break
+      if token_id not in (self.pad_id, self.bos_id):
+        words.append(self._tokens[token_id])
+    return " ".join(words)
+
+
+def tokenize_to_length(tokenizer: Tokenizer, text: str, length: int) -> np.ndarray:
+  """`text`'s ids followed by eos and zero padding: i32[length].
+
+  Too long a text is an error rather than a truncation: a cut-off caption loses
+  its eos, and text encoders pool at the eos position.
+  """
+  ids = tokenizer.encode(text) + [tokenizer.eos_id]
+  if len(ids) > length:
+    raise ValueError(
+        f"Text {text!r} has {len(ids) - 1} tokens; with eos it needs {len(ids)} > text_len={length}. "
+        f"Raise the `text_len` data config key to at least {len(ids)}.")
+  tokens = np.full((length,), tokenizer.pad_id, dtype=np.int32)
+  tokens[:len(ids)] = ids
+  return tokens

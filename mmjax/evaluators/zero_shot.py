@@ -1,0 +1,76 @@
+"""Zero-shot classification of a scene attribute by nearest class-prompt embedding."""
+from collections.abc import Callable
+import itertools
+import string
+
+import ml_collections
+import numpy as np
+
+from mmjax import data as mmdata
+from mmjax.data.tokenizer import tokenize_to_length
+from mmjax.evaluators.common import predict_over
+
+
+def class_prompts(template: str, attribute: str, classes: dict[str, list[str]]) -> list[list[str]]:
+  """Prompts per class of `attribute`: the template filled with that class and with every
+  combination of the other attributes it names (CLIP-style prompt ensembling).
+
+  class_prompts("a {size} {colour} thing", "colour", {"colour": ["red", "blue"], "size": ["small"]})
+  → [["a small red thing"], ["a small blue thing"]]
+  """
+  fields = [name for _, name, _, _ in string.Formatter().parse(template) if name]
+  if attribute not in fields:
+    raise ValueError(f"The zero-shot template {template!r} has no {{{attribute}}} placeholder.")
+  unknown = set(fields) - set(classes)
+  if unknown:
+    raise ValueError(f"Template {template!r} names {sorted(unknown)}; known attributes: {sorted(classes)}.")
+  others = [f for f in fields if f != attribute]
+  prompts = []
+  for value in classes[attribute]:
+    combos = itertools.product(*(classes[f] for f in others))
+    prompts.append([template.format(**{attribute: value}, **dict(zip(others, combo))) for combo in combos])
+  return prompts
+
+
+def zero_shot_accuracy(image_emb: np.ndarray, class_emb: np.ndarray, labels: np.ndarray) -> float:
+  """Top-1 accuracy of argmax_c <image, class_c>. image_emb [N, D], class_emb [C, D], labels [N]."""
+  return float(((image_emb @ class_emb.T).argmax(1) == labels).mean())
+
+
+class ZeroShotEvaluator:
+  """Classifies `attribute` of the single object in one-object scenes of `split`."""
+
+  def __init__(self, eval_config: ml_collections.ConfigDict, *, data_config, predict_fns,
+               batch_size: int, to_device: Callable):
+    self.config = eval_config
+    self.data_config = data_config
+    self.predict_fns = predict_fns
+    self.batch_size = batch_size
+    self.to_device = to_device
+
+  def _class_embeddings(self, params, prompts: list[list[str]]) -> np.ndarray:
+    tokenizer = mmdata.get_tokenizer(self.data_config)
+    flat = [p for class_prompts_ in prompts for p in class_prompts_]
+    tokens = np.stack([tokenize_to_length(tokenizer, p, self.data_config.text_len) for p in flat])
+    padded = -len(tokens) % self.batch_size
+    batches = [{"text": chunk, "valid": chunk[:, 0] != 0}
+               for chunk in np.split(np.pad(tokens, ((0, padded), (0, 0))), (len(tokens) + padded) // self.batch_size)]
+    emb, _ = predict_over(batches, lambda b: self.predict_fns["embed_text"](params, b["text"]),
+                          self.to_device)
+    per_class = np.split(emb, np.cumsum([len(p) for p in prompts])[:-1])
+    means = np.stack([e.mean(0) for e in per_class])
+    return means / np.linalg.norm(means, axis=1, keepdims=True)
+
+  def run(self, params) -> dict[str, float]:
+    attribute = self.config.attribute
+    classes = mmdata.class_names(self.data_config)
+    prompts = class_prompts(self.config.template, attribute, classes)
+    batches = mmdata.eval_batches(self.data_config, self.config.split, batch_size=self.batch_size)
+    image_emb, fields = predict_over(
+        batches, lambda b: self.predict_fns["embed_image"](params, b["image"]), self.to_device)
+    single = fields["num_objects"] == 1
+    if not single.any():
+      raise ValueError(f"Split {self.config.split!r} has no one-object scenes to classify.")
+    labels = fields[attribute][single, 0]
+    accuracy = zero_shot_accuracy(image_emb[single], self._class_embeddings(params, prompts), labels)
+    return {"accuracy": accuracy, "chance": 1 / len(prompts), "num_examples": float(single.sum())}

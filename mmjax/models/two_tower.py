@@ -1,0 +1,64 @@
+"""CLIP/SigLIP two-tower model: image and text encoders projected into one normalised space."""
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mmjax.models.image_encoder import ViT
+from mmjax.models.text_encoder import TextTransformer
+from mmjax.nn.partitioning import DEFAULT_KERNEL_INIT, logical
+
+
+def _normalize(x: jax.Array) -> jax.Array:
+  x = x.astype(jnp.float32)
+  return x / jnp.linalg.norm(x, axis=-1, keepdims=True).clip(1e-6)
+
+
+class TwoTower(nn.Module):
+  """Encodes images and texts into unit vectors of size `embed_dim`.
+
+  `image` and `text` are the keyword arguments of `ViT` and `TextTransformer`.
+  `logit_scale_init` is log(1/temperature); `logit_bias_init` adds SigLIP's learnable bias
+  (None: no bias, as in CLIP).
+  """
+  image: dict
+  text: dict
+  embed_dim: int = 128
+  logit_scale_init: float = float(np.log(1 / 0.07))
+  logit_bias_init: float | None = None
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  def setup(self):
+    kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    self.image_encoder = ViT(**self.image, **kwargs)
+    self.text_encoder = TextTransformer(**self.text, **kwargs)
+    proj = dict(features=self.embed_dim, use_bias=False, **kwargs,
+                kernel_init=logical(DEFAULT_KERNEL_INIT, ("embed", "joint")))
+    self.image_proj = nn.Dense(**proj)
+    self.text_proj = nn.Dense(**proj)
+    self.logit_scale = self.param("logit_scale", nn.initializers.constant(self.logit_scale_init),
+                                  (), jnp.float32)
+    if self.logit_bias_init is not None:
+      self.logit_bias = self.param("logit_bias", nn.initializers.constant(self.logit_bias_init),
+                                   (), jnp.float32)
+
+  def encode_image(self, image: jax.Array) -> tuple[jax.Array, dict]:
+    """image: f32[B, H, W, 3] → (unit embeddings f32[B, embed_dim], aux)."""
+    pooled, aux = self.image_encoder(image)
+    return _normalize(self.image_proj(pooled)), aux
+
+  def encode_text(self, text: jax.Array) -> tuple[jax.Array, dict]:
+    """text: int[B, L] → (unit embeddings f32[B, embed_dim], aux)."""
+    pooled, aux = self.text_encoder(text)
+    return _normalize(self.text_proj(pooled)), aux
+
+  def __call__(self, image: jax.Array, text: jax.Array) -> tuple[tuple[jax.Array, jax.Array], dict]:
+    image_emb, image_aux = self.encode_image(image)
+    text_emb, text_aux = self.encode_text(text)
+    aux = {"image": image_aux, "text": text_aux, "logit_scale": self.logit_scale}
+    if self.logit_bias_init is not None:
+      aux["logit_bias"] = self.logit_bias
+    return (image_emb, text_emb), aux

@@ -1,0 +1,62 @@
+"""Device mesh from config, logical-axis rules, and helpers to place data and params on it."""
+from collections.abc import Mapping, Sequence
+import math
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+Rules = Sequence[tuple[str, str | Sequence[str] | None]]
+
+
+def make_mesh(mesh_config: Mapping[str, int], devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """{"data": -1, "fsdp": 2} → a Mesh over all devices; one axis may be -1 (= the rest)."""
+  devices = list(jax.devices() if devices is None else devices)
+  names, sizes = list(mesh_config.keys()), list(mesh_config.values())
+  if sizes.count(-1) > 1:
+    raise ValueError(f"config.mesh={dict(mesh_config)}: at most one axis may be -1.")
+  known = math.prod(s for s in sizes if s != -1)
+  if any(s == 0 or s < -1 for s in sizes) or len(devices) % known:
+    raise ValueError(f"config.mesh={dict(mesh_config)} does not fit {len(devices)} devices: the "
+                     "fixed axis sizes must be positive and divide the device count.")
+  sizes = [len(devices) // known if s == -1 else s for s in sizes]
+  if math.prod(sizes) != len(devices):
+    raise ValueError(f"config.mesh={dict(mesh_config)} uses {math.prod(sizes)} devices but "
+                     f"{len(devices)} are available; set one axis to -1 to use the rest.")
+  return Mesh(np.asarray(devices).reshape(sizes), names)
+
+
+def batch_axes(rules: Rules) -> tuple[str, ...]:
+  """The mesh axes the logical 'batch' axis maps to (data parallelism)."""
+  axes = dict(rules).get("batch")
+  return () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
+
+
+def data_parallel_size(mesh: Mesh, rules: Rules) -> int:
+  return math.prod(mesh.shape[a] for a in batch_axes(rules))
+
+
+def batch_sharding(mesh: Mesh, rules: Rules) -> NamedSharding:
+  """Leading axis split over the data-parallel mesh axes, the rest replicated."""
+  return NamedSharding(mesh, P(batch_axes(rules)))
+
+
+def to_global_batch(batch: Mapping[str, np.ndarray], mesh: Mesh, rules: Rules) -> dict[str, jax.Array]:
+  """This process's slice of the batch → global jax.Arrays sharded over the batch axes."""
+  sharding = batch_sharding(mesh, rules)
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()}
+
+
+def logical_shardings(abstract_tree, mesh: Mesh, rules: Rules):
+  """NamedShardings for a pytree of (boxed) abstract values with logical axis names."""
+  return nn.logical_to_mesh_sharding(nn.get_partition_spec(abstract_tree), mesh, list(rules))
+
+
+def sharding_table(params, max_rows: int | None = None) -> str:
+  """A readable per-parameter table: path, shape, and how it is sharded."""
+  rows = []
+  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+    spec = getattr(getattr(leaf, "sharding", None), "spec", None)
+    rows.append(f"{jax.tree_util.keystr(path):70s} {str(tuple(leaf.shape)):18s} {spec}")
+  return "\n".join(rows[:max_rows])

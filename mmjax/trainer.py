@@ -1,0 +1,287 @@
+"""The one train loop, for every task: sharded init, jitted step, eval, checkpoint, logging."""
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import math
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+from jax.experimental import multihost_utils
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from mmjax import data as mmdata
+from mmjax import evaluators, models, optim, sharding, tasks
+from mmjax.checkpoint import Checkpointer
+from mmjax.metric_writer import MetricWriter
+from mmjax.train_state import TrainState
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """The resolved config, first thing in the workdir, so a run can always be reproduced."""
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+
+def prepare_data(data_config: ml_collections.ConfigDict) -> None:
+  """Generates the dataset on first use: process 0 writes it, the others wait and open it."""
+  if jax.process_index() == 0:
+    mmdata.prepare(data_config)
+  multihost_utils.sync_global_devices("mmjax_prepare_data")
+  mmdata.prepare(data_config)
+
+
+def check_batch_size(config: ml_collections.ConfigDict, mesh) -> int:
+  """The per-process batch size, after checking the global one splits evenly."""
+  parallel = sharding.data_parallel_size(mesh, config.sharding_rules)
+  for name in ("batch_size", "eval_batch_size"):
+    size = config[name]
+    if size <= 0 or size % parallel or size % jax.process_count():
+      raise ValueError(f"config.{name}={size} must be a positive multiple of the data-parallel device "
+                       f"count ({parallel}) and of the process count ({jax.process_count()}).")
+  return config.batch_size // jax.process_count()
+
+
+class StopRequest:
+  """SIGTERM (preemption) or Ctrl-C asks the loop to save and stop after the current step.
+  A second Ctrl-C interrupts at once."""
+
+  def __init__(self):
+    self.requested = False
+
+  def __enter__(self):
+    self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    logging.warning("Received %s: saving a checkpoint and stopping.", signal.Signals(signum).name)
+    self.requested = True
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+  def __exit__(self, *exc):
+    for s, handler in self.previous.items():
+      signal.signal(s, handler)
+
+
+def make_train_step(task, tx: optax.GradientTransformation, schedule: optax.Schedule) -> Callable:
+  def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
+    rng = jax.random.fold_in(state.rng, state.step)
+    (_, metrics), grads = jax.value_and_grad(task.loss_fn, has_aux=True)(state.params, batch, rng)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {**metrics, "grad_norm": optax.global_norm(grads), "lr": schedule(state.step)}
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+  return train_step
+
+
+class NonFiniteLossError(FloatingPointError):
+  pass
+
+
+def _check_finite(step: int, metrics: dict[str, float], checkpointer: Checkpointer, workdir: str) -> None:
+  bad = [k for k in ("loss", "grad_norm") if not math.isfinite(metrics[k])]
+  if bad:
+    last = checkpointer.latest_step()
+    kept = f"the last good checkpoint (step {last}) is kept in {workdir}" if last is not None else \
+        "no checkpoint had been written yet"
+    raise NonFiniteLossError(
+        f"Non-finite {bad[0]} ({metrics[bad[0]]}) at step {step}; stopping, {kept}. Lower "
+        "config.optim.lr, raise config.optim.warmup_steps or check the input data.")
+
+
+def _state_init(task, tx, example: dict[str, np.ndarray]) -> Callable:
+  """init(rng) → TrainState. Params are shaped from one example row; their shapes never depend on
+  the batch size."""
+  def init(rng: jax.Array) -> TrainState:
+    params = task.init(rng, {k: jnp.zeros((1, *v.shape[1:]), v.dtype) for k, v in example.items()})["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=rng)
+  return init
+
+
+def abstract_state(init: Callable, seed: int, mesh, rules):
+  """(abstract TrainState with shardings, its sharding tree): shapes only, nothing allocated."""
+  boxed = jax.eval_shape(init, jax.random.PRNGKey(seed))
+  state_sharding = sharding.logical_shardings(boxed, mesh, rules)
+  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                          nn.unbox(boxed), state_sharding)
+  return abstract, state_sharding
+
+
+def build_evaluators(config: ml_collections.ConfigDict, task, mesh, rules) -> dict:
+  """The evaluators of `config.evals`, sharing predict_fns jitted once with replicated outputs."""
+  predict_fns = {name: jax.jit(fn, out_shardings=NamedSharding(mesh, P()))
+                 for name, fn in task.predict_fns().items()}
+  return {name: evaluators.build(cfg, data_config=config.data, predict_fns=predict_fns,
+                                 batch_size=config.eval_batch_size // jax.process_count(),
+                                 to_device=lambda batch: sharding.to_global_batch(batch, mesh, rules))
+          for name, cfg in config.evals.items()}
+
+
+class _Run:
+  """What train() and evaluate() both build from a config."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str, devices=None):
+    self.workdir = os.path.abspath(os.path.expanduser(workdir))
+    self.mesh = sharding.make_mesh(config.mesh, devices)
+    self.rules = [tuple(rule) for rule in config.sharding_rules]
+    self.batch_size = check_batch_size(config, self.mesh)
+    prepare_data(config.data)
+    tokenizer = mmdata.get_tokenizer(config.data)
+    if config.model.text.vocab_size < tokenizer.vocab_size:
+      raise ValueError(f"config.model.text.vocab_size={config.model.text.vocab_size} is smaller than "
+                       f"the tokenizer's vocabulary ({tokenizer.vocab_size}); raise it.")
+    self.task = tasks.build(config.task, models.build(config.model))
+    self.tx, self.schedule = optim.make_optimizer(config.optim, config.total_steps)
+    self.checkpointer = Checkpointer(os.path.join(self.workdir, "checkpoints"),
+                                     max_to_keep=config.keep_checkpoints)
+    self.loader = mmdata.train_loader(config.data, batch_size=self.batch_size, seed=config.seed)
+    self.first_batch = self.task_inputs(next(self.loader))
+    self.init = _state_init(self.task, self.tx, self.first_batch)
+    self.abstract, self.state_sharding = abstract_state(self.init, config.seed, self.mesh, self.rules)
+
+  def task_inputs(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: v for k, v in batch.items() if k in self.task.batch_keys}
+
+  def to_device(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
+    return sharding.to_global_batch(batch, self.mesh, self.rules)
+
+
+def _restore(run: _Run) -> tuple[TrainState, int]:
+  restored = run.checkpointer.restore_latest(run.abstract)
+  if restored is None:
+    raise FileNotFoundError(f"No checkpoint in {run.workdir}/checkpoints; train first with "
+                            f"python -m experiments.train --workdir={run.workdir} --config=...")
+  state, _, step = restored
+  return state, step
+
+
+def load_state(config: ml_collections.ConfigDict, workdir: str,
+               devices: Sequence[jax.Device] | None = None) -> TrainState:
+  """The newest good TrainState of `workdir` (e.g. to explore a trained model in a notebook)."""
+  run = _Run(config, workdir, devices)
+  with jax.set_mesh(run.mesh), nn.logical_axis_rules(run.rules):
+    state, _ = _restore(run)
+  run.checkpointer.close()
+  return state
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str,
+             devices: Sequence[jax.Device] | None = None) -> dict[str, float]:
+  """Runs every evaluator of `config.evals` on the newest good checkpoint of `workdir`."""
+  run = _Run(config, workdir, devices)
+  with jax.set_mesh(run.mesh), nn.logical_axis_rules(run.rules):
+    state, step = _restore(run)
+    results = {"step": step}
+    for name, evaluator in build_evaluators(config, run.task, run.mesh, run.rules).items():
+      results.update({f"eval/{name}/{k}": v for k, v in evaluator.run(state.params).items()})
+  run.checkpointer.close()
+  return results
+
+
+def train(config: ml_collections.ConfigDict, workdir: str,
+          devices: Sequence[jax.Device] | None = None) -> dict[str, float]:
+  """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the final metrics.
+
+  `devices` defaults to all devices; `config.mesh` is laid over them.
+  """
+  os.makedirs(os.path.abspath(os.path.expanduser(workdir)), exist_ok=True)
+  write_config(config, os.path.abspath(os.path.expanduser(workdir)))
+  run = _Run(config, workdir, devices)
+  workdir, loader, checkpointer, task = run.workdir, run.loader, run.checkpointer, run.task
+  writer = MetricWriter(workdir)
+
+  with jax.set_mesh(run.mesh), nn.logical_axis_rules(run.rules):
+    restored = checkpointer.restore_latest(run.abstract)
+    if restored is None:
+      state = jax.jit(lambda rng: nn.unbox(run.init(rng)), out_shardings=run.state_sharding)(
+          jax.random.PRNGKey(config.seed))
+      batches = itertools.chain([run.first_batch], loader)
+      logging.info("Starting from scratch: %s parameters.",
+                   f"{sum(x.size for x in jax.tree.leaves(state.params)):,}")
+    else:
+      state, data_state, step = restored
+      loader.set_state(data_state)
+      batches = loader
+      writer.truncate_after(step)
+      logging.info("Resumed from step %d of %s.", step, workdir)
+
+    train_step = jax.jit(make_train_step(task, run.tx, run.schedule), donate_argnums=0,
+                         in_shardings=(run.state_sharding, sharding.batch_sharding(run.mesh, run.rules)),
+                         out_shardings=(run.state_sharding, NamedSharding(run.mesh, P())))
+    evals = build_evaluators(config, task, run.mesh, run.rules)
+
+    def run_evals(step: int, names) -> dict[str, float]:
+      results = {}
+      for name in names:
+        start = time.time()
+        for metric, value in evals[name].run(state.params).items():
+          results[f"eval/{name}/{metric}"] = value
+        logging.info("eval %s took %.1f s", name, time.time() - start)
+      if results:
+        writer.write(step, results)
+      return results
+
+    step = int(state.step)
+    pending, interval = None, []
+    progress = tqdm.tqdm(total=config.total_steps, initial=step, desc="train", unit="step",
+                         disable=jax.process_index() != 0, dynamic_ncols=True)
+    last_log_time, last_log_step = time.time(), step
+    with StopRequest() as stop:
+      while step < config.total_steps and not stop.requested:
+        batch = run.to_device(run.task_inputs(next(batches)))
+        state, metrics = train_step(state, batch)
+        step += 1
+        # Fetch the previous step's metrics only now, so the host prepares this batch while the
+        # device still runs the previous step.
+        if pending is not None:
+          _log_step(*pending, interval, progress)
+        pending = (step, metrics)
+        if step % config.log_every_steps == 0 or step == config.total_steps:
+          _log_step(*pending, interval, progress)
+          pending = None
+          for m in interval:
+            _check_finite(m["step"], m, checkpointer, workdir)
+          now = time.time()
+          summary = {f"train/{k}": float(np.mean([m[k] for m in interval])) for k in interval[0] if k != "step"}
+          summary["train/steps_per_s"] = (step - last_log_step) / (now - last_log_time)
+          writer.write(step, summary)
+          interval, last_log_time, last_log_step = [], now, step
+        due = [n for n, c in config.evals.items() if step % c.every_steps == 0 and step < config.total_steps]
+        run_evals(step, due)
+        if step % config.checkpoint_every_steps == 0 or step == config.total_steps or stop.requested:
+          if pending is not None:
+            _log_step(*pending, interval, progress)
+            pending = None
+          for m in interval:
+            _check_finite(m["step"], m, checkpointer, workdir)
+          checkpointer.save(step, state, loader.get_state())
+    progress.close()
+    checkpointer.wait()
+    checkpointer.close()
+    if stop.requested:
+      logging.warning("Stopped at step %d on request; rerun the same command to resume.", step)
+      writer.close()
+      return {}
+    final = run_evals(step, list(config.evals))
+    writer.close()
+    return final
+
+
+def _log_step(step: int, metrics, interval: list[dict], progress: tqdm.tqdm) -> None:
+  values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+  interval.append({"step": step, **values})
+  progress.update(step - progress.n)
+  progress.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)

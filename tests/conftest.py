@@ -1,0 +1,24 @@
+"""Test setup: 8 fake CPU devices (before jax initialises) and a small Shapes dataset.
+
+Every test sees 8 CPU devices; single-device code paths build a 1-device mesh.
+The small Shapes variant is generated once per session into a temporary directory.
+"""
+import os
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def shapes_data_dir(tmp_path_factory) -> str:
+  """A data_dir holding the prepared `shapes/small` dataset."""
+  from mmjax import data as mmdata
+  from configs import common
+
+  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  mmdata.prepare(common.shapes_data_config(variant="small", data_dir=data_dir))
+  return data_dir

@@ -1,0 +1,180 @@
+"""The input pipeline: prepare, tokenizer, train_loader (determinism, resume) and eval_batches."""
+import collections
+import json
+import os
+from concurrent import futures
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from configs import common
+from mmjax import data as mmdata
+from mmjax.data import shapes
+
+TRAIN_FIELDS = {"image", "text", "num_objects", "shape", "colour", "size", "row", "col"}
+
+
+@pytest.fixture(scope="module")
+def data_config(shapes_data_dir):
+  return common.shapes_data_config(variant="small", data_dir=shapes_data_dir)
+
+
+@pytest.fixture(scope="module")
+def captions(data_config) -> dict[str, list[str]]:
+  """Every stored caption, in record order."""
+  builder = mmdata.prepare(data_config)
+  result = {}
+  for split in ("train", "test"):
+    source = builder.as_data_source(split, decoders={"image": tfds.decode.SkipDecoding()})
+    result[split] = [source[i]["caption"].decode() for i in range(len(source))]
+  return result
+
+
+def _take(loader, count):
+  return [next(loader) for _ in range(count)]
+
+
+def _assert_batches_equal(a, b):
+  assert a.keys() == b.keys()
+  for key in a:
+    np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def _caption_of_labels(batch, row):
+  objects = []
+  for i in range(int(batch["num_objects"][row])):
+    objects.append(shapes.SceneObject(*(int(batch[field][row, i]) for field in shapes.SceneObject._fields)))
+  return shapes.caption_for(objects)
+
+
+def test_prepare_reuses_prepared_data(data_config):
+  builder = mmdata.prepare(data_config)
+  record_file = next(f for f in os.listdir(builder.data_dir) if "train.array_record" in f)
+  before = os.stat(os.path.join(builder.data_dir, record_file)).st_mtime_ns
+  again = mmdata.prepare(data_config)
+  assert again.data_dir == builder.data_dir
+  assert os.stat(os.path.join(builder.data_dir, record_file)).st_mtime_ns == before
+
+
+def test_concurrent_first_use_generates_once(tmp_path):
+  config = common.shapes_data_config(variant="small", data_dir=str(tmp_path))
+  with futures.ThreadPoolExecutor(2) as pool:
+    builders = list(pool.map(lambda _: mmdata.prepare(config), range(2)))
+  assert all(builder.is_prepared() for builder in builders)
+  assert [p.name for p in (tmp_path / "shapes" / "small").iterdir()] == ["1.0.0"]
+
+
+def test_dataset_facts(data_config):
+  assert mmdata.num_examples(data_config, "train") == 2048
+  assert mmdata.num_examples(data_config, "heldout") == 512
+  assert mmdata.num_examples(data_config, "test[:100]") == 100
+  assert mmdata.class_names(data_config) == {
+      "shape": list(shapes.SHAPES), "colour": list(shapes.COLOURS), "size": list(shapes.SIZES)}
+  tokenizer = mmdata.get_tokenizer(data_config)
+  assert tokenizer.pad_id == 0 and tokenizer.vocab_size == 4 + len(shapes.VOCAB)
+
+
+def test_train_batch_fields_and_ranges(data_config):
+  batch = next(mmdata.train_loader(data_config, batch_size=16, seed=0))
+  assert set(batch) == TRAIN_FIELDS
+  assert batch["image"].dtype == np.float32 and batch["image"].shape == (16, 48, 48, 3)
+  assert -1.0 <= batch["image"].min() < -0.8 and 0.8 < batch["image"].max() <= 1.0
+  assert batch["text"].dtype == np.int32 and batch["text"].shape == (16, data_config.text_len)
+  assert batch["num_objects"].shape == (16,)
+  for field in TRAIN_FIELDS - {"image", "text", "num_objects"}:
+    assert batch[field].dtype == np.int32 and batch[field].shape == (16, 3)
+  tokenizer = mmdata.get_tokenizer(data_config)
+  for row in range(16):
+    assert tokenizer.decode(batch["text"][row]) == _caption_of_labels(batch, row)
+    eos = list(batch["text"][row]).index(tokenizer.eos_id)
+    assert (batch["text"][row, eos + 1:] == 0).all()
+
+
+def test_train_order_is_deterministic_from_seed(data_config):
+  first = _take(mmdata.train_loader(data_config, batch_size=8, seed=3), 3)
+  again = _take(mmdata.train_loader(data_config, batch_size=8, seed=3), 3)
+  other = _take(mmdata.train_loader(data_config, batch_size=8, seed=4), 3)
+  for a, b in zip(first, again):
+    _assert_batches_equal(a, b)
+  assert not all(np.array_equal(a["image"], b["image"]) for a, b in zip(first, other))
+
+
+def test_an_epoch_is_a_permutation_of_the_train_split(data_config, captions):
+  loader = mmdata.train_loader(data_config, batch_size=256, seed=0)
+  tokenizer = mmdata.get_tokenizer(data_config)
+  seen = [tokenizer.decode(text) for batch in _take(loader, 2048 // 256) for text in batch["text"]]
+  assert collections.Counter(seen) == collections.Counter(captions["train"])
+  assert seen != captions["train"], "train order must be shuffled"
+
+
+@pytest.mark.parametrize("worker_count", [0, 2])
+def test_restored_loader_continues_with_the_next_batch(data_config, worker_count):
+  config = common.shapes_data_config(variant="small", data_dir=data_config.data_dir, worker_count=worker_count)
+  loader = mmdata.train_loader(config, batch_size=32, seed=7)
+  _take(loader, 3)
+  state = json.loads(json.dumps(loader.get_state()))
+  expected = _take(loader, 2)
+
+  restored = mmdata.train_loader(config, batch_size=32, seed=7)
+  restored.set_state(state)
+  for a, b in zip(expected, _take(restored, 2)):
+    _assert_batches_equal(a, b)
+
+
+def test_eval_batches_cover_the_split_once_in_order(data_config, captions):
+  batches = list(mmdata.eval_batches(data_config, "test", batch_size=100))
+  assert len(batches) == 6
+  for batch in batches:
+    assert set(batch) == TRAIN_FIELDS | {"caption", "valid"}
+    assert batch["image"].shape == (100, 48, 48, 3) and batch["valid"].dtype == bool
+  assert [int(b["valid"].sum()) for b in batches] == [100] * 5 + [12]
+  assert list(batches[-1]["valid"]) == [True] * 12 + [False] * 88
+  got = [str(c) for b in batches for c, v in zip(b["caption"], b["valid"]) if v]
+  assert got == captions["test"]
+
+  last = batches[-1]
+  assert all(isinstance(c, str) for c in last["caption"])
+  assert (last["image"][12:] == 0).all() and (last["text"][12:] == 0).all()
+  assert (last["caption"][12:] == "").all()
+  tokenizer = mmdata.get_tokenizer(data_config)
+  assert [tokenizer.decode(t) for t in last["text"][:12]] == list(last["caption"][:12])
+
+
+def test_eval_batches_shard_over_processes(data_config, captions, monkeypatch):
+  monkeypatch.setattr(jax, "process_count", lambda: 3)
+  per_process = []
+  for index in range(3):
+    monkeypatch.setattr(jax, "process_index", lambda index=index: index)
+    per_process.append(list(mmdata.eval_batches(data_config, "test[:250]", batch_size=83)))
+  # 250 examples over 3 processes: shards of 83, 83, 84, so 2 batches each; the
+  # first two processes pad with a batch that has no valid row.
+  assert [len(batches) for batches in per_process] == [2, 2, 2]
+  assert [[int(b["valid"].sum()) for b in batches] for batches in per_process] == [[83, 0], [83, 0], [83, 1]]
+  got = [str(c) for batches in per_process for b in batches for c, v in zip(b["caption"], b["valid"]) if v]
+  assert got == captions["test"][:250]
+
+
+def test_unknown_and_empty_splits_are_clear_errors(data_config):
+  with pytest.raises(ValueError, match=r"Unknown split 'validation'.*\['heldout', 'test', 'train'\]"):
+    mmdata.num_examples(data_config, "validation")
+  with pytest.raises(ValueError, match="Unknown split"):
+    mmdata.eval_batches(data_config, "valid", batch_size=8)
+  with pytest.raises(ValueError, match="no examples"):
+    mmdata.eval_batches(data_config, "test[:0]", batch_size=8)
+
+
+def test_unknown_dataset_or_variant_lists_the_known_ones(shapes_data_dir):
+  config = common.shapes_data_config(data_dir=shapes_data_dir)
+  config.name = "circles"
+  with pytest.raises(ValueError, match=r"Unknown dataset 'circles'.*\['shapes'\]"):
+    mmdata.prepare(config)
+  with pytest.raises(ValueError, match=r"Unknown variant 'tiny'.*\['default', 'small'\]"):
+    mmdata.prepare(common.shapes_data_config(variant="tiny", data_dir=shapes_data_dir))
+
+
+def test_too_short_text_len_fails_loudly(data_config):
+  config = common.shapes_data_config(variant="small", data_dir=data_config.data_dir, text_len=6)
+  with pytest.raises(ValueError, match="text_len"):
+    next(mmdata.train_loader(config, batch_size=64, seed=0))
