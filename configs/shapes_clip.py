@@ -16,15 +16,17 @@ from configs import common
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = common.parse_arg(arg, smoke=False, loss="softmax", steps=0)
-  config = common.run_config(total_steps=1500, batch_size=256)
-  config.data = common.shapes_data_config(variant="small" if arg.smoke else "default")
+  config = common.run_config(total_steps=900, batch_size=128)
+  # The longest Shapes caption is 16 words + end-of-text.
+  config.data = common.shapes_data_config(variant="small" if arg.smoke else "default", text_len=18)
 
   sigmoid = arg.loss == "sigmoid"
   config.model = ml_collections.ConfigDict(dict(
       name="two_tower",
-      image=dict(variant="Micro/8", pool="cls"),
-      text=dict(vocab_size=64, width=128, depth=4, num_heads=4, mlp_dim=512,
-                max_len=config.data.text_len, causal=True, pool="last"),
+      # Patch 16 on 48x48 images: one token per cell of the 3x3 scene grid.
+      image=dict(variant="Micro/16", pool="cls", posemb="sincos2d"),
+      text=dict(vocab_size=64, width=128, depth=2, num_heads=4, mlp_dim=512,
+                max_len=config.data.get_ref("text_len"), causal=True, pool="last"),
       embed_dim=128,
       # SigLIP initialises t = 10, b = -10; CLIP initialises 1/0.07.
       logit_scale_init=math.log(10.0) if sigmoid else math.log(1 / 0.07),
@@ -33,7 +35,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       param_dtype="float32",
   ))
   config.task = ml_collections.ConfigDict(dict(name="contrastive", loss=arg.loss))
-  config.optim = common.optim_config(lr=1e-3, warmup_steps=100, weight_decay=1e-4)
+  config.optim = common.optim_config(lr=2e-3, warmup_steps=50, weight_decay=1e-4)
 
   eval_every = 500
   config.evals = ml_collections.ConfigDict(dict(
@@ -50,7 +52,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.log_every_steps = 10
     config.checkpoint_every_steps = 30
     config.optim.warmup_steps = 10
-    config.model.image = dict(variant="Nano/8", pool="cls")
+    config.model.image.variant = "Nano/8"
     config.model.text.update(width=64, depth=2, num_heads=2, mlp_dim=256)
     config.model.embed_dim = 64
     for evaluator in config.evals.values():

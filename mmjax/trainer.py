@@ -239,38 +239,48 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     progress = tqdm.tqdm(total=config.total_steps, initial=step, desc="train", unit="step",
                          disable=jax.process_index() != 0, dynamic_ncols=True)
     last_log_time, last_log_step = time.time(), step
-    with StopRequest() as stop:
-      while step < config.total_steps and not stop.requested:
-        batch = run.to_device(run.task_inputs(next(batches)))
-        state, metrics = train_step(state, batch)
-        step += 1
-        # Fetch the previous step's metrics only now, so the host prepares this batch while the
-        # device still runs the previous step.
-        if pending is not None:
-          _log_step(*pending, interval, progress)
-        pending = (step, metrics)
-        if step % config.log_every_steps == 0 or step == config.total_steps:
-          _log_step(*pending, interval, progress)
-          pending = None
-          for m in interval:
-            _check_finite(m["step"], m, checkpointer, workdir)
-          now = time.time()
-          summary = {f"train/{k}": float(np.mean([m[k] for m in interval])) for k in interval[0] if k != "step"}
-          summary["train/steps_per_s"] = (step - last_log_step) / (now - last_log_time)
-          writer.write(step, summary)
-          interval, last_log_time, last_log_step = [], now, step
-        due = [n for n, c in config.evals.items() if step % c.every_steps == 0 and step < config.total_steps]
-        run_evals(step, due)
-        if step % config.checkpoint_every_steps == 0 or step == config.total_steps or stop.requested:
+
+    def flush_and_check() -> None:
+      """Fetches the pending step's metrics and stops on a non-finite one before it is logged
+      or checkpointed."""
+      nonlocal pending
+      if pending is not None:
+        _log_step(*pending, interval, progress)
+        pending = None
+      for m in interval:
+        _check_finite(m["step"], m, checkpointer, workdir)
+
+    try:
+      with StopRequest() as stop:
+        while step < config.total_steps and not stop.requested:
+          batch = run.to_device(run.task_inputs(next(batches)))
+          state, metrics = train_step(state, batch)
+          step += 1
+          # Fetch the previous step's metrics only now, so the host prepares this batch while the
+          # device still runs the previous step.
           if pending is not None:
             _log_step(*pending, interval, progress)
-            pending = None
-          for m in interval:
-            _check_finite(m["step"], m, checkpointer, workdir)
-          checkpointer.save(step, state, loader.get_state())
-    progress.close()
-    checkpointer.wait()
-    checkpointer.close()
+          pending = (step, metrics)
+          if step % config.log_every_steps == 0 or step == config.total_steps:
+            flush_and_check()
+            summary = {f"train/{k}": float(np.mean([m[k] for m in interval]))
+                       for k in interval[0] if k != "step"}
+            summary["train/steps_per_s"] = (step - last_log_step) / (time.time() - last_log_time)
+            writer.write(step, summary)
+            interval, last_log_time, last_log_step = [], time.time(), step
+          due = [n for n, c in config.evals.items() if step % c.every_steps == 0 and step < config.total_steps]
+          if due:
+            eval_start = time.time()
+            run_evals(step, due)
+            last_log_time += time.time() - eval_start  # steps_per_s counts training time only.
+          if step % config.checkpoint_every_steps == 0 or step == config.total_steps or stop.requested:
+            flush_and_check()
+            checkpointer.save(step, state, loader.get_state())
+    finally:
+      # Also on an error: let an in-flight save of a good step finish rather than leave it half-written.
+      progress.close()
+      checkpointer.wait()
+      checkpointer.close()
     if stop.requested:
       logging.warning("Stopped at step %d on request; rerun the same command to resume.", step)
       writer.close()

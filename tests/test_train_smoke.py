@@ -6,6 +6,8 @@ import pytest
 
 from tests.helpers import read_metrics, run_module
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def smoke_workdir(shapes_data_dir, tmp_path_factory):

@@ -10,6 +10,8 @@ import pytest
 from mmjax import trainer
 from tests.helpers import read_metrics, smoke_config
 
+pytestmark = pytest.mark.slow
+
 
 def _params_at(workdir: str, step: int):
   with ocp.StandardCheckpointer() as ckpt:

@@ -44,6 +44,7 @@ class ViT(nn.Module):
   mlp_dim: int | None = None
   patch_size: int | None = None
   pool: str = "cls"
+  posemb: str = "learn"  # "learn" or "sincos2d" (fixed; positions are meaningful from step 0).
   max_tokens: int = 1025
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
@@ -62,11 +63,17 @@ class ViT(nn.Module):
     dims = self.dims()
     x = mnn.PatchEmbed(dims["patch_size"], dims["width"], self.dtype, self.param_dtype,
                        name="patch_embed")(image.astype(self.dtype))
+    if self.posemb == "sincos2d":
+      grid = (image.shape[1] // dims["patch_size"], image.shape[2] // dims["patch_size"])
+      x = x + mnn.sincos_2d(*grid, dims["width"]).astype(x.dtype)
+    elif self.posemb != "learn":
+      raise ValueError(f"Unknown ViT posemb {self.posemb!r}; known: ['learn', 'sincos2d'].")
     if self.pool == "cls":
       cls = self.param("cls", mnn.partitioning.logical(nn.initializers.zeros, (None, None, "embed")),
                        (1, 1, dims["width"]), self.param_dtype)
       x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, x.shape[-1])).astype(x.dtype), x], 1)
-    x = mnn.PositionEmbed(self.max_tokens, self.param_dtype, name="pos_embed")(x)
+    if self.posemb == "learn":
+      x = mnn.PositionEmbed(self.max_tokens, self.param_dtype, name="pos_embed")(x)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
     x = mnn.Encoder(dims["depth"], dims["num_heads"], dims["mlp_dim"], self.dtype,
                     self.param_dtype, name="encoder")(x)

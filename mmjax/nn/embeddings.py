@@ -42,6 +42,17 @@ class TokenEmbed(nn.Module):
                     name="embedding")(tokens)
 
 
+def sincos_2d(height: int, width: int, features: int, temperature: float = 10_000.0) -> jax.Array:
+  """Fixed 2-D sine-cosine position table f32[height * width, features] (MoCo v3 / big_vision)."""
+  if features % 4:
+    raise ValueError(f"sincos2d position embeddings need a width divisible by 4; got {features}.")
+  y, x = jnp.mgrid[:height, :width]
+  omega = 1.0 / temperature ** (jnp.arange(features // 4) / (features // 4 - 1))
+  y = y.reshape(-1)[:, None] * omega[None, :]
+  x = x.reshape(-1)[:, None] * omega[None, :]
+  return jnp.concatenate([jnp.sin(x), jnp.cos(x), jnp.sin(y), jnp.cos(y)], axis=1)
+
+
 class PositionEmbed(nn.Module):
   """Adds a learned position embedding to x: [B, L, D] (L ≤ max_len)."""
   max_len: int
