@@ -42,16 +42,13 @@ class RetrievalEvaluator:
     self.to_device = to_device
 
   def run(self, params) -> dict[str, float]:
-    def predict(batch):
-      return (self.predict_fns["embed_image"](params, batch["image"]),
-              self.predict_fns["embed_text"](params, batch["text"]))
-
-    def stacked(batch):
-      image, text = predict(batch)
-      return np.concatenate([np.asarray(image), np.asarray(text)], axis=1)
+    def embed_pair(batch):
+      """[B, 2D]: image and text embeddings side by side, so one pass collects both."""
+      return np.concatenate([np.asarray(self.predict_fns["embed_image"](params, batch["image"])),
+                             np.asarray(self.predict_fns["embed_text"](params, batch["text"]))], axis=1)
 
     batches = mmdata.eval_batches(self.data_config, self.split, batch_size=self.batch_size)
-    embeddings, fields = predict_over(batches, stacked, self.to_device)
+    embeddings, fields = predict_over(batches, embed_pair, self.to_device)
     image_emb, text_emb = np.split(embeddings, 2, axis=1)
     _, groups = np.unique(fields["text"], axis=0, return_inverse=True)
     metrics = recall_at_k(image_emb, text_emb, groups.reshape(-1))

@@ -78,3 +78,14 @@ def test_two_tower_outputs_unit_embeddings():
   np.testing.assert_allclose(aux["logit_bias"], -10.0)
   # The named entry points agree with the joint call.
   np.testing.assert_allclose(jax.jit(lambda p, x: model.apply(p, x, method=model.encode_image))(params, image)[0], image_emb, atol=1e-6)
+
+
+def test_sincos_2d_table():
+  table = mnn.sincos_2d(3, 3, 16)
+  assert table.shape == (9, 16)
+  # Every grid position gets its own code, and the first column pair is sin/cos of the x index.
+  assert len({tuple(np.round(row, 5)) for row in np.asarray(table)}) == 9
+  np.testing.assert_allclose(table[:3, 0], np.sin([0.0, 1.0, 2.0]), atol=1e-6)
+  np.testing.assert_allclose(table[:3, 4], np.cos([0.0, 1.0, 2.0]), atol=1e-6)
+  with pytest.raises(ValueError, match="divisible by 4"):
+    mnn.sincos_2d(3, 3, 10)
