@@ -44,10 +44,13 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
 
 
 def shapes_data_config(variant: str = "default", data_dir: str = DEFAULT_DATA_DIR,
-                       text_len: int = 24, worker_count: int = 0) -> ml_collections.ConfigDict:
+                       text_len: int = 24, worker_count: int = 0,
+                       hard_negatives: bool = False) -> ml_collections.ConfigDict:
   """The `config.data` block for the offline Shapes dataset.
 
   `variant` is the tfds builder config: "default" (the full dataset) or "small" (tests, smoke runs).
+  `hard_negatives` adds a `negative_text` field to training batches, which the contrastive task
+  uses as extra negatives (see `mmjax.data.shapes.hard_negative_caption`).
   """
   return ml_collections.ConfigDict(dict(
       name="shapes",
@@ -55,6 +58,7 @@ def shapes_data_config(variant: str = "default", data_dir: str = DEFAULT_DATA_DI
       data_dir=data_dir,
       text_len=text_len,
       worker_count=worker_count,
+      hard_negatives=hard_negatives,
   ))
 
 

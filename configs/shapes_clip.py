@@ -18,7 +18,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = common.parse_arg(arg, smoke=False, loss="softmax", steps=0)
   config = common.run_config(total_steps=900, batch_size=128)
   # The longest Shapes caption is 16 words + end-of-text.
-  config.data = common.shapes_data_config(variant="small" if arg.smoke else "default", text_len=18)
+  config.data = common.shapes_data_config(variant="small" if arg.smoke else "default", text_len=18,
+                                         hard_negatives=True)
 
   sigmoid = arg.loss == "sigmoid"
   config.model = ml_collections.ConfigDict(dict(

@@ -136,7 +136,8 @@ def train_loader(data_config: ml_collections.ConfigDict, *, batch_size: int, see
   `batch_size` is per process. Batches are dicts of numpy arrays: `image`
   f32[B, H, W, 3] in [-1, 1], `text` i32[B, text_len] and the int32 labels
   `num_objects` [B] and `shape`, `colour`, `size`, `row`, `col` [B, 3] (padded
-  with -1). `seed` is a non-negative 32-bit integer.
+  with -1); with `data_config.hard_negatives`, also `negative_text` i32[B, text_len]
+  (see `shapes.hard_negative_caption`). `seed` is a non-negative 32-bit integer.
   """
   if data_config.worker_count and not flags.FLAGS.is_parsed():
     # Grain 0.2.18 reads an absl flag when it starts workers, which raises
@@ -151,6 +152,8 @@ def train_loader(data_config: ml_collections.ConfigDict, *, batch_size: int, see
       data_source=source,
       sampler=sampler,
       operations=[_preprocess(builder, data_config, keep_caption=False),
+                  *([preprocess.AddHardNegative(_tokenizer(builder), data_config.text_len)]
+                    if data_config.hard_negatives else []),
                   grain.transforms.Batch(batch_size, drop_remainder=True)],
       worker_count=data_config.worker_count,
       read_options=_READ_OPTIONS,

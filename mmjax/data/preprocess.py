@@ -12,6 +12,7 @@ import grain
 import numpy as np
 from PIL import Image
 
+from mmjax.data import shapes
 from mmjax.data import tokenizer as tokenizer_lib
 
 LABEL_FIELDS = ("num_objects", "shape", "colour", "size", "row", "col")
@@ -46,3 +47,26 @@ class PreprocessExample(grain.transforms.Map):
     if self._keep_caption:
       example["caption"] = caption
     return example
+
+
+def scene_objects(example: dict[str, Any]) -> list[shapes.SceneObject]:
+  """The scene's objects back from a preprocessed example's labels (padding dropped)."""
+  return [shapes.SceneObject(*(int(example[field][i]) for field in shapes.SceneObject._fields))
+          for i in range(int(example["num_objects"]))]
+
+
+class AddHardNegative(grain.transforms.RandomMap):
+  """Adds `negative_text`: the tokens of a hard-negative caption of the example's scene.
+
+  Grain seeds `rng` from the sampler's seed and the record's position, so the
+  negatives, like the order, are the same after a resume.
+  """
+
+  def __init__(self, tokenizer: tokenizer_lib.Tokenizer, text_len: int):
+    self._tokenizer = tokenizer
+    self._text_len = text_len
+
+  def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    caption = shapes.hard_negative_caption(scene_objects(element), rng)
+    return {**element, "negative_text": tokenizer_lib.tokenize_to_length(self._tokenizer, caption,
+                                                                          self._text_len)}

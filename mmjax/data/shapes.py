@@ -53,7 +53,7 @@ _NOISE = 6  # Per-pixel uniform noise in [-_NOISE, _NOISE]: enough to stop pixel
 _HALF_EXTENT = {"small": 0.29, "large": 0.41}
 _MARGIN = 0.04  # Gap (fraction of a cell) kept between a jittered object and its cell border.
 
-_GRAMMAR_WORDS = ("a", "left", "of", "above")
+_GRAMMAR_WORDS = ("a", "left", "of", "above")  # See _RELATIONS.
 VOCAB = tuple(sorted(set(_GRAMMAR_WORDS + SHAPES + COLOURS + SIZES)))
 
 _ALL_PAIRS = tuple((c, s) for c in range(len(COLOURS)) for s in range(len(SHAPES)))
@@ -77,6 +77,24 @@ class SceneObject(NamedTuple):
   col: int
 
 
+_RELATIONS = ("left of", "above")
+
+
+def _phrase(obj: SceneObject) -> str:
+  return f"a {SIZES[obj.size]} {COLOURS[obj.colour]} {SHAPES[obj.shape]}"
+
+
+def _relations(objects: Sequence[SceneObject]) -> list[str]:
+  return [_RELATIONS[0] if b.row == a.row else _RELATIONS[1] for a, b in zip(objects, objects[1:])]
+
+
+def _join(phrases: Sequence[str], relations: Sequence[str]) -> str:
+  words = [phrases[0]]
+  for relation, phrase in zip(relations, phrases[1:]):
+    words += [relation, phrase]
+  return " ".join(words)
+
+
 def caption_for(objects: Sequence[SceneObject]) -> str:
   """The caption of a scene whose objects are in raster order (row, then column).
 
@@ -85,12 +103,34 @@ def caption_for(objects: Sequence[SceneObject]) -> str:
   """
   if not objects:
     raise ValueError("A scene needs at least one object.")
-  words = []
-  for i, obj in enumerate(objects):
-    if i:
-      words.append("left of" if obj.row == objects[i - 1].row else "above")
-    words.append(f"a {SIZES[obj.size]} {COLOURS[obj.colour]} {SHAPES[obj.shape]}")
-  return " ".join(words)
+  return _join([_phrase(obj) for obj in objects], _relations(objects))
+
+
+def hard_negative_caption(objects: Sequence[SceneObject], rng: np.random.Generator) -> str:
+  """The caption of a different scene made of the same words: a NegCLIP-style hard negative.
+
+  A contrastive batch of random captions almost never holds "B above A" next to
+  "A above B", so a model can match bags of words and still win; these
+  negatives make order and relation words count (Yuksekgonul et al. 2023).
+  With two or more objects, either two differently described objects swap
+  places or one relation flips ("left of" ↔ "above"); a single object changes
+  size. Colour–shape pairs are never changed, so no held-out pair appears.
+  """
+  if not objects:
+    raise ValueError("A scene needs at least one object.")
+  phrases = [_phrase(obj) for obj in objects]
+  relations = _relations(objects)
+  swaps = [(i, j) for i in range(len(phrases)) for j in range(i + 1, len(phrases)) if phrases[i] != phrases[j]]
+  if relations and (not swaps or rng.random() < 0.5):
+    k = int(rng.integers(len(relations)))
+    relations[k] = _RELATIONS[1 - _RELATIONS.index(relations[k])]
+  elif swaps:
+    i, j = swaps[int(rng.integers(len(swaps)))]
+    phrases[i], phrases[j] = phrases[j], phrases[i]
+  else:
+    obj = objects[0]
+    phrases[0] = _phrase(obj._replace(size=(obj.size + 1) % len(SIZES)))
+  return _join(phrases, relations)
 
 
 def sample_scene(rng: np.random.Generator, heldout: bool) -> list[SceneObject]:

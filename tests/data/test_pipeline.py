@@ -2,6 +2,7 @@
 import collections
 import json
 import os
+import re
 from concurrent import futures
 
 import jax
@@ -11,6 +12,7 @@ import tensorflow_datasets as tfds
 
 from configs import common
 from mmjax import data as mmdata
+from mmjax.data import preprocess
 from mmjax.data import shapes
 
 TRAIN_FIELDS = {"image", "text", "num_objects", "shape", "colour", "size", "row", "col"}
@@ -43,10 +45,7 @@ def _assert_batches_equal(a, b):
 
 
 def _caption_of_labels(batch, row):
-  objects = []
-  for i in range(int(batch["num_objects"][row])):
-    objects.append(shapes.SceneObject(*(int(batch[field][row, i]) for field in shapes.SceneObject._fields)))
-  return shapes.caption_for(objects)
+  return shapes.caption_for(preprocess.scene_objects({key: value[row] for key, value in batch.items()}))
 
 
 def test_prepare_reuses_prepared_data(data_config):
@@ -109,9 +108,25 @@ def test_an_epoch_is_a_permutation_of_the_train_split(data_config, captions):
   assert seen != captions["train"], "train order must be shuffled"
 
 
-@pytest.mark.parametrize("worker_count", [0, 2])
-def test_restored_loader_continues_with_the_next_batch(data_config, worker_count):
-  config = common.shapes_data_config(variant="small", data_dir=data_config.data_dir, worker_count=worker_count)
+def test_hard_negatives_are_other_captions_of_the_same_scene(data_config):
+  config = common.shapes_data_config(variant="small", data_dir=data_config.data_dir, hard_negatives=True)
+  batch = next(mmdata.train_loader(config, batch_size=64, seed=0))
+  assert set(batch) == TRAIN_FIELDS | {"negative_text"}
+  assert batch["negative_text"].shape == batch["text"].shape
+  tokenizer = mmdata.get_tokenizer(data_config)
+
+  def colour_shape_pairs(caption):
+    return sorted(re.findall(rf"(\w+) ({'|'.join(shapes.SHAPES)})", caption))
+
+  for row in range(64):
+    positive, negative = tokenizer.decode(batch["text"][row]), tokenizer.decode(batch["negative_text"][row])
+    assert negative != positive and colour_shape_pairs(negative) == colour_shape_pairs(positive)
+
+
+@pytest.mark.parametrize("worker_count,hard_negatives", [(0, False), (2, False), (0, True)])
+def test_restored_loader_continues_with_the_next_batch(data_config, worker_count, hard_negatives):
+  config = common.shapes_data_config(variant="small", data_dir=data_config.data_dir, worker_count=worker_count,
+                                     hard_negatives=hard_negatives)
   loader = mmdata.train_loader(config, batch_size=32, seed=7)
   _take(loader, 3)
   state = json.loads(json.dumps(loader.get_state()))

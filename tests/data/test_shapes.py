@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from mmjax.data import shapes
+from mmjax.data.preprocess import scene_objects
 
 SPLITS = ("train", "test", "heldout")
 
@@ -26,12 +27,6 @@ def _records(builder: tfds.core.DatasetBuilder, split: str) -> list[dict]:
 def _raw_records(builder: tfds.core.DatasetBuilder, split: str) -> list[bytes]:
   source = builder.as_data_source(split, deserialize_method=tfds.decode.DeserializeMethod.RAW_BYTES)
   return [source[i] for i in range(len(source))]
-
-
-def _objects(record: dict) -> list[shapes.SceneObject]:
-  count = int(record["num_objects"])
-  return [shapes.SceneObject(*(int(record[field][i]) for field in shapes.SceneObject._fields))
-          for i in range(count)]
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +50,45 @@ def test_caption_grammar():
     shapes.caption_for([])
 
 
+def _parse_caption(caption: str) -> tuple[list[str], list[str]]:
+  """(object phrases, relations) of a caption in the Shapes grammar."""
+  words = caption.replace("left of", "left_of").split()
+  phrases = [" ".join(words[i:i + 4]) for i in range(0, len(words), 5)]
+  relations = [words[i].replace("_", " ") for i in range(4, len(words), 5)]
+  assert all(p.startswith("a ") for p in phrases) and set(relations) <= {"left of", "above"}, caption
+  return phrases, relations
+
+
+def test_hard_negative_caption_is_another_scene_of_the_same_objects():
+  rng = np.random.default_rng(0)
+  kinds = collections.Counter()
+  for heldout in (False, True):
+    for _ in range(300):
+      objects = shapes.sample_scene(rng, heldout)
+      positive = shapes.caption_for(objects)
+      negative = shapes.hard_negative_caption(objects, rng)
+      assert negative != positive
+      (pos_phrases, pos_rel), (neg_phrases, neg_rel) = _parse_caption(positive), _parse_caption(negative)
+      if len(objects) == 1:
+        kinds["size"] += 1
+        assert pos_phrases[0].split()[2:] == neg_phrases[0].split()[2:], "only the size may change"
+      elif pos_rel != neg_rel:
+        kinds["relation"] += 1
+        assert neg_phrases == pos_phrases and sum(a != b for a, b in zip(pos_rel, neg_rel)) == 1
+      else:
+        kinds["swap"] += 1
+        assert sorted(neg_phrases) == sorted(pos_phrases)
+        assert sum(a != b for a, b in zip(pos_phrases, neg_phrases)) == 2
+  assert min(kinds.values()) > 50 and len(kinds) == 3, kinds
+
+
+def test_hard_negative_of_identical_objects_flips_a_relation():
+  twins = [shapes.SceneObject(0, 0, 0, 0, 0), shapes.SceneObject(0, 0, 0, 0, 1)]
+  rng = np.random.default_rng(0)
+  assert {shapes.hard_negative_caption(twins, rng) for _ in range(5)} == {
+      "a small red circle above a small red circle"}
+
+
 def test_split_sizes(small_builder):
   assert {split: small_builder.info.splits[split].num_examples for split in SPLITS} == {
       "train": 2048, "test": 512, "heldout": 512}
@@ -63,7 +97,7 @@ def test_split_sizes(small_builder):
 def test_stored_captions_and_labels_agree(small_records):
   for split, records in small_records.items():
     for record in records:
-      objects = _objects(record)
+      objects = scene_objects(record)
       assert 1 <= len(objects) <= 3
       assert record["caption"].decode() == shapes.caption_for(objects), split
       cells = [obj.row * 3 + obj.col for obj in objects]
@@ -85,7 +119,7 @@ def test_heldout_pairs_only_in_heldout_split(small_records):
   assert len(heldout) == 4 and len({s for _, s in heldout}) == 4, "one held-out pair per shape"
 
   def pairs(record):
-    return {(obj.colour, obj.shape) for obj in _objects(record)}
+    return {(obj.colour, obj.shape) for obj in scene_objects(record)}
 
   for split in ("train", "test"):
     seen = set().union(*map(pairs, small_records[split]))

@@ -31,6 +31,30 @@ def test_sigmoid_loss_hand_computed():
   np.testing.assert_allclose(loss, expected, rtol=1e-6)
 
 
+def test_softmax_loss_adds_negatives_to_image_to_text_only():
+  image = jnp.array([[1.0, 0.0], [0.6, 0.8]])
+  text = jnp.array([[0.8, 0.6], [0.0, 1.0]])
+  negatives = jnp.array([[0.6, 0.8], [1.0, 0.0], [0.0, -1.0]])
+  logits = 2.0 * np.asarray(image) @ np.asarray(text).T
+  i2t_logits = np.concatenate([logits, 2.0 * np.asarray(image) @ np.asarray(negatives).T], axis=1)
+  def ce(l):
+    return np.mean(np.log(np.exp(l).sum(1)) - np.diag(l))
+  expected = (ce(i2t_logits) + ce(logits.T)) / 2
+  got = softmax_contrastive_loss(image, text, jnp.log(2.0), negative_emb=negatives)
+  np.testing.assert_allclose(got, expected, rtol=1e-6)
+  assert got > softmax_contrastive_loss(image, text, jnp.log(2.0))
+
+
+def test_sigmoid_loss_counts_negatives_as_negative_pairs():
+  emb = jnp.eye(2)
+  # One extra negative equal to image 0's text: logit 1 - 1 = 0 for image 0, -1 for image 1.
+  negatives = jnp.array([[1.0, 0.0]])
+  loss = sigmoid_contrastive_loss(emb, emb, jnp.log(1.0), jnp.asarray(-1.0), negative_emb=negatives)
+  base = np.log(2) + np.log1p(np.exp(-1))
+  expected = base + (np.log(2) + np.log1p(np.exp(-1))) / 2
+  np.testing.assert_allclose(loss, expected, rtol=1e-6)
+
+
 @pytest.mark.parametrize("loss", ["softmax", "sigmoid"])
 def test_losses_prefer_aligned_pairs(loss):
   aligned = jnp.eye(4)
