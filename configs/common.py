@@ -11,6 +11,8 @@ from typing import Any
 
 import ml_collections
 
+from mmjax import errors
+
 DEFAULT_DATA_DIR = os.environ.get(
     "MMJAX_DATA_DIR", os.path.join(os.path.expanduser("~"), ".cache", "mmjax", "tensorflow_datasets"))
 
@@ -25,21 +27,21 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
   for item in filter(None, (part.strip() for part in (arg or "").split(","))):
     name, has_value, value = item.partition("=")
     if name not in defaults:
-      raise ValueError(f"Unknown config arg {name!r} in {arg!r}; known args: {sorted(defaults)}.")
+      raise errors.ConfigError(f"Unknown config arg {name!r} in {arg!r}; known args: {sorted(defaults)}.")
     default = defaults[name]
     if not has_value:
       if not isinstance(default, bool):
-        raise ValueError(f"Config arg {name!r} needs a value, e.g. {name}={default!r}.")
+        raise errors.ConfigError(f"Config arg {name!r} needs a value, e.g. {name}={default!r}.")
       result[name] = True
     elif isinstance(default, bool):
       if value.lower() not in ("true", "false", "1", "0"):
-        raise ValueError(f"Config arg {name!r} is a boolean; got {value!r}.")
+        raise errors.ConfigError(f"Config arg {name!r} is a boolean; got {value!r}.")
       result[name] = value.lower() in ("true", "1")
     else:
       try:
         result[name] = type(default)(value) if default is not None else value
       except ValueError as e:
-        raise ValueError(f"Config arg {name!r} expects {type(default).__name__}; got {value!r}.") from e
+        raise errors.ConfigError(f"Config arg {name!r} expects {type(default).__name__}; got {value!r}.") from e
   return result
 
 

@@ -14,7 +14,7 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from mmjax import trainer
+from mmjax import errors, trainer
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by experiments.train.")
 flags.mark_flag_as_required("workdir")
@@ -38,9 +38,10 @@ _CONFIG = config_flags.DEFINE_config_dict("config", _stored_config(sys.argv), lo
 def main(argv):
   del argv
   logging.getLogger().setLevel(logging.INFO)
-  metrics = trainer.evaluate(_CONFIG.value, _WORKDIR.value)
+  with errors.reported_to_user():
+    metrics = trainer.evaluate(_CONFIG.value, _WORKDIR.value)
   print(json.dumps(metrics, indent=1, sort_keys=True))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=errors.parse_flags)

@@ -11,7 +11,7 @@ import logging
 from absl import app, flags
 from ml_collections import config_flags
 
-from mmjax import trainer
+from mmjax import errors, trainer
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:arg].",
                                           lock_config=True)
@@ -22,9 +22,10 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   del argv
   logging.getLogger().setLevel(logging.INFO)
-  metrics = trainer.train(_CONFIG.value, _WORKDIR.value)
+  with errors.reported_to_user():
+    metrics = trainer.train(_CONFIG.value, _WORKDIR.value)
   print(json.dumps({"workdir": _WORKDIR.value, **metrics}, indent=1, sort_keys=True))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=errors.parse_flags)

@@ -1,19 +1,31 @@
-"""Orbax checkpoints of the train state and the data position, with fallback past bad steps."""
+"""Orbax checkpoints of the train state and each process's host state, with fallback past bad steps."""
 from collections.abc import Mapping
 import dataclasses
 import json
 import logging
+import os
 from typing import Any
 
 import grain
+import jax
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
+
+from mmjax import errors
+
+
+
+def has_checkpoint(directory: str) -> bool:
+  """Whether `directory` holds a finished checkpoint step (orbax names steps by their number)."""
+  return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
 
 
 @dataclasses.dataclass
-class _DataPosition:
-  """Adapts a data-loader state dict to the iterator protocol of grain's orbax handler,
-  which writes one JSON file per process. The state is a snapshot taken when the
-  checkpoint is requested, so an async save cannot record a later position."""
+class _HostState:
+  """Adapts a JSON-serialisable dict (the data loader's position, metrics not yet logged) to
+  the iterator protocol of grain's orbax handler, which writes one JSON file per process. The
+  dict is a snapshot taken when the checkpoint is requested, so an async save cannot record a
+  later position."""
   state: dict[str, Any] | None = None
 
   def get_state(self) -> bytes:
@@ -27,7 +39,8 @@ class _DataPosition:
 
 
 class Checkpointer:
-  """Saves {state, data} every few steps; never deletes a good step before a newer one is complete."""
+  """Saves {state, host state} every few steps; never deletes a good step before a newer one is
+  complete (orbax removes old steps only after finalizing the new one)."""
 
   def __init__(self, directory: str, *, max_to_keep: int):
     self.manager = ocp.CheckpointManager(
@@ -35,31 +48,66 @@ class Checkpointer:
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                              enable_async_checkpointing=True))
 
-  def save(self, step: int, state, data_state: Mapping[str, Any]) -> None:
+  def save(self, step: int, state, host_state: Mapping[str, Any]) -> None:
+    """Starts an async save of the (sharded) `state` and this process's JSON `host_state`."""
     self.manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state),
-        data=grain.checkpoint.CheckpointSave(_DataPosition(dict(data_state)))), force=True)
+        data=grain.checkpoint.CheckpointSave(_HostState(json.loads(json.dumps(host_state))))), force=True)
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
   def restore_latest(self, abstract_state) -> tuple[Any, dict[str, Any], int] | None:
-    """(state, data_state, step) from the newest step that restores, or None if there is none.
+    """(state, host_state, step) from the newest step that restores, or None if there is none.
 
-    orbax still lists a truncated or corrupt newest step and its restore raises: warn with the
-    path and reason, then fall back to the next older step.
+    orbax still lists a truncated, zero-filled or empty newest step, and its restore raises.
+    Such steps are skipped with a warning naming the path and the reason. Once an older step
+    restores, the bad newer ones are moved aside to `<directory>.corrupt/` (kept, not deleted):
+    left in place, they would block saving their step again and, being the "newest", make
+    `max_to_keep` delete the good checkpoints written after the fallback. If no step restores,
+    nothing is moved (the cause is then more likely a changed config than corruption).
     """
+    failures = []
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
         restored = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(abstract_state),
-            data=grain.checkpoint.CheckpointRestore(_DataPosition())))
+            data=grain.checkpoint.CheckpointRestore(_HostState())))
       except Exception as e:  # noqa: BLE001 — any failure means this step is unusable.
-        logging.warning("Checkpoint step %d in %s cannot be restored (%s: %s); trying an older one.",
-                        step, self.manager.directory, type(e).__name__, e)
+        reason = f"{type(e).__name__}: {str(e)[:500]}"
+        logging.warning("Checkpoint %s cannot be restored (%s); trying an older one.",
+                        self._step_path(step), reason)
+        failures.append((step, reason))
         continue
+      if failures:
+        self._quarantine([step for step, _ in failures])
       return restored.state, restored.data.state, step
+    if failures:
+      step, reason = failures[0]
+      raise errors.CheckpointError(
+          f"None of the {len(failures)} checkpoints in {self.manager.directory} restores with this "
+          f"config; the newest ({step}) failed with {reason}. If the model, optimizer or data "
+          "config changed, train in a new --workdir (or move the old checkpoints away).")
     return None
+
+  def _step_path(self, step: int) -> str:
+    return os.path.join(os.fspath(self.manager.directory), str(step))
+
+  def _quarantine(self, steps: list[int]) -> None:
+    """Moves unrestorable steps to `<directory>.corrupt/<step>[.N]`, then rereads the step list."""
+    if jax.process_index() == 0:
+      corrupt_dir = os.fspath(self.manager.directory).rstrip("/") + ".corrupt"
+      os.makedirs(corrupt_dir, exist_ok=True)
+      for step in steps:
+        target = os.path.join(corrupt_dir, str(step))
+        suffix = 0
+        while os.path.exists(target):
+          suffix += 1
+          target = os.path.join(corrupt_dir, f"{step}.{suffix}")
+        os.replace(self._step_path(step), target)
+        logging.warning("Moved unrestorable checkpoint step %d to %s.", step, target)
+    multihost_utils.sync_global_devices("mmjax_checkpoint_quarantine")
+    self.manager.reload()
 
   def wait(self) -> None:
     self.manager.wait_until_finished()

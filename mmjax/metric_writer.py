@@ -13,15 +13,38 @@ class MetricWriter:
   def __init__(self, workdir: str):
     self.enabled = jax.process_index() == 0
     self.jsonl_path = os.path.join(workdir, "metrics.jsonl")
-    self.tensorboard = SummaryWriter(os.path.join(workdir, "tensorboard")) if self.enabled else None
+    self._tensorboard_dir = os.path.join(workdir, "tensorboard")
+    self._tensorboard = None
+    self._purge_step = None
 
-  def truncate_after(self, step: int) -> None:
-    """Drops rows past `step`: after a resume those steps are trained again and re-logged,
-    so keeping them would leave duplicates in metrics.jsonl."""
+  @property
+  def tensorboard(self) -> SummaryWriter:
+    """Opened on first write, so that a resume can first ask it to purge the redone steps."""
+    if self._tensorboard is None:
+      self._tensorboard = SummaryWriter(self._tensorboard_dir, purge_step=self._purge_step)
+    return self._tensorboard
+
+  def truncate_after(self, step: int, keep_evals_at_step: bool = True) -> None:
+    """Drops rows past `step` (and, unless `keep_evals_at_step`, eval rows at `step`): after a
+    resume those are computed again and re-logged, so keeping them would leave duplicates in
+    metrics.jsonl. A torn last line (a crash mid-write) is dropped too."""
+    self._purge_step = step + 1  # TensorBoard hides events from earlier runs at these steps.
     if not self.enabled or not os.path.exists(self.jsonl_path):
       return
+
+    def keep(row: dict) -> bool:
+      is_eval = any(key.startswith("eval/") for key in row)
+      return row["step"] < step or (row["step"] == step and (keep_evals_at_step or not is_eval))
+
+    rows = []
     with open(self.jsonl_path) as f:
-      rows = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+      for line in f:
+        try:
+          row = json.loads(line)
+        except json.JSONDecodeError:
+          continue
+        if keep(row):
+          rows.append(line if line.endswith("\n") else line + "\n")
     tmp = self.jsonl_path + ".tmp"
     with open(tmp, "w") as f:
       f.writelines(rows)
@@ -36,5 +59,5 @@ class MetricWriter:
       f.write(json.dumps({"step": step, **{k: float(v) for k, v in scalars.items()}}) + "\n")
 
   def close(self) -> None:
-    if self.enabled:
-      self.tensorboard.close()
+    if self._tensorboard is not None:
+      self._tensorboard.close()

@@ -3,16 +3,35 @@ import jax
 import ml_collections
 import optax
 
+from mmjax import errors
+
 
 def decay_mask(params):
   """Weight decay on matrices/kernels only: biases, norms, scalars and 1-D tables are spared."""
   return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
+def check_optim_config(optim_config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming every out-of-range value of `config.optim`."""
+  c = optim_config
+  problems = [f"{name} must be {rule}; got {value!r}" for name, value, ok, rule in (
+      ("lr", c.lr, c.lr > 0, "positive"),
+      ("warmup_steps", c.warmup_steps, c.warmup_steps >= 0, "≥ 0"),
+      ("weight_decay", c.weight_decay, c.weight_decay >= 0, "≥ 0"),
+      ("b1", c.b1, 0 <= c.b1 < 1, "in [0, 1)"),
+      ("b2", c.b2, 0 <= c.b2 < 1, "in [0, 1)"),
+      ("end_lr_factor", c.end_lr_factor, 0 <= c.end_lr_factor <= 1, "in [0, 1]"),
+      ("grad_clip_norm", c.grad_clip_norm, c.grad_clip_norm is None or c.grad_clip_norm >= 0,
+       "≥ 0 (0 or None: no clipping)"),
+  ) if not ok]
+  if problems:
+    raise errors.ConfigError("; ".join(f"config.optim.{p}" for p in problems) + ".")
+
+
 def make_schedule(optim_config: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
   warmup = optim_config.warmup_steps
   if warmup >= total_steps:
-    raise ValueError(f"config.optim.warmup_steps={warmup} must be smaller than total_steps={total_steps}.")
+    raise errors.ConfigError(f"config.optim.warmup_steps={warmup} must be smaller than total_steps={total_steps}.")
   return optax.warmup_cosine_decay_schedule(
       init_value=0.0, peak_value=optim_config.lr, warmup_steps=warmup,
       decay_steps=total_steps, end_value=optim_config.lr * optim_config.end_lr_factor)
@@ -21,8 +40,7 @@ def make_schedule(optim_config: ml_collections.ConfigDict, total_steps: int) -> 
 def make_optimizer(optim_config: ml_collections.ConfigDict,
                    total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Gradient clipping → AdamW with warmup + cosine schedule and a decay mask."""
-  if optim_config.lr <= 0:
-    raise ValueError(f"config.optim.lr must be positive; got {optim_config.lr}.")
+  check_optim_config(optim_config)
   schedule = make_schedule(optim_config, total_steps)
   parts = []
   if optim_config.grad_clip_norm:

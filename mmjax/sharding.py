@@ -7,6 +7,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from mmjax import errors
+
 Rules = Sequence[tuple[str, str | Sequence[str] | None]]
 
 
@@ -15,15 +17,15 @@ def make_mesh(mesh_config: Mapping[str, int], devices: Sequence[jax.Device] | No
   devices = list(jax.devices() if devices is None else devices)
   names, sizes = list(mesh_config.keys()), list(mesh_config.values())
   if sizes.count(-1) > 1:
-    raise ValueError(f"config.mesh={dict(mesh_config)}: at most one axis may be -1.")
+    raise errors.ConfigError(f"config.mesh={dict(mesh_config)}: at most one axis may be -1.")
   known = math.prod(s for s in sizes if s != -1)
   if any(s == 0 or s < -1 for s in sizes) or len(devices) % known:
-    raise ValueError(f"config.mesh={dict(mesh_config)} does not fit {len(devices)} devices: the "
-                     "fixed axis sizes must be positive and divide the device count.")
+    raise errors.ConfigError(f"config.mesh={dict(mesh_config)} does not fit {len(devices)} devices: the "
+                             "fixed axis sizes must be positive and divide the device count.")
   sizes = [len(devices) // known if s == -1 else s for s in sizes]
   if math.prod(sizes) != len(devices):
-    raise ValueError(f"config.mesh={dict(mesh_config)} uses {math.prod(sizes)} devices but "
-                     f"{len(devices)} are available; set one axis to -1 to use the rest.")
+    raise errors.ConfigError(f"config.mesh={dict(mesh_config)} uses {math.prod(sizes)} devices but "
+                             f"{len(devices)} are available; set one axis to -1 to use the rest.")
   return Mesh(np.asarray(devices).reshape(sizes), names)
 
 

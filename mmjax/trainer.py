@@ -1,9 +1,7 @@
 """The one train loop, for every task: sharded init, jitted step, eval, checkpoint, logging."""
 from __future__ import annotations
 
-import contextlib
 import itertools
-import json
 import logging
 import math
 import os
@@ -22,17 +20,15 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from mmjax import data as mmdata
-from mmjax import evaluators, models, optim, sharding, tasks
-from mmjax.checkpoint import Checkpointer
+from mmjax import errors, evaluators, models, optim, sharding, tasks
+from mmjax import workdir as workdir_lib
+from mmjax.checkpoint import Checkpointer, has_checkpoint
 from mmjax.metric_writer import MetricWriter
 from mmjax.train_state import TrainState
 
-
-def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """The resolved config, first thing in the workdir, so a run can always be reproduced."""
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+# Fault injection for the crash tests: MMJAX_KILL_AT=<point>:<step> SIGKILLs the process at that
+# point (see _kill_point). Unset, as in every real run, it costs one dict lookup per point.
+KILL_AT_ENV = "MMJAX_KILL_AT"
 
 
 def prepare_data(data_config: ml_collections.ConfigDict) -> None:
@@ -43,14 +39,25 @@ def prepare_data(data_config: ml_collections.ConfigDict) -> None:
   mmdata.prepare(data_config)
 
 
+def check_run_settings(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming every loop setting (steps, intervals) that is not a positive int."""
+  settings = {name: config[name] for name in
+              ("total_steps", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints")}
+  settings.update({f"evals.{name}.every_steps": c.every_steps for name, c in config.evals.items()})
+  bad = [f"config.{name}={value!r}" for name, value in settings.items()
+         if isinstance(value, bool) or not isinstance(value, int) or value <= 0]
+  if bad:
+    raise errors.ConfigError(f"{', '.join(bad)}: each must be a positive integer.")
+
+
 def check_batch_size(config: ml_collections.ConfigDict, mesh) -> int:
   """The per-process batch size, after checking the global one splits evenly."""
   parallel = sharding.data_parallel_size(mesh, config.sharding_rules)
   for name in ("batch_size", "eval_batch_size"):
     size = config[name]
     if size <= 0 or size % parallel or size % jax.process_count():
-      raise ValueError(f"config.{name}={size} must be a positive multiple of the data-parallel device "
-                       f"count ({parallel}) and of the process count ({jax.process_count()}).")
+      raise errors.ConfigError(f"config.{name}={size} must be a positive multiple of the data-parallel device "
+                               f"count ({parallel}) and of the process count ({jax.process_count()}).")
   return config.batch_size // jax.process_count()
 
 
@@ -76,6 +83,14 @@ class StopRequest:
       signal.signal(s, handler)
 
 
+def _kill_point(point: str, step: int) -> None:
+  """Dies here if MMJAX_KILL_AT names this point and step: "step" (a step dispatched, its result
+  not yet fetched), "save" (a checkpoint being written in the background) or "eval" (between
+  evaluators)."""
+  if os.environ.get(KILL_AT_ENV) == f"{point}:{step}":
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def make_train_step(task, tx: optax.GradientTransformation, schedule: optax.Schedule) -> Callable:
   def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
     rng = jax.random.fold_in(state.rng, state.step)
@@ -87,17 +102,13 @@ def make_train_step(task, tx: optax.GradientTransformation, schedule: optax.Sche
   return train_step
 
 
-class NonFiniteLossError(FloatingPointError):
-  pass
-
-
 def _check_finite(step: int, metrics: dict[str, float], checkpointer: Checkpointer, workdir: str) -> None:
   bad = [k for k in ("loss", "grad_norm") if not math.isfinite(metrics[k])]
   if bad:
     last = checkpointer.latest_step()
     kept = f"the last good checkpoint (step {last}) is kept in {workdir}" if last is not None else \
         "no checkpoint had been written yet"
-    raise NonFiniteLossError(
+    raise errors.NonFiniteError(
         f"Non-finite {bad[0]} ({metrics[bad[0]]}) at step {step}; stopping, {kept}. Lower "
         "config.optim.lr, raise config.optim.warmup_steps or check the input data.")
 
@@ -141,8 +152,8 @@ class _Run:
     prepare_data(config.data)
     tokenizer = mmdata.get_tokenizer(config.data)
     if config.model.text.vocab_size < tokenizer.vocab_size:
-      raise ValueError(f"config.model.text.vocab_size={config.model.text.vocab_size} is smaller than "
-                       f"the tokenizer's vocabulary ({tokenizer.vocab_size}); raise it.")
+      raise errors.ConfigError(f"config.model.text.vocab_size={config.model.text.vocab_size} is smaller than "
+                               f"the tokenizer's vocabulary ({tokenizer.vocab_size}); raise it.")
     self.task = tasks.build(config.task, models.build(config.model))
     self.tx, self.schedule = optim.make_optimizer(config.optim, config.total_steps)
     self.checkpointer = Checkpointer(os.path.join(self.workdir, "checkpoints"),
@@ -162,8 +173,8 @@ class _Run:
 def _restore(run: _Run) -> tuple[TrainState, int]:
   restored = run.checkpointer.restore_latest(run.abstract)
   if restored is None:
-    raise FileNotFoundError(f"No checkpoint in {run.workdir}/checkpoints; train first with "
-                            f"python -m experiments.train --workdir={run.workdir} --config=...")
+    raise errors.CheckpointError(f"No checkpoint in {run.workdir}/checkpoints; train first with "
+                                 f"python -m experiments.train --workdir={run.workdir} --config=...")
   state, _, step = restored
   return state, step
 
@@ -197,25 +208,34 @@ def train(config: ml_collections.ConfigDict, workdir: str,
 
   `devices` defaults to all devices; `config.mesh` is laid over them.
   """
-  os.makedirs(os.path.abspath(os.path.expanduser(workdir)), exist_ok=True)
-  write_config(config, os.path.abspath(os.path.expanduser(workdir)))
+  check_run_settings(config)
+  workdir = os.path.abspath(os.path.expanduser(workdir))
+  os.makedirs(workdir, exist_ok=True)
+  workdir_lib.check_resumable(config, workdir, has_checkpoint(os.path.join(workdir, "checkpoints")))
+  workdir_lib.write_config(config, workdir)
   run = _Run(config, workdir, devices)
   workdir, loader, checkpointer, task = run.workdir, run.loader, run.checkpointer, run.task
   writer = MetricWriter(workdir)
 
   with jax.set_mesh(run.mesh), nn.logical_axis_rules(run.rules):
     restored = checkpointer.restore_latest(run.abstract)
+    unlogged = []  # Per-step train metrics since the last log step.
     if restored is None:
       state = jax.jit(lambda rng: nn.unbox(run.init(rng)), out_shardings=run.state_sharding)(
           jax.random.PRNGKey(config.seed))
       batches = itertools.chain([run.first_batch], loader)
+      writer.truncate_after(0)  # Rows of an earlier attempt that died before its first checkpoint.
       logging.info("Starting from scratch: %s parameters.",
                    f"{sum(x.size for x in jax.tree.leaves(state.params)):,}")
     else:
-      state, data_state, step = restored
-      loader.set_state(data_state)
+      state, host_state, step = restored
+      loader.set_state(host_state["loader"])
+      # Restored so that the first row after a resume between log steps averages the same
+      # steps as an uninterrupted run's.
+      unlogged = host_state["unlogged_metrics"]
       batches = loader
-      writer.truncate_after(step)
+      # The final evals come after the final checkpoint, so a restart there redoes them.
+      writer.truncate_after(step, keep_evals_at_step=step < config.total_steps)
       logging.info("Resumed from step %d of %s.", step, workdir)
 
     train_step = jax.jit(make_train_step(task, run.tx, run.schedule), donate_argnums=0,
@@ -230,12 +250,13 @@ def train(config: ml_collections.ConfigDict, workdir: str,
         for metric, value in evals[name].run(state.params).items():
           results[f"eval/{name}/{metric}"] = value
         logging.info("eval %s took %.1f s", name, time.time() - start)
+        _kill_point("eval", step)
       if results:
         writer.write(step, results)
       return results
 
     step = int(state.step)
-    pending, interval = None, []
+    pending, interval = None, unlogged
     progress = tqdm.tqdm(total=config.total_steps, initial=step, desc="train", unit="step",
                          disable=jax.process_index() != 0, dynamic_ncols=True)
     last_log_time, last_log_step = time.time(), step
@@ -256,6 +277,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
           batch = run.to_device(run.task_inputs(next(batches)))
           state, metrics = train_step(state, batch)
           step += 1
+          _kill_point("step", step)
           # Fetch the previous step's metrics only now, so the host prepares this batch while the
           # device still runs the previous step.
           if pending is not None:
@@ -275,7 +297,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
             last_log_time += time.time() - eval_start  # steps_per_s counts training time only.
           if step % config.checkpoint_every_steps == 0 or step == config.total_steps or stop.requested:
             flush_and_check()
-            checkpointer.save(step, state, loader.get_state())
+            checkpointer.save(step, state, {"loader": loader.get_state(), "unlogged_metrics": interval})
+            _kill_point("save", step)
     finally:
       # Also on an error: let an in-flight save of a good step finish rather than leave it half-written.
       progress.close()

@@ -19,6 +19,7 @@ import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
 
+from mmjax import errors
 from mmjax.data import preprocess
 from mmjax.data import shapes
 from mmjax.data import tokenizer as tokenizer_lib
@@ -34,12 +35,12 @@ _READ_OPTIONS = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
 
 def _builder(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   if data_config.name not in DATASETS:
-    raise ValueError(f"Unknown dataset {data_config.name!r}; known datasets: {sorted(DATASETS)}.")
+    raise errors.ConfigError(f"Unknown dataset {data_config.name!r}; known datasets: {sorted(DATASETS)}.")
   builder_cls = DATASETS[data_config.name]
   # tfds' own message for an unknown config lists no names.
   if data_config.variant not in builder_cls.builder_configs:
-    raise ValueError(f"Unknown variant {data_config.variant!r} of dataset {data_config.name!r}; "
-                     f"known variants: {sorted(builder_cls.builder_configs)}.")
+    raise errors.ConfigError(f"Unknown variant {data_config.variant!r} of dataset {data_config.name!r}; "
+                             f"known variants: {sorted(builder_cls.builder_configs)}.")
   return builder_cls(config=data_config.variant, data_dir=data_config.data_dir)
 
 
@@ -86,10 +87,10 @@ def _check_split(builder: tfds.core.DatasetBuilder, split: str) -> int:
   """Number of examples in `split` (a name, or a tfds slice like "test[:256]")."""
   available = sorted(builder.info.splits)
   if split.partition("[")[0] not in available:
-    raise ValueError(f"Unknown split {split!r} of {builder.info.full_name}; available splits: {available}.")
+    raise errors.ConfigError(f"Unknown split {split!r} of {builder.info.full_name}; available splits: {available}.")
   count = builder.info.splits[split].num_examples
   if not count:
-    raise ValueError(f"Split {split!r} of {builder.info.full_name} has no examples.")
+    raise errors.InputError(f"Split {split!r} of {builder.info.full_name} has no examples.")
   return count
 
 

@@ -12,6 +12,8 @@ from typing import Protocol
 
 import numpy as np
 
+from mmjax import errors
+
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<bos>", "<eos>"
 SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
 # A word is a run of letters, digits or apostrophes; every other non-space
@@ -106,7 +108,7 @@ def tokenize_to_length(tokenizer: Tokenizer, text: str, length: int) -> np.ndarr
   """
   ids = tokenizer.encode(text) + [tokenizer.eos_id]
   if len(ids) > length:
-    raise ValueError(
+    raise errors.InputError(
         f"Text {text!r} has {len(ids) - 1} tokens; with eos it needs {len(ids)} > text_len={length}. "
         f"Raise the `text_len` data config key to at least {len(ids)}.")
   tokens = np.full((length,), tokenizer.pad_id, dtype=np.int32)

@@ -1,14 +1,18 @@
 """Evaluators as data: `config.evals.<name> = {type, split, every_steps, ...}`."""
+from mmjax import data as mmdata
+from mmjax import errors
 from mmjax.evaluators.retrieval import RetrievalEvaluator, recall_at_k
 from mmjax.evaluators.zero_shot import ZeroShotEvaluator, class_prompts, zero_shot_accuracy
 
 EVALUATORS = {"retrieval": RetrievalEvaluator, "zero_shot": ZeroShotEvaluator}
 
 
-def build(eval_config, **kwargs):
+def build(eval_config, *, data_config, **kwargs):
+  """The evaluator of `eval_config`; its split is checked now, not at the first eval mid-run."""
   if eval_config.type not in EVALUATORS:
-    raise ValueError(f"Unknown evaluator type {eval_config.type!r}; known: {sorted(EVALUATORS)}.")
-  return EVALUATORS[eval_config.type](eval_config, **kwargs)
+    raise errors.ConfigError(f"Unknown evaluator type {eval_config.type!r}; known: {sorted(EVALUATORS)}.")
+  mmdata.num_examples(data_config, eval_config.split)  # Raises for a missing or empty split.
+  return EVALUATORS[eval_config.type](eval_config, data_config=data_config, **kwargs)
 
 
 __all__ = ["EVALUATORS", "build", "RetrievalEvaluator", "ZeroShotEvaluator", "recall_at_k",

@@ -5,6 +5,8 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from mmjax import errors
+
 Batch = Mapping[str, np.ndarray]
 
 
@@ -26,7 +28,7 @@ def predict_over(batches: Iterable[Batch], predict: Callable[[Batch], jax.Array]
     outputs.append(np.asarray(predict(to_device(local))))
     fields.append(multihost_utils.process_allgather(local, tiled=True))
   if not outputs:
-    raise ValueError("The evaluation split produced no batches; check config.evals and the data split.")
+    raise errors.InputError("The evaluation split produced no batches; check config.evals and the data split.")
   gathered = {k: np.concatenate([f[k] for f in fields]) for k in fields[0]}
   valid = gathered.pop("valid").astype(bool)
   return np.concatenate(outputs)[valid], {k: v[valid] for k, v in gathered.items()}

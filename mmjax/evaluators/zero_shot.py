@@ -7,6 +7,7 @@ import ml_collections
 import numpy as np
 
 from mmjax import data as mmdata
+from mmjax import errors
 from mmjax.data.tokenizer import tokenize_to_length
 from mmjax.evaluators.common import predict_over
 
@@ -20,10 +21,10 @@ def class_prompts(template: str, attribute: str, classes: dict[str, list[str]]) 
   """
   fields = [name for _, name, _, _ in string.Formatter().parse(template) if name]
   if attribute not in fields:
-    raise ValueError(f"The zero-shot template {template!r} has no {{{attribute}}} placeholder.")
+    raise errors.ConfigError(f"The zero-shot template {template!r} has no {{{attribute}}} placeholder.")
   unknown = set(fields) - set(classes)
   if unknown:
-    raise ValueError(f"Template {template!r} names {sorted(unknown)}; known attributes: {sorted(classes)}.")
+    raise errors.ConfigError(f"Template {template!r} names {sorted(unknown)}; known attributes: {sorted(classes)}.")
   others = [f for f in fields if f != attribute]
   prompts = []
   for value in classes[attribute]:
@@ -47,6 +48,8 @@ class ZeroShotEvaluator:
     self.predict_fns = predict_fns
     self.batch_size = batch_size
     self.to_device = to_device
+    # Built now so that a bad template or attribute fails before training, not at the first eval.
+    self.prompts = class_prompts(eval_config.template, eval_config.attribute, mmdata.class_names(data_config))
 
   def _class_embeddings(self, params, prompts: list[list[str]]) -> np.ndarray:
     tokenizer = mmdata.get_tokenizer(self.data_config)
@@ -62,15 +65,13 @@ class ZeroShotEvaluator:
     return means / np.linalg.norm(means, axis=1, keepdims=True)
 
   def run(self, params) -> dict[str, float]:
-    attribute = self.config.attribute
-    classes = mmdata.class_names(self.data_config)
-    prompts = class_prompts(self.config.template, attribute, classes)
+    attribute, prompts = self.config.attribute, self.prompts
     batches = mmdata.eval_batches(self.data_config, self.config.split, batch_size=self.batch_size)
     image_emb, fields = predict_over(
         batches, lambda b: self.predict_fns["embed_image"](params, b["image"]), self.to_device)
     single = fields["num_objects"] == 1
     if not single.any():
-      raise ValueError(f"Split {self.config.split!r} has no one-object scenes to classify.")
+      raise errors.InputError(f"Split {self.config.split!r} has no one-object scenes to classify.")
     labels = fields[attribute][single, 0]
     accuracy = zero_shot_accuracy(image_emb[single], self._class_embeddings(params, prompts), labels)
     return {"accuracy": accuracy, "chance": 1 / len(prompts), "num_examples": float(single.sum())}

@@ -3,6 +3,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
+from mmjax import errors
 from mmjax.models.image_encoder import ViT, decode_variant
 from mmjax.models.text_encoder import TextTransformer
 from mmjax.models.two_tower import TwoTower
@@ -17,10 +18,10 @@ def build(model_config: ml_collections.ConfigDict) -> nn.Module:
   kwargs = model_config.to_dict()
   name = kwargs.pop("name")
   if name not in MODELS:
-    raise ValueError(f"Unknown model {name!r}; known models: {sorted(MODELS)}.")
+    raise errors.ConfigError(f"Unknown model {name!r}; known models: {sorted(MODELS)}.")
   for key in ("dtype", "param_dtype"):
     if kwargs[key] not in DTYPES:
-      raise ValueError(f"config.model.{key}={kwargs[key]!r}; choose one of {sorted(DTYPES)}.")
+      raise errors.ConfigError(f"config.model.{key}={kwargs[key]!r}; choose one of {sorted(DTYPES)}.")
     kwargs[key] = DTYPES[kwargs[key]]
   return MODELS[name](**kwargs)
 

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mmjax import errors
 from mmjax import nn as mnn
 
 # width, depth, num_heads, mlp_dim. Ti..L as in ViT/big_vision; Nano and Micro are CPU-sized.
@@ -24,8 +25,8 @@ def decode_variant(variant: str) -> dict[str, int]:
   """"S/8" → dict(width=384, depth=12, num_heads=6, mlp_dim=1536, patch_size=8)."""
   match = re.fullmatch(r"(\w+)/(\d+)", variant)
   if not match or match.group(1) not in VIT_SIZES:
-    raise ValueError(f"ViT variant {variant!r} is not of the form '<size>/<patch>' with size in "
-                     f"{list(VIT_SIZES)}, e.g. 'S/8'.")
+    raise errors.ConfigError(f"ViT variant {variant!r} is not of the form '<size>/<patch>' with size in "
+                             f"{list(VIT_SIZES)}, e.g. 'S/8'.")
   width, depth, num_heads, mlp_dim = VIT_SIZES[match.group(1)]
   return dict(width=width, depth=depth, num_heads=num_heads, mlp_dim=mlp_dim,
               patch_size=int(match.group(2)))
@@ -58,8 +59,9 @@ class ViT(nn.Module):
 
   @nn.compact
   def __call__(self, image: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-    if image.ndim != 4 or image.shape[-1] != 3:
-      raise ValueError(f"ViT expects images f32[B, H, W, 3]; got shape {image.shape}.")
+    if image.ndim != 4 or image.shape[-1] != 3 or not jnp.issubdtype(image.dtype, jnp.floating):
+      raise errors.InputError(f"ViT expects images f32[B, H, W, 3] scaled to [-1, 1]; got {image.dtype}"
+                              f"{list(image.shape)}. Decode images with mmjax.data.preprocess.decode_image.")
     dims = self.dims()
     x = mnn.PatchEmbed(dims["patch_size"], dims["width"], self.dtype, self.param_dtype,
                        name="patch_embed")(image.astype(self.dtype))
@@ -67,7 +69,7 @@ class ViT(nn.Module):
       grid = (image.shape[1] // dims["patch_size"], image.shape[2] // dims["patch_size"])
       x = x + mnn.sincos_2d(*grid, dims["width"]).astype(x.dtype)
     elif self.posemb != "learn":
-      raise ValueError(f"Unknown ViT posemb {self.posemb!r}; known: ['learn', 'sincos2d'].")
+      raise errors.ConfigError(f"Unknown ViT posemb {self.posemb!r}; known: ['learn', 'sincos2d'].")
     if self.pool == "cls":
       cls = self.param("cls", mnn.partitioning.logical(nn.initializers.zeros, (None, None, "embed")),
                        (1, 1, dims["width"]), self.param_dtype)

@@ -5,6 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mmjax import errors
 from mmjax import nn as mnn
 
 
@@ -29,7 +30,7 @@ class TextTransformer(nn.Module):
   @nn.compact
   def __call__(self, tokens: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
     if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
-      raise ValueError(f"Text encoder expects int tokens [B, L]; got {tokens.dtype}{list(tokens.shape)}.")
+      raise errors.InputError(f"Text encoder expects int tokens [B, L]; got {tokens.dtype}{list(tokens.shape)}.")
     valid = tokens != 0
     x = mnn.TokenEmbed(self.vocab_size, self.width, self.dtype, self.param_dtype, name="embed")(tokens)
     x = mnn.PositionEmbed(self.max_len, self.param_dtype, name="pos_embed")(x)

@@ -5,6 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mmjax import errors
 from mmjax.nn.partitioning import logical
 
 Dtype = Any
@@ -35,8 +36,8 @@ class MultiHeadAttention(nn.Module):
                mask: jax.Array | None = None) -> jax.Array:
     features = inputs_q.shape[-1]
     if features % self.num_heads:
-      raise ValueError(f"Attention width {features} is not divisible by num_heads={self.num_heads}; "
-                       "pick a width that is a multiple of the number of heads.")
+      raise errors.ConfigError(f"Attention width {features} is not divisible by num_heads={self.num_heads}; "
+                               "pick a width that is a multiple of the number of heads.")
     head_dim = features // self.num_heads
 
     def param(name, shape, names, init):

@@ -5,6 +5,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mmjax import errors
 from mmjax.nn.partitioning import DEFAULT_KERNEL_INIT, logical
 
 
@@ -19,8 +20,8 @@ class PatchEmbed(nn.Module):
   def __call__(self, image: jax.Array) -> jax.Array:
     _, height, width, _ = image.shape
     if height % self.patch_size or width % self.patch_size:
-      raise ValueError(f"Image size {height}x{width} is not divisible by patch size {self.patch_size}; "
-                       "change the image size or the ViT variant's patch (e.g. 'S/8').")
+      raise errors.ConfigError(f"Image size {height}x{width} is not divisible by patch size {self.patch_size}; "
+                               "change the image size or the ViT variant's patch (e.g. 'S/8').")
     tokens = nn.Conv(self.width, (self.patch_size,) * 2, strides=(self.patch_size,) * 2,
                      padding="VALID", dtype=self.dtype, param_dtype=self.param_dtype, name="conv",
                      kernel_init=logical(DEFAULT_KERNEL_INIT, (None, None, None, "embed")),
@@ -45,7 +46,7 @@ class TokenEmbed(nn.Module):
 def sincos_2d(height: int, width: int, features: int, temperature: float = 10_000.0) -> jax.Array:
   """Fixed 2-D sine-cosine position table f32[height * width, features] (MoCo v3 / big_vision)."""
   if features % 4:
-    raise ValueError(f"sincos2d position embeddings need a width divisible by 4; got {features}.")
+    raise errors.ConfigError(f"sincos2d position embeddings need a width divisible by 4; got {features}.")
   y, x = jnp.mgrid[:height, :width]
   omega = 1.0 / temperature ** (jnp.arange(features // 4) / (features // 4 - 1))
   y = y.reshape(-1)[:, None] * omega[None, :]
@@ -62,8 +63,8 @@ class PositionEmbed(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     length, width = x.shape[-2:]
     if length > self.max_len:
-      raise ValueError(f"Sequence of length {length} exceeds the position table ({self.max_len}); "
-                       "raise the model's max_len or shorten the input.")
+      raise errors.InputError(f"Sequence of length {length} exceeds the position table ({self.max_len}); "
+                              "raise the model's max_len or shorten the input.")
     table = self.param("pos_embedding", logical(nn.initializers.normal(0.02), (None, "embed")),
                        (self.max_len, width), self.param_dtype)
     return x + table[:length].astype(x.dtype)

@@ -2,6 +2,8 @@
 import jax
 import jax.numpy as jnp
 
+from mmjax import errors
+
 
 def _first(tokens: jax.Array, mask: jax.Array) -> jax.Array:
   del mask
@@ -24,5 +26,5 @@ POOLINGS = {"cls": _first, "mean": _mean, "last": _last}
 
 def pool_tokens(tokens: jax.Array, mask: jax.Array, kind: str) -> jax.Array:
   if kind not in POOLINGS:
-    raise ValueError(f"Unknown pooling {kind!r}; known: {sorted(POOLINGS)}.")
+    raise errors.ConfigError(f"Unknown pooling {kind!r}; known: {sorted(POOLINGS)}.")
   return POOLINGS[kind](tokens, mask)

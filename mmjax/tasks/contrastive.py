@@ -7,6 +7,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from mmjax import errors
+
 
 def softmax_contrastive_loss(image_emb: jax.Array, text_emb: jax.Array, logit_scale: jax.Array,
                              negative_emb: jax.Array | None = None) -> jax.Array:
@@ -55,10 +57,10 @@ class ContrastiveTask:
 
   def __init__(self, task_config: ml_collections.ConfigDict, model: nn.Module):
     if task_config.loss not in LOSSES:
-      raise ValueError(f"Unknown contrastive loss {task_config.loss!r}; known: {list(LOSSES)}.")
+      raise errors.ConfigError(f"Unknown contrastive loss {task_config.loss!r}; known: {list(LOSSES)}.")
     if (task_config.loss == "sigmoid") != (model.logit_bias_init is not None):
-      raise ValueError("The sigmoid loss needs a learnable bias and the softmax loss has none: set "
-                       "config.model.logit_bias_init (e.g. -10.0) iff config.task.loss='sigmoid'.")
+      raise errors.ConfigError("The sigmoid loss needs a learnable bias and the softmax loss has none: set "
+                               "config.model.logit_bias_init (e.g. -10.0) iff config.task.loss='sigmoid'.")
     self.loss = task_config.loss
     self.model = model
 

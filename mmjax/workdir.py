@@ -1,0 +1,91 @@
+"""A workdir's `config.json`: written first, and checked before a resume.
+
+Resuming with a config that changes the model, the optimizer, the data or the
+seed would either fail deep inside a checkpoint restore or, worse, silently
+train a different run than the one the checkpoints came from. So a restart is
+compared with the stored config first, and every key that differs is named.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+
+from mmjax import errors
+
+CONFIG_FILE = "config.json"
+
+# Keys that may change between starts of one workdir. Most affect how a run is
+# laid out, logged, saved or evaluated, not what it computes. The schedule's
+# scalars are here too, because lowering the learning rate after a divergence
+# or extending `total_steps` are the usual ways to continue a run; they leave
+# every array in the checkpoint the same shape.
+RESUME_SAFE_KEYS = ("total_steps", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
+                    "eval_batch_size", "evals", "mesh", "sharding_rules", "data.data_dir",
+                    "data.worker_count", "optim.lr", "optim.warmup_steps", "optim.end_lr_factor",
+                    "optim.weight_decay")
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  if isinstance(tree, dict):
+    flat = {}
+    for key, value in tree.items():
+      flat.update(_flatten(value, f"{prefix}{key}."))
+    return flat
+  return {prefix[:-1]: tree}
+
+
+def _resume_safe(key: str) -> bool:
+  return any(key == safe or key.startswith(safe + ".") for safe in RESUME_SAFE_KEYS)
+
+
+def config_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  return json.loads(config.to_json_best_effort())
+
+
+def resume_breaking_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+  """`key: old → new` for every key outside RESUME_SAFE_KEYS whose value differs."""
+  old_flat, new_flat = _flatten(old), _flatten(new)
+  missing = object()
+  changes = []
+  for key in sorted(old_flat.keys() | new_flat.keys()):
+    before, after = old_flat.get(key, missing), new_flat.get(key, missing)
+    if before != after and not _resume_safe(key):
+      show = lambda v: "(absent)" if v is missing else json.dumps(v)  # noqa: E731
+      changes.append(f"{key}: {show(before)} → {show(after)}")
+  return changes
+
+
+def check_resumable(config: ml_collections.ConfigDict, workdir: str, has_checkpoint: bool) -> None:
+  """Raises ConfigError if `workdir` holds a checkpoint of a run `config` cannot continue."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not has_checkpoint or not os.path.exists(path):
+    return
+  with open(path) as f:
+    try:
+      stored = json.load(f)
+    except json.JSONDecodeError as e:
+      raise errors.ConfigError(f"{path} is not valid JSON ({e}); restore it from a backup or delete "
+                               "it to resume with the new config unchecked.") from e
+  changes = resume_breaking_changes(stored, config_json(config))
+  if changes:
+    listed = "\n  ".join(changes)
+    raise errors.ConfigError(
+        f"{workdir} holds checkpoints of a run with a different config, which this run cannot "
+        f"continue:\n  {listed}\nUse a new --workdir, or rerun with the stored values (see {path}).")
+
+
+def write_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """The resolved config, first thing in the workdir, so a run can always be reproduced.
+
+  Written atomically: a crash mid-write must not leave a truncated file that
+  blocks the next resume.
+  """
+  if jax.process_index() == 0:
+    path = os.path.join(workdir, CONFIG_FILE)
+    with open(path + ".tmp", "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+    os.replace(path + ".tmp", path)

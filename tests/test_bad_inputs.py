@@ -1,0 +1,136 @@
+"""Bad configs and bad inputs: each gets a message naming the problem and the fix, raised before
+anything is compiled or trained, and the scripts print it without a traceback."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from mmjax import errors, models, trainer
+from mmjax.data import tokenizer as tokenizer_lib
+from tests.helpers import REPO, smoke_config
+
+# (case, config overrides, error class, message regex).
+BAD_CONFIGS = [
+    ("negative lr", {"optim.lr": -1e-3}, errors.ConfigError, r"config.optim.lr must be positive; got -0.001"),
+    ("b2 out of range", {"optim.b2": 1.5}, errors.ConfigError, r"config.optim.b2 must be in \[0, 1\); got 1.5"),
+    ("warmup ≥ total steps", {"optim.warmup_steps": 100}, errors.ConfigError,
+     r"warmup_steps=100 must be smaller than total_steps=60"),
+    ("zero log interval", {"log_every_steps": 0}, errors.ConfigError,
+     r"config.log_every_steps=0: each must be a positive integer"),
+    ("image size not divisible by patch", {"model.image.variant": "Nano/7"}, errors.ConfigError,
+     r"Image size 48x48 is not divisible by patch size 7"),
+    ("heads not dividing width", {"model.text.num_heads": 3}, errors.ConfigError,
+     r"Attention width 64 is not divisible by num_heads=3"),
+    ("unknown ViT size", {"model.image.variant": "Huge/8"}, errors.ConfigError, r"ViT variant 'Huge/8'"),
+    ("batch not divisible by devices", {"batch_size": 60}, errors.ConfigError,
+     r"config.batch_size=60 must be a positive multiple of the data-parallel device count \(8\)"),
+    ("mesh larger than the devices", {"mesh.data": 16}, errors.ConfigError, r"does not fit 8 devices"),
+    ("unknown dtype", {"model.dtype": "float8"}, errors.ConfigError, r"config.model.dtype='float8'; choose one of"),
+    ("unknown loss", {"task.loss": "hinge"}, errors.ConfigError,
+     r"Unknown contrastive loss 'hinge'; known: \['softmax', 'sigmoid'\]"),
+    ("unknown dataset variant", {"data.variant": "tiny"}, errors.ConfigError,
+     r"Unknown variant 'tiny' of dataset 'shapes'; known variants: \['default', 'small'\]"),
+    ("missing split", {"evals.test.split": "validation"}, errors.ConfigError,
+     r"Unknown split 'validation' .* available splits: \['heldout', 'test', 'train'\]"),
+    ("empty split", {"evals.test.split": "test[:0]"}, errors.InputError, r"Split 'test\[:0\]' .* has no examples"),
+    ("unknown evaluator", {"evals.test.type": "bleu"}, errors.ConfigError,
+     r"Unknown evaluator type 'bleu'; known: \['retrieval', 'zero_shot'\]"),
+    ("zero-shot template without the attribute", {"evals.zeroshot_colour.template": "a {shape}"},
+     errors.ConfigError, r"template 'a \{shape\}' has no \{colour\} placeholder"),
+    ("text longer than the context", {"data.text_len": 6}, errors.InputError,
+     r"has \d+ tokens; with eos it needs \d+ > text_len=6. Raise the `text_len` data config key"),
+]
+
+
+@pytest.mark.parametrize("case,overrides,error,message", BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
+def test_bad_config_fails_before_training(shapes_data_dir, tmp_path, case, overrides, error, message):
+  del case
+  config = smoke_config(shapes_data_dir, **overrides)
+  workdir = tmp_path / "run"
+  with pytest.raises(error, match=message):
+    trainer.train(config, str(workdir))
+  assert not (workdir / "metrics.jsonl").exists() and not list((workdir / "checkpoints").glob("[0-9]*"))
+
+
+def test_workdir_with_another_config_names_the_changed_keys(shapes_data_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  config = smoke_config(shapes_data_dir, total_steps=12, checkpoint_every_steps=12)
+  config.evals = {}
+  trainer.train(config, workdir)
+
+  changed = smoke_config(shapes_data_dir, total_steps=16, checkpoint_every_steps=4, **{
+      "model.embed_dim": 32, "seed": 1, "optim.lr": 1e-4, "data.worker_count": 1})
+  changed.evals = {}
+  with pytest.raises(errors.ConfigError) as raised:
+    trainer.train(changed, workdir)
+  message = str(raised.value)
+  assert "model.embed_dim: 64 → 32" in message and "seed: 0 → 1" in message
+  for safe in ("total_steps", "optim.lr", "data.worker_count"):
+    assert safe not in message, f"{safe} may change on resume"
+  assert "Use a new --workdir" in message
+  with open(os.path.join(workdir, "config.json")) as f:
+    assert json.load(f)["model"]["embed_dim"] == 64, "the stored config is left as it was"
+
+
+# (case, which input, its value, message regex).
+BAD_MODEL_INPUTS = [
+    ("image of rank 3", "image", jnp.zeros((2, 48, 48)),
+     r"ViT expects images f32\[B, H, W, 3\] scaled to \[-1, 1\]; got float32\[2, 48, 48\]"),
+    ("image with 4 channels", "image", jnp.zeros((2, 48, 48, 4)), r"got float32\[2, 48, 48, 4\]"),
+    ("uint8 image", "image", jnp.zeros((2, 48, 48, 3), jnp.uint8), r"got uint8\[2, 48, 48, 3\]\. Decode images"),
+    ("float tokens", "text", jnp.zeros((2, 18)), r"Text encoder expects int tokens \[B, L\]; got float32\[2, 18\]"),
+    ("tokens longer than the context", "text", jnp.zeros((2, 40), jnp.int32),
+     r"Sequence of length 40 exceeds the position table \(18\)"),
+]
+
+
+@pytest.mark.parametrize("case,kind,value,message", BAD_MODEL_INPUTS, ids=[c[0] for c in BAD_MODEL_INPUTS])
+def test_bad_model_input_is_named(shapes_data_dir, case, kind, value, message):
+  del case
+  model = models.build(smoke_config(shapes_data_dir).model)
+  image, text = jnp.zeros((2, 48, 48, 3)), jnp.zeros((2, 18), jnp.int32)
+  image, text = (value, text) if kind == "image" else (image, value)
+  with pytest.raises(errors.InputError, match=message):
+    jax.eval_shape(model.init, jax.random.PRNGKey(0), image, text)
+
+
+def test_caption_longer_than_text_len_is_named():
+  tokenizer = tokenizer_lib.WordTokenizer(["a", "red", "circle"])
+  with pytest.raises(errors.InputError, match=r"text_len=3"):
+    tokenizer_lib.tokenize_to_length(tokenizer, "a red circle", 3)
+
+
+# (case, extra command-line flags, exit code, stderr regex). Run through the real script.
+BAD_COMMAND_LINES = [
+    ("mistyped key", ["--config.optim.lrr=1"], 2, r'^error: .*Did you mean "lr" instead of "lrr"\?'),
+    ("wrong value type", ["--config.optim.lr=fast"], 2, r"^error: .*fast"),
+    ("unknown config arg", [], 2, r"^error: .*Unknown config arg 'smok'.*known args: \['loss', 'smoke', 'steps'\]"),
+    ("negative lr", ["--config.optim.lr=-1"], 2, r"^error: config.optim.lr must be positive; got -1"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case,flags,code,message", BAD_COMMAND_LINES, ids=[c[0] for c in BAD_COMMAND_LINES])
+def test_train_script_reports_bad_input_without_traceback(shapes_data_dir, tmp_path, case, flags, code, message):
+  config = "configs/shapes_clip.py:smok" if case == "unknown config arg" else "configs/shapes_clip.py:smoke"
+  result = subprocess.run(
+      [sys.executable, "-m", "experiments.train", f"--config={config}", f"--workdir={tmp_path}",
+       f"--config.data.data_dir={shapes_data_dir}", *flags],
+      cwd=REPO, capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=REPO))
+  assert result.returncode == code, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  assert re.search(message, result.stderr, re.M), result.stderr[-3000:]
+
+
+def test_user_errors_exit_with_their_code_and_message(capsys):
+  for error, code in ((errors.ConfigError("bad key"), 2), (errors.NonFiniteError("diverged"), 1)):
+    with pytest.raises(SystemExit) as exited:
+      with errors.reported_to_user():
+        raise error
+    assert exited.value.code == code
+    assert capsys.readouterr().err == f"error: {error}\n"

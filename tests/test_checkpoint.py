@@ -1,0 +1,121 @@
+"""Checkpoint corruption: every bad newest step is skipped with a warning, moved aside, and
+the newest good one restored; nothing good is deleted afterwards."""
+import logging
+import os
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mmjax import errors
+from mmjax.checkpoint import Checkpointer, has_checkpoint
+
+
+def _state(value: float) -> dict:
+  return {"w": jnp.full((64, 64), value, jnp.float32), "step": jnp.asarray(int(value), jnp.int32)}
+
+
+def _abstract(state: dict) -> dict:
+  sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), state)
+
+
+def _save_steps(directory: str, steps, max_to_keep: int = 5) -> None:
+  checkpointer = Checkpointer(directory, max_to_keep=max_to_keep)
+  for step in steps:
+    checkpointer.save(step, _state(step), {"position": step})
+  checkpointer.close()
+
+
+def _files(step_dir: pathlib.Path) -> list[pathlib.Path]:
+  return sorted(p for p in step_dir.rglob("*") if p.is_file())
+
+
+def _truncate_largest_data_file(step_dir: pathlib.Path) -> None:
+  largest = max((p for p in _files(step_dir / "state") if "METADATA" not in p.name), key=lambda p: p.stat().st_size)
+  largest.write_bytes(largest.read_bytes()[: largest.stat().st_size // 2])
+
+
+def _zero_fill_metadata(step_dir: pathlib.Path) -> None:
+  for path in _files(step_dir):
+    if "METADATA" in path.name:
+      path.write_bytes(b"\0" * path.stat().st_size)
+
+
+def _empty_step_dir(step_dir: pathlib.Path) -> None:
+  for path in sorted(step_dir.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+    path.unlink() if path.is_file() else path.rmdir()
+
+
+CORRUPTIONS = {
+    "truncated data file": _truncate_largest_data_file,
+    "zero-filled metadata": _zero_fill_metadata,
+    "empty step directory": _empty_step_dir,
+}
+
+
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+def test_bad_newest_step_falls_back_warns_and_is_moved_aside(tmp_path, caplog, corruption):
+  directory = tmp_path / "checkpoints"
+  _save_steps(str(directory), [1, 2, 3])
+  CORRUPTIONS[corruption](directory / "3")
+
+  checkpointer = Checkpointer(str(directory), max_to_keep=2)
+  with caplog.at_level(logging.WARNING):
+    state, data_state, step = checkpointer.restore_latest(_abstract(_state(0)))
+  assert step == 2 and data_state == {"position": 2}
+  np.testing.assert_array_equal(state["w"], np.full((64, 64), 2.0))
+  assert f"{directory}/3 cannot be restored" in caplog.text
+  assert (tmp_path / "checkpoints.corrupt" / "3").is_dir(), "the bad step is kept, not deleted"
+  assert checkpointer.manager.all_steps() == [1, 2]
+
+  # Training goes on from step 2 and saves 3 and 4 again; max_to_keep=2 must keep those two
+  # (a bad step 3 left in place would have blocked the save of 3).
+  for new_step in (3, 4):
+    checkpointer.save(new_step, _state(new_step + 10), {"position": new_step})
+  checkpointer.close()
+  checkpointer = Checkpointer(str(directory), max_to_keep=2)
+  state, _, step = checkpointer.restore_latest(_abstract(_state(0)))
+  assert step == 4 and checkpointer.manager.all_steps() == [3, 4]
+  np.testing.assert_array_equal(state["w"], np.full((64, 64), 14.0))
+  checkpointer.close()
+
+
+def test_stray_tmp_dir_of_an_interrupted_save_is_ignored(tmp_path):
+  directory = tmp_path / "checkpoints"
+  _save_steps(str(directory), [1, 2])
+  stray = directory / "3.orbax-checkpoint-tmp-1732000000000000"
+  (stray / "state").mkdir(parents=True)
+  (stray / "state" / "junk").write_bytes(b"partial")
+
+  checkpointer = Checkpointer(str(directory), max_to_keep=2)
+  _, _, step = checkpointer.restore_latest(_abstract(_state(0)))
+  assert step == 2
+  checkpointer.save(3, _state(3), {"position": 3})
+  checkpointer.close()
+  checkpointer = Checkpointer(str(directory), max_to_keep=2)
+  state, _, step = checkpointer.restore_latest(_abstract(_state(0)))
+  assert step == 3 and int(state["step"]) == 3
+  checkpointer.close()
+
+
+def test_no_restorable_step_is_an_error_and_moves_nothing(tmp_path):
+  """A changed config (here: another shape) fails every step; that is not corruption."""
+  directory = tmp_path / "checkpoints"
+  _save_steps(str(directory), [1, 2])
+  checkpointer = Checkpointer(str(directory), max_to_keep=2)
+  other_shape = _abstract({"w": jnp.zeros((32, 64)), "step": jnp.int32(0)})
+  with pytest.raises(errors.CheckpointError, match=r"None of the 2 checkpoints .* restores with this config"):
+    checkpointer.restore_latest(other_shape)
+  checkpointer.close()
+  assert sorted(os.listdir(directory)) == ["1", "2"] and not (tmp_path / "checkpoints.corrupt").exists()
+
+
+def test_has_checkpoint(tmp_path):
+  assert not has_checkpoint(str(tmp_path / "missing"))
+  (tmp_path / "2.orbax-checkpoint-tmp-5").mkdir()
+  assert not has_checkpoint(str(tmp_path))
+  _save_steps(str(tmp_path), [7])
+  assert has_checkpoint(str(tmp_path))

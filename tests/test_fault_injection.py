@@ -1,0 +1,184 @@
+"""Fault injection through the real train script: SIGKILL at many points, corrupt checkpoints,
+a diverging run. Every interrupted run must end bitwise equal to the uninterrupted one."""
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from mmjax import errors, trainer
+from tests.helpers import REPO, read_metrics, smoke_config
+from tests.test_checkpoint import CORRUPTIONS
+
+pytestmark = pytest.mark.slow
+
+TOTAL_STEPS = 24
+# Train metrics every 4 steps, retrieval on `test` every 8 (the other evals only at the end).
+FLAGS = (f"--config.total_steps={TOTAL_STEPS}", "--config.log_every_steps=4", "--config.evals.test.every_steps=8",
+         "--config.evals.heldout.every_steps=1000", "--config.evals.zeroshot_colour.every_steps=1000")
+# The reference keeps checkpoints 6, 12, 18 and 24 for the corruption test. Checkpointing
+# never changes what is computed, so the runs below may checkpoint differently.
+REFERENCE_FLAGS = ("--config.checkpoint_every_steps=6", "--config.keep_checkpoints=4")
+# Killed runs keep a single checkpoint: a kill during a save must still leave the previous one.
+KILLED_FLAGS = ("--config.checkpoint_every_steps=8", "--config.keep_checkpoints=1")
+# Named kill points (see trainer._kill_point), in order, then a kill after a seeded random delay.
+NAMED_KILLS = ("step:3", "save:8", "eval:16", "save:24")
+TIMED_KILLS = 1
+SEED = 20261125
+
+
+@pytest.fixture(scope="module")
+def compilation_cache(tmp_path_factory) -> str:
+  """A persistent compilation cache shared by the runs of this module: they all compile the same
+  smoke model, so restarts skip most of the compile."""
+  return str(tmp_path_factory.mktemp("jax_cache"))
+
+
+def _start(data_dir: str, workdir: str, cache: str, *flags: str, kill_at: str | None = None) -> subprocess.Popen:
+  """Starts the train script (later flags override earlier ones); it SIGKILLs itself at `kill_at`."""
+  command = [sys.executable, "-m", "experiments.train", "--config=configs/shapes_clip.py:smoke",
+             f"--workdir={workdir}", f"--config.data.data_dir={data_dir}", *FLAGS, *flags]
+  env = dict(os.environ, PYTHONPATH=REPO, JAX_COMPILATION_CACHE_DIR=cache,
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  env.pop(trainer.KILL_AT_ENV, None)
+  if kill_at:
+    env[trainer.KILL_AT_ENV] = kill_at
+  return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _run(data_dir: str, workdir: str, cache: str, *flags: str, kill_at: str | None = None,
+         kill_after_s: float | None = None) -> tuple[int, str]:
+  """Runs the train script, SIGKILLed at `kill_at` or after `kill_after_s`. → (exit code, stderr)."""
+  process = _start(data_dir, workdir, cache, *flags, kill_at=kill_at)
+  if kill_after_s is not None:
+    try:
+      process.wait(timeout=kill_after_s)
+    except subprocess.TimeoutExpired:
+      process.send_signal(signal.SIGKILL)
+  _, stderr = process.communicate(timeout=600)
+  return process.returncode, stderr
+
+
+def _final_params(workdir: str):
+  with ocp.StandardCheckpointer() as ckpt:
+    return ckpt.restore(os.path.join(workdir, "checkpoints", str(TOTAL_STEPS), "state"))["params"]
+
+
+def _metric_rows(workdir: str) -> list[dict]:
+  """metrics.jsonl without the wall-clock throughput, which differs between runs."""
+  return [{k: v for k, v in row.items() if k != "train/steps_per_s"} for row in read_metrics(workdir)]
+
+
+def _steps(workdir: str) -> list[int]:
+  directory = os.path.join(workdir, "checkpoints")
+  return sorted(int(n) for n in os.listdir(directory) if n.isdigit()) if os.path.isdir(directory) else []
+
+
+def _assert_same_run(workdir: str, reference: str) -> None:
+  jax.tree.map(np.testing.assert_array_equal, _final_params(reference), _final_params(workdir))
+  assert _metric_rows(workdir) == _metric_rows(reference)  # Same rows and values: none duplicated or lost.
+
+
+@pytest.fixture(scope="module")
+def reference(shapes_data_dir, compilation_cache, tmp_path_factory) -> str:
+  """The workdir of an uninterrupted run."""
+  workdir = str(tmp_path_factory.mktemp("fault") / "reference")
+  code, stderr = _run(shapes_data_dir, workdir, compilation_cache, *REFERENCE_FLAGS)
+  assert code == 0 and _steps(workdir) == [6, 12, 18, 24], stderr[-3000:]
+  return workdir
+
+
+def test_sigkill_at_any_point_resumes_bitwise(shapes_data_dir, compilation_cache, reference, tmp_path):
+  workdir = str(tmp_path / "killed")
+  rng = random.Random(SEED)
+  kills = [(point, None) for point in NAMED_KILLS] + [(None, rng.uniform(4.0, 14.0)) for _ in range(TIMED_KILLS)]
+  log = []
+  for kill_at, delay in kills:
+    before = _steps(workdir)
+    code, stderr = _run(shapes_data_dir, workdir, compilation_cache, *KILLED_FLAGS, kill_at=kill_at,
+                        kill_after_s=delay)
+    log.append(f"kill at {kill_at or f'{delay:.1f} s'}: exit {code}, checkpoints {before} → {_steps(workdir)}")
+    if kill_at:
+      assert code == -signal.SIGKILL, f"{kill_at} was never reached:\n{stderr[-3000:]}"
+    if kill_at and kill_at.startswith("save:"):
+      # Killed while the save was in flight: that step must not count as a checkpoint, and the
+      # one before it must survive although keep_checkpoints=1.
+      step = int(kill_at.split(":")[1])
+      assert _steps(workdir) == ([step - 8] if step > 8 else []), log
+  code, stderr = _run(shapes_data_dir, workdir, compilation_cache, *KILLED_FLAGS)
+  assert code == 0, stderr[-3000:]
+  print("\n".join(log))
+  _assert_same_run(workdir, reference)
+
+
+def test_corrupt_checkpoints_resume_from_the_newest_good_one(shapes_data_dir, compilation_cache, reference,
+                                                             tmp_path):
+  """Every kind of damage at once, newest first: an empty step 24, a truncated data file in 18,
+  zero-filled metadata in 12, and the tmp dir of an interrupted save; step 6 is good."""
+  workdir = tmp_path / "run"
+  shutil.copytree(reference, workdir)
+  checkpoints = workdir / "checkpoints"
+  for step, corruption in ((24, "empty step directory"), (18, "truncated data file"), (12, "zero-filled metadata")):
+    CORRUPTIONS[corruption](checkpoints / str(step))
+  (checkpoints / "30.orbax-checkpoint-tmp-1764000000000000" / "state").mkdir(parents=True)
+
+  code, stderr = _run(shapes_data_dir, str(workdir), compilation_cache, *REFERENCE_FLAGS)
+  assert code == 0, stderr[-3000:]
+  for step in (24, 18, 12):
+    assert f"checkpoints/{step} cannot be restored" in stderr
+    assert (workdir / "checkpoints.corrupt" / str(step)).is_dir(), "bad steps are kept aside, not deleted"
+  assert "Resumed from step 6" in stderr
+  assert _steps(str(workdir)) == [6, 12, 18, 24]
+  _assert_same_run(str(workdir), reference)
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(shapes_data_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  config = smoke_config(shapes_data_dir, total_steps=12, checkpoint_every_steps=6, log_every_steps=3)
+  config.evals = {}
+  trainer.train(config, workdir)
+  good = _steps(workdir)
+  assert good == [6, 12]
+
+  config.total_steps, config.optim.lr = 30, 1e6  # Absurd: the temperature overflows within steps.
+  with pytest.raises(errors.NonFiniteError, match=r"Non-finite (loss|grad_norm) \(\S+\) at step \d+; "
+                     r"stopping, the last good checkpoint \(step 12\) is kept"):
+    trainer.train(config, workdir)
+  assert _steps(workdir) == good
+  assert max(row["step"] for row in read_metrics(workdir)) == 12, "no non-finite metrics are logged"
+
+
+def test_sigterm_saves_exits_cleanly_in_bounded_time_and_resumes(shapes_data_dir, compilation_cache, tmp_path):
+  """Preemption: SIGTERM mid-run → a checkpoint of the current step and exit code 0, promptly;
+  the next start resumes there."""
+  workdir = tmp_path / "run"
+  process = _start(shapes_data_dir, str(workdir), compilation_cache, "--config.total_steps=5000")
+  deadline = time.time() + 300
+  while not (workdir / "metrics.jsonl").exists() and time.time() < deadline and process.poll() is None:
+    time.sleep(0.2)
+  assert (workdir / "metrics.jsonl").exists(), process.communicate()[1][-3000:]
+  sent = time.time()
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=120)
+  took = time.time() - sent
+  assert process.returncode == 0, stderr[-3000:]
+  assert took < 30, f"SIGTERM took {took:.0f} s to save and exit"
+  match = re.search(r"Stopped at step (\d+) on request", stderr)
+  assert match, stderr[-3000:]
+  stopped_at = int(match.group(1))
+  assert 4 <= stopped_at < 5000 and _steps(str(workdir))[-1] == stopped_at
+
+  # total_steps and the warmup may change on resume; one more step shows the run continues.
+  code, stderr = _run(shapes_data_dir, str(workdir), compilation_cache, f"--config.total_steps={stopped_at + 1}",
+                      "--config.optim.warmup_steps=1")
+  assert code == 0, stderr[-3000:]
+  assert f"Resumed from step {stopped_at}" in stderr
+  assert _steps(str(workdir))[-1] == stopped_at + 1
