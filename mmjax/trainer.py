@@ -26,8 +26,9 @@ from mmjax.checkpoint import Checkpointer, has_checkpoint
 from mmjax.metric_writer import MetricWriter
 from mmjax.train_state import TrainState
 
-# Fault injection for the crash tests: MMJAX_KILL_AT=<point>:<step> SIGKILLs the process at that
-# point (see _kill_point). Unset, as in every real run, it costs one dict lookup per point.
+# Fault injection for the crash tests: MMJAX_KILL_AT=<point>:<step>[:<signal>] sends the process
+# SIGKILL (or the named signal) at that point (see _kill_point). Unset, as in every real run, it
+# costs one dict lookup per point.
 KILL_AT_ENV = "MMJAX_KILL_AT"
 
 
@@ -67,6 +68,7 @@ class StopRequest:
 
   def __init__(self):
     self.requested = False
+    self.requested_at = None
 
   def __enter__(self):
     self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -75,7 +77,7 @@ class StopRequest:
   def _handle(self, signum, frame):
     del frame
     logging.warning("Received %s: saving a checkpoint and stopping.", signal.Signals(signum).name)
-    self.requested = True
+    self.requested, self.requested_at = True, time.time()
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
   def __exit__(self, *exc):
@@ -84,11 +86,12 @@ class StopRequest:
 
 
 def _kill_point(point: str, step: int) -> None:
-  """Dies here if MMJAX_KILL_AT names this point and step: "step" (a step dispatched, its result
-  not yet fetched), "save" (a checkpoint being written in the background) or "eval" (between
-  evaluators)."""
-  if os.environ.get(KILL_AT_ENV) == f"{point}:{step}":
-    os.kill(os.getpid(), signal.SIGKILL)
+  """Signals this process if MMJAX_KILL_AT names this point and step: "step" (a step dispatched,
+  its result not yet fetched), "save" (a checkpoint being written in the background) or "eval"
+  (between evaluators)."""
+  fields = os.environ.get(KILL_AT_ENV, "").split(":")
+  if fields[:2] == [point, str(step)]:
+    os.kill(os.getpid(), signal.Signals[fields[2] if len(fields) > 2 else "SIGKILL"])
 
 
 def make_train_step(task, tx: optax.GradientTransformation, schedule: optax.Schedule) -> Callable:
@@ -218,6 +221,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   writer = MetricWriter(workdir)
 
   with jax.set_mesh(run.mesh), nn.logical_axis_rules(run.rules):
+    evals = build_evaluators(config, task, run.mesh, run.rules)  # Checks their splits before any compile.
     restored = checkpointer.restore_latest(run.abstract)
     unlogged = []  # Per-step train metrics since the last log step.
     if restored is None:
@@ -241,7 +245,6 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     train_step = jax.jit(make_train_step(task, run.tx, run.schedule), donate_argnums=0,
                          in_shardings=(run.state_sharding, sharding.batch_sharding(run.mesh, run.rules)),
                          out_shardings=(run.state_sharding, NamedSharding(run.mesh, P())))
-    evals = build_evaluators(config, task, run.mesh, run.rules)
 
     def run_evals(step: int, names) -> dict[str, float]:
       results = {}
@@ -305,7 +308,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       checkpointer.wait()
       checkpointer.close()
     if stop.requested:
-      logging.warning("Stopped at step %d on request; rerun the same command to resume.", step)
+      logging.warning("Stopped at step %d on request, %.1f s after the signal; rerun the same command "
+                      "to resume.", step, time.time() - stop.requested_at)
       writer.close()
       return {}
     final = run_evals(step, list(config.evals))

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import pytest
 
 from mmjax import errors, models, trainer
+from mmjax import workdir as workdir_lib
 from mmjax.data import tokenizer as tokenizer_lib
 from tests.helpers import REPO, smoke_config
 
@@ -58,22 +59,20 @@ def test_bad_config_fails_before_training(shapes_data_dir, tmp_path, case, overr
 
 
 def test_workdir_with_another_config_names_the_changed_keys(shapes_data_dir, tmp_path):
-  workdir = str(tmp_path / "run")
-  config = smoke_config(shapes_data_dir, total_steps=12, checkpoint_every_steps=12)
-  config.evals = {}
-  trainer.train(config, workdir)
+  workdir = tmp_path / "run"
+  (workdir / "checkpoints" / "12").mkdir(parents=True)
+  workdir_lib.write_config(smoke_config(shapes_data_dir), str(workdir))
 
-  changed = smoke_config(shapes_data_dir, total_steps=16, checkpoint_every_steps=4, **{
+  changed = smoke_config(shapes_data_dir, total_steps=16, **{
       "model.embed_dim": 32, "seed": 1, "optim.lr": 1e-4, "data.worker_count": 1})
-  changed.evals = {}
   with pytest.raises(errors.ConfigError) as raised:
-    trainer.train(changed, workdir)
+    trainer.train(changed, str(workdir))
   message = str(raised.value)
   assert "model.embed_dim: 64 → 32" in message and "seed: 0 → 1" in message
   for safe in ("total_steps", "optim.lr", "data.worker_count"):
     assert safe not in message, f"{safe} may change on resume"
   assert "Use a new --workdir" in message
-  with open(os.path.join(workdir, "config.json")) as f:
+  with open(workdir / "config.json") as f:
     assert json.load(f)["model"]["embed_dim"] == 64, "the stored config is left as it was"
 
 

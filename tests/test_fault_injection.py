@@ -7,15 +7,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from mmjax import errors, trainer
-from tests.helpers import REPO, read_metrics, smoke_config
+from mmjax import trainer
+from tests.helpers import REPO, read_metrics
 from tests.test_checkpoint import CORRUPTIONS
 
 pytestmark = pytest.mark.slow
@@ -29,9 +28,10 @@ FLAGS = (f"--config.total_steps={TOTAL_STEPS}", "--config.log_every_steps=4", "-
 REFERENCE_FLAGS = ("--config.checkpoint_every_steps=6", "--config.keep_checkpoints=4")
 # Killed runs keep a single checkpoint: a kill during a save must still leave the previous one.
 KILLED_FLAGS = ("--config.checkpoint_every_steps=8", "--config.keep_checkpoints=1")
-# Named kill points (see trainer._kill_point), in order, then a kill after a seeded random delay.
-NAMED_KILLS = ("step:3", "save:8", "eval:16", "save:24")
-TIMED_KILLS = 1
+# The interruptions, in order: SIGKILL at a named point (see trainer._kill_point), SIGTERM
+# (preemption) mid-step between checkpoints, SIGKILL after a seeded random delay. Each start
+# resumes where the previous one left off.
+INTERRUPTIONS = ("step:3", "save:8", "eval:16", "step:13:SIGTERM", "save:24", None)
 SEED = 20261125
 
 
@@ -96,17 +96,23 @@ def reference(shapes_data_dir, compilation_cache, tmp_path_factory) -> str:
   return workdir
 
 
-def test_sigkill_at_any_point_resumes_bitwise(shapes_data_dir, compilation_cache, reference, tmp_path):
-  workdir = str(tmp_path / "killed")
-  rng = random.Random(SEED)
-  kills = [(point, None) for point in NAMED_KILLS] + [(None, rng.uniform(4.0, 14.0)) for _ in range(TIMED_KILLS)]
+def test_interrupted_run_resumes_bitwise(shapes_data_dir, compilation_cache, reference, tmp_path):
+  """SIGKILL mid-step, during an async save, between evaluators and at a random moment, plus a
+  SIGTERM between checkpoints: the restarted run ends bitwise equal to the uninterrupted one."""
+  workdir = str(tmp_path / "interrupted")
+  delay = random.Random(SEED).uniform(4.0, 14.0)
   log = []
-  for kill_at, delay in kills:
+  for kill_at in INTERRUPTIONS:
     before = _steps(workdir)
     code, stderr = _run(shapes_data_dir, workdir, compilation_cache, *KILLED_FLAGS, kill_at=kill_at,
-                        kill_after_s=delay)
-    log.append(f"kill at {kill_at or f'{delay:.1f} s'}: exit {code}, checkpoints {before} → {_steps(workdir)}")
-    if kill_at:
+                        kill_after_s=None if kill_at else delay)
+    log.append(f"{kill_at or f'SIGKILL after {delay:.1f} s'}: exit {code}, checkpoints {before} → {_steps(workdir)}")
+    if kill_at and kill_at.endswith("SIGTERM"):
+      # Preemption: save the step it stopped at, exit 0, promptly.
+      match = re.search(r"Stopped at step (\d+) on request, ([\d.]+) s after the signal", stderr)
+      assert code == 0 and match, stderr[-3000:]
+      assert int(match.group(1)) == 13 and _steps(workdir) == [13] and float(match.group(2)) < 30, log
+    elif kill_at:
       assert code == -signal.SIGKILL, f"{kill_at} was never reached:\n{stderr[-3000:]}"
     if kill_at and kill_at.startswith("save:"):
       # Killed while the save was in flight: that step must not count as a checkpoint, and the
@@ -140,45 +146,18 @@ def test_corrupt_checkpoints_resume_from_the_newest_good_one(shapes_data_dir, co
   _assert_same_run(str(workdir), reference)
 
 
-def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(shapes_data_dir, tmp_path):
-  workdir = str(tmp_path / "run")
-  config = smoke_config(shapes_data_dir, total_steps=12, checkpoint_every_steps=6, log_every_steps=3)
-  config.evals = {}
-  trainer.train(config, workdir)
-  good = _steps(workdir)
-  assert good == [6, 12]
-
-  config.total_steps, config.optim.lr = 30, 1e6  # Absurd: the temperature overflows within steps.
-  with pytest.raises(errors.NonFiniteError, match=r"Non-finite (loss|grad_norm) \(\S+\) at step \d+; "
-                     r"stopping, the last good checkpoint \(step 12\) is kept"):
-    trainer.train(config, workdir)
-  assert _steps(workdir) == good
-  assert max(row["step"] for row in read_metrics(workdir)) == 12, "no non-finite metrics are logged"
-
-
-def test_sigterm_saves_exits_cleanly_in_bounded_time_and_resumes(shapes_data_dir, compilation_cache, tmp_path):
-  """Preemption: SIGTERM mid-run → a checkpoint of the current step and exit code 0, promptly;
-  the next start resumes there."""
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(shapes_data_dir, compilation_cache, reference,
+                                                                    tmp_path):
+  """Resume the reference at step 12 with an absurd learning rate: the temperature overflows."""
   workdir = tmp_path / "run"
-  process = _start(shapes_data_dir, str(workdir), compilation_cache, "--config.total_steps=5000")
-  deadline = time.time() + 300
-  while not (workdir / "metrics.jsonl").exists() and time.time() < deadline and process.poll() is None:
-    time.sleep(0.2)
-  assert (workdir / "metrics.jsonl").exists(), process.communicate()[1][-3000:]
-  sent = time.time()
-  process.send_signal(signal.SIGTERM)
-  _, stderr = process.communicate(timeout=120)
-  took = time.time() - sent
-  assert process.returncode == 0, stderr[-3000:]
-  assert took < 30, f"SIGTERM took {took:.0f} s to save and exit"
-  match = re.search(r"Stopped at step (\d+) on request", stderr)
-  assert match, stderr[-3000:]
-  stopped_at = int(match.group(1))
-  assert 4 <= stopped_at < 5000 and _steps(str(workdir))[-1] == stopped_at
-
-  # total_steps and the warmup may change on resume; one more step shows the run continues.
-  code, stderr = _run(shapes_data_dir, str(workdir), compilation_cache, f"--config.total_steps={stopped_at + 1}",
-                      "--config.optim.warmup_steps=1")
-  assert code == 0, stderr[-3000:]
-  assert f"Resumed from step {stopped_at}" in stderr
-  assert _steps(str(workdir))[-1] == stopped_at + 1
+  shutil.copytree(reference, workdir)
+  for step in (18, 24):
+    shutil.rmtree(workdir / "checkpoints" / str(step))
+  code, stderr = _run(shapes_data_dir, str(workdir), compilation_cache, *REFERENCE_FLAGS, "--config.optim.lr=1e6")
+  assert code == 1, stderr[-3000:]
+  assert "Traceback" not in stderr
+  match = re.search(r"^error: Non-finite (loss|grad_norm) \((nan|inf|-inf)\) at step (\d+); stopping, "
+                    r"the last good checkpoint \(step 12\) is kept", stderr, re.M)
+  assert match and 12 < int(match.group(3)) <= 16, stderr[-3000:]
+  assert _steps(str(workdir)) == [6, 12]
+  assert max(row["step"] for row in read_metrics(str(workdir))) == 12, "no non-finite metrics are logged"
