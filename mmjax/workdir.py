@@ -46,17 +46,16 @@ def config_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
   return json.loads(config.to_json_best_effort())
 
 
+def _show(flat: dict[str, Any], key: str) -> str:
+  return json.dumps(flat[key]) if key in flat else "(absent)"
+
+
 def resume_breaking_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
   """`key: old → new` for every key outside RESUME_SAFE_KEYS whose value differs."""
   old_flat, new_flat = _flatten(old), _flatten(new)
-  missing = object()
-  changes = []
-  for key in sorted(old_flat.keys() | new_flat.keys()):
-    before, after = old_flat.get(key, missing), new_flat.get(key, missing)
-    if before != after and not _resume_safe(key):
-      show = lambda v: "(absent)" if v is missing else json.dumps(v)  # noqa: E731
-      changes.append(f"{key}: {show(before)} → {show(after)}")
-  return changes
+  return [f"{key}: {_show(old_flat, key)} → {_show(new_flat, key)}"
+          for key in sorted(old_flat.keys() | new_flat.keys())
+          if not _resume_safe(key) and (key in old_flat, old_flat.get(key)) != (key in new_flat, new_flat.get(key))]
 
 
 def check_resumable(config: ml_collections.ConfigDict, workdir: str, has_checkpoint: bool) -> None:

@@ -105,11 +105,6 @@ def _data_source(builder: tfds.core.DatasetBuilder, split: str) -> Sequence[dict
   return builder.as_data_source(split, decoders={"image": tfds.decode.SkipDecoding()})
 
 
-def _preprocess(builder: tfds.core.DatasetBuilder, data_config: ml_collections.ConfigDict,
-                keep_caption: bool) -> preprocess.PreprocessExample:
-  return preprocess.PreprocessExample(_tokenizer(builder), data_config.text_len, keep_caption)
-
-
 class TrainLoader(Iterator[dict[str, np.ndarray]]):
   """An endless iterator of training batches whose position can be saved and restored.
 
@@ -149,13 +144,15 @@ def train_loader(data_config: ml_collections.ConfigDict, *, batch_size: int, see
   sampler = grain.samplers.IndexSampler(
       len(source), shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=True), shuffle=True,
       num_epochs=None, seed=seed)
+  tokenizer = _tokenizer(builder)
+  operations = [preprocess.PreprocessExample(tokenizer, data_config.text_len)]
+  if data_config.hard_negatives:
+    operations.append(preprocess.AddHardNegative(tokenizer, data_config.text_len))
+  operations.append(grain.transforms.Batch(batch_size, drop_remainder=True))
   data_loader = grain.DataLoader(
       data_source=source,
       sampler=sampler,
-      operations=[_preprocess(builder, data_config, keep_caption=False),
-                  *([preprocess.AddHardNegative(_tokenizer(builder), data_config.text_len)]
-                    if data_config.hard_negatives else []),
-                  grain.transforms.Batch(batch_size, drop_remainder=True)],
+      operations=operations,
       worker_count=data_config.worker_count,
       read_options=_READ_OPTIONS,
   )
@@ -186,7 +183,7 @@ def eval_batches(data_config: ml_collections.ConfigDict, split: str, *,
   """
   builder = prepare(data_config)
   source = _data_source(builder, split)
-  example_fn = _preprocess(builder, data_config, keep_caption=True)
+  example_fn = preprocess.PreprocessExample(_tokenizer(builder), data_config.text_len, keep_caption=True)
   process_count, process_index = jax.process_count(), jax.process_index()
   start = len(source) * process_index // process_count
   end = len(source) * (process_index + 1) // process_count
