@@ -46,11 +46,13 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
 
 
 def shapes_data_config(variant: str = "default", data_dir: str = DEFAULT_DATA_DIR,
-                       text_len: int = 24, worker_count: int = 0,
-                       hard_negatives: bool = False) -> ml_collections.ConfigDict:
+                       text_len: int = 24, question_len: int = 14, answer_len: int = 2,
+                       worker_count: int = 0, hard_negatives: bool = False) -> ml_collections.ConfigDict:
   """The `config.data` block for the offline Shapes dataset.
 
   `variant` is the tfds builder config: "default" (the full dataset) or "small" (tests, smoke runs).
+  `text_len`, `question_len` and `answer_len` are the token lengths (eos included) of the caption,
+  the VQA question and the VQA answer.
   `hard_negatives` adds a `negative_text` field to training batches, which the contrastive task
   uses as extra negatives (see `mmjax.data.shapes.hard_negative_caption`).
   """
@@ -59,6 +61,8 @@ def shapes_data_config(variant: str = "default", data_dir: str = DEFAULT_DATA_DI
       variant=variant,
       data_dir=data_dir,
       text_len=text_len,
+      question_len=question_len,
+      answer_len=answer_len,
       worker_count=worker_count,
       hard_negatives=hard_negatives,
   ))
@@ -69,6 +73,20 @@ def optim_config(lr: float = 1e-3, warmup_steps: int = 100, weight_decay: float 
   """The `config.optim` block: AdamW with linear warmup, cosine decay and gradient clipping."""
   config = dict(lr=lr, warmup_steps=warmup_steps, weight_decay=weight_decay, b1=0.9, b2=0.98,
                 end_lr_factor=0.0, grad_clip_norm=1.0)
+  config.update(overrides)
+  return ml_collections.ConfigDict(config)
+
+
+def decode_config(**overrides: Any) -> ml_collections.ConfigDict:
+  """The `config.decode` block of text-generation tasks (see mmjax.decoding).
+
+  method: "greedy", "beam" or "sample"; max_len: tokens to generate (0: the target field's
+  length); length_penalty: GNMT's alpha for beam search; top_k: 0 samples from the whole
+  vocabulary; kv_cache: False recomputes every position per token (a reference, slow);
+  seed: the sampling rng.
+  """
+  config = dict(method="greedy", max_len=0, beam_size=4, length_penalty=0.6, temperature=1.0, top_k=0,
+                kv_cache=True, seed=0)
   config.update(overrides)
   return ml_collections.ConfigDict(config)
 
@@ -99,6 +117,10 @@ def run_config(**overrides: Any) -> ml_collections.ConfigDict:
       keep_checkpoints=2,
       mesh=ml_collections.ConfigDict({"data": -1, "fsdp": 1}),
       sharding_rules=DEFAULT_SHARDING_RULES,
+      # Fine-tuning: a workdir whose newest checkpoint initialises the towers both models share
+      # (used only when this workdir has no checkpoint of its own), and the towers to freeze.
+      init_from="",
+      freeze="",
   ))
   config.update(overrides)
   return config

@@ -60,6 +60,9 @@ class Checkpointer:
   def restore_latest(self, abstract_state) -> tuple[Any, dict[str, Any], int] | None:
     """(state, host_state, step) from the newest step that restores, or None if there is none.
 
+    `abstract_state` (shapes, dtypes and shardings) may be None to restore the arrays as
+    saved, e.g. another run's params to fine-tune from.
+
     orbax still lists a truncated, zero-filled or empty newest step, and its restore raises.
     Such steps are skipped with a warning naming the path and the reason. Once an older step
     restores, the bad newer ones are moved aside to `<directory>.corrupt/` (kept, not deleted):

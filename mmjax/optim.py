@@ -1,9 +1,11 @@
 """The optax optimizer built from `config.optim`."""
+from collections.abc import Sequence
+
 import jax
 import ml_collections
 import optax
 
-from mmjax import errors
+from mmjax import errors, finetune
 
 
 def decay_mask(params):
@@ -37,9 +39,13 @@ def make_schedule(optim_config: ml_collections.ConfigDict, total_steps: int) -> 
       decay_steps=total_steps, end_value=optim_config.lr * optim_config.end_lr_factor)
 
 
-def make_optimizer(optim_config: ml_collections.ConfigDict,
-                   total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """Gradient clipping → AdamW with warmup + cosine schedule and a decay mask."""
+def make_optimizer(optim_config: ml_collections.ConfigDict, total_steps: int,
+                   frozen: Sequence[str] = ()) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """Gradient clipping → AdamW with warmup + cosine schedule and a decay mask.
+
+  `frozen` towers (e.g. "image_encoder", see mmjax.finetune) get zero updates and no
+  optimizer state, and their gradients do not count towards the clipping norm.
+  """
   check_optim_config(optim_config)
   schedule = make_schedule(optim_config, total_steps)
   parts = []
@@ -47,5 +53,8 @@ def make_optimizer(optim_config: ml_collections.ConfigDict,
     parts.append(optax.clip_by_global_norm(optim_config.grad_clip_norm))
   parts.append(optax.adamw(schedule, b1=optim_config.b1, b2=optim_config.b2,
                            weight_decay=optim_config.weight_decay, mask=decay_mask))
-  return optax.chain(*parts), schedule
-
+  tx = optax.chain(*parts)
+  if frozen:
+    tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
+                               lambda params: finetune.freeze_labels(params, frozen))
+  return tx, schedule

@@ -20,7 +20,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from mmjax import data as mmdata
-from mmjax import errors, evaluators, models, optim, sharding, tasks
+from mmjax import errors, evaluators, finetune, models, optim, sharding, tasks
 from mmjax import workdir as workdir_lib
 from mmjax.checkpoint import Checkpointer, has_checkpoint
 from mmjax.metric_writer import MetricWriter
@@ -154,11 +154,13 @@ class _Run:
     self.batch_size = check_batch_size(config, self.mesh)
     prepare_data(config.data)
     tokenizer = mmdata.get_tokenizer(config.data)
-    if config.model.text.vocab_size < tokenizer.vocab_size:
-      raise errors.ConfigError(f"config.model.text.vocab_size={config.model.text.vocab_size} is smaller than "
-                               f"the tokenizer's vocabulary ({tokenizer.vocab_size}); raise it.")
-    self.task = tasks.build(config.task, models.build(config.model))
-    self.tx, self.schedule = optim.make_optimizer(config.optim, config.total_steps)
+    for key, vocab_size in models.vocab_sizes(config.model).items():
+      if vocab_size < tokenizer.vocab_size:
+        raise errors.ConfigError(f"{key}={vocab_size} is smaller than the tokenizer's vocabulary "
+                                 f"({tokenizer.vocab_size}); raise it.")
+    self.task = tasks.build(config, models.build(config.model), tokenizer)
+    self.tx, self.schedule = optim.make_optimizer(config.optim, config.total_steps,
+                                                  finetune.parse_towers(config.freeze))
     self.checkpointer = Checkpointer(os.path.join(self.workdir, "checkpoints"),
                                      max_to_keep=config.keep_checkpoints)
     self.loader = mmdata.train_loader(config.data, batch_size=self.batch_size, seed=config.seed)
@@ -171,6 +173,14 @@ class _Run:
 
   def to_device(self, batch: dict[str, np.ndarray]) -> dict[str, jax.Array]:
     return sharding.to_global_batch(batch, self.mesh, self.rules)
+
+
+def _init_from(state: TrainState, workdir: str, state_sharding) -> TrainState:
+  """`state` with the towers of `workdir`'s newest checkpoint loaded into its params."""
+  pretrained, step = finetune.load_pretrained_params(workdir)
+  params, loaded = finetune.load_towers(jax.device_get(state.params), pretrained)
+  logging.info("Initialised %s from step %d of %s.", ", ".join(loaded), step, workdir)
+  return state.replace(params=jax.device_put(params, state_sharding.params))
 
 
 def _restore(run: _Run) -> tuple[TrainState, int]:
@@ -231,6 +241,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       writer.truncate_after(0)  # Rows of an earlier attempt that died before its first checkpoint.
       logging.info("Starting from scratch: %s parameters.",
                    f"{sum(x.size for x in jax.tree.leaves(state.params)):,}")
+      if config.init_from:
+        state = _init_from(state, config.init_from, run.state_sharding)
     else:
       state, host_state, step = restored
       loader.set_state(host_state["loader"])

@@ -22,11 +22,12 @@ CONFIG_FILE = "config.json"
 # laid out, logged, saved or evaluated, not what it computes. The schedule's
 # scalars are here too, because lowering the learning rate after a divergence
 # or extending `total_steps` are the usual ways to continue a run; they leave
-# every array in the checkpoint the same shape.
+# every array in the checkpoint the same shape. `decode` only changes evaluation, and
+# `init_from` is ignored once the workdir has a checkpoint of its own.
 RESUME_SAFE_KEYS = ("total_steps", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
                     "eval_batch_size", "evals", "mesh", "sharding_rules", "data.data_dir",
                     "data.worker_count", "optim.lr", "optim.warmup_steps", "optim.end_lr_factor",
-                    "optim.weight_decay")
+                    "optim.weight_decay", "decode", "init_from")
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

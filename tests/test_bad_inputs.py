@@ -44,7 +44,7 @@ BAD_CONFIGS = [
     ("zero-shot template without the attribute", {"evals.zeroshot_colour.template": "a {shape}"},
      errors.ConfigError, r"template 'a \{shape\}' has no \{colour\} placeholder"),
     ("text longer than the context", {"data.text_len": 6}, errors.InputError,
-     r"has \d+ tokens; with eos it needs \d+ > text_len=6. Raise the `text_len` data config key"),
+     r"has \d+ tokens; with eos it needs \d+ > text_len=6. Raise config.data.text_len"),
 ]
 
 

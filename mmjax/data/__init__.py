@@ -8,10 +8,12 @@ from mmjax.data.pipeline import (
     TrainLoader,
     class_names,
     eval_batches,
+    field_values,
     get_tokenizer,
     num_examples,
     prepare,
     train_loader,
+    vqa_vocabulary,
 )
 from mmjax.data.shapes import Shapes
 from mmjax.data.tokenizer import Tokenizer, WordTokenizer, tokenize_to_length
@@ -24,9 +26,11 @@ __all__ = [
     "WordTokenizer",
     "class_names",
     "eval_batches",
+    "field_values",
     "get_tokenizer",
     "num_examples",
     "prepare",
     "tokenize_to_length",
     "train_loader",
+    "vqa_vocabulary",
 ]

@@ -83,6 +83,21 @@ def class_names(data_config: ml_collections.ConfigDict) -> dict[str, list[str]]:
   return {field: list(metadata[field + "s"]) for field in ("shape", "colour", "size")}
 
 
+def vqa_vocabulary(data_config: ml_collections.ConfigDict) -> dict[str, list[str]]:
+  """Names of the VQA ids: {"answers": [...], "question_types": [...]}, indexed by the
+  batch fields `answer_id` and `question_type`."""
+  metadata = prepare(data_config).info.metadata
+  return {key: list(metadata[key]) for key in ("answers", "question_types")}
+
+
+def _preprocess_example(builder: tfds.core.DatasetBuilder, tokenizer: tokenizer_lib.Tokenizer,
+                        data_config: ml_collections.ConfigDict, keep_caption: bool) -> preprocess.PreprocessExample:
+  """The per-example map of both train and eval batches, so they share every field and length."""
+  return preprocess.PreprocessExample(
+      tokenizer, builder.info.metadata["answers"], text_len=data_config.text_len,
+      question_len=data_config.question_len, answer_len=data_config.answer_len, keep_caption=keep_caption)
+
+
 def _check_split(builder: tfds.core.DatasetBuilder, split: str) -> int:
   """Number of examples in `split` (a name, or a tfds slice like "test[:256]")."""
   available = sorted(builder.info.splits)
@@ -103,6 +118,20 @@ def _data_source(builder: tfds.core.DatasetBuilder, split: str) -> Sequence[dict
   _check_split(builder, split)
   # Images stay PNG bytes here: PreprocessExample decodes them in the loader's workers.
   return builder.as_data_source(split, decoders={"image": tfds.decode.SkipDecoding()})
+
+
+def field_values(data_config: ml_collections.ConfigDict, split: str,
+                 fields: Sequence[str]) -> dict[str, list[Any]]:
+  """The stored values of non-image `fields` for every example of `split` (Text as str),
+  read without decoding images, e.g. the train answers a majority baseline is computed from."""
+  source = _data_source(prepare(data_config), split)
+  values = {field: [] for field in fields}
+  for start in range(0, len(source), 1024):
+    for record in source.__getitems__(range(start, min(start + 1024, len(source)))):
+      for field in fields:
+        value = record[field]
+        values[field].append(value.decode("utf-8") if isinstance(value, bytes) else value)
+  return values
 
 
 class TrainLoader(Iterator[dict[str, np.ndarray]]):
@@ -130,10 +159,13 @@ def train_loader(data_config: ml_collections.ConfigDict, *, batch_size: int, see
   """Shuffled, endlessly repeated batches of this process's shard of the train split.
 
   `batch_size` is per process. Batches are dicts of numpy arrays: `image`
-  f32[B, H, W, 3] in [-1, 1], `text` i32[B, text_len] and the int32 labels
-  `num_objects` [B] and `shape`, `colour`, `size`, `row`, `col` [B, 3] (padded
-  with -1); with `data_config.hard_negatives`, also `negative_text` i32[B, text_len]
-  (see `shapes.hard_negative_caption`). `seed` is a non-negative 32-bit integer.
+  f32[B, H, W, 3] in [-1, 1], `text` i32[B, text_len], the VQA fields
+  `question` i32[B, question_len], `answer` i32[B, answer_len], `answer_id` and
+  `question_type` i32[B] (indices into `vqa_vocabulary`'s lists), and the int32
+  labels `num_objects` [B] and `shape`, `colour`, `size`, `row`, `col` [B, 3]
+  (padded with -1); with `data_config.hard_negatives`, also `negative_text`
+  i32[B, text_len] (see `shapes.hard_negative_caption`). `seed` is a
+  non-negative 32-bit integer.
   """
   if data_config.worker_count and not flags.FLAGS.is_parsed():
     # Grain 0.2.18 reads an absl flag when it starts workers, which raises
@@ -145,7 +177,7 @@ def train_loader(data_config: ml_collections.ConfigDict, *, batch_size: int, see
       len(source), shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=True), shuffle=True,
       num_epochs=None, seed=seed)
   tokenizer = _tokenizer(builder)
-  operations = [preprocess.PreprocessExample(tokenizer, data_config.text_len)]
+  operations = [_preprocess_example(builder, tokenizer, data_config, keep_caption=False)]
   if data_config.hard_negatives:
     operations.append(preprocess.AddHardNegative(tokenizer, data_config.text_len))
   operations.append(grain.transforms.Batch(batch_size, drop_remainder=True))
@@ -164,10 +196,14 @@ def _ceil_div(numerator: int, denominator: int) -> int:
 
 
 def _stack(examples: Sequence[dict[str, Any]], batch_size: int, blank: dict[str, Any]) -> dict[str, np.ndarray]:
-  """Stacks `examples` padded with `blank` rows to `batch_size`, marking real rows in `valid`."""
+  """Stacks `examples` padded with `blank` rows to `batch_size`, marking real rows in `valid`.
+
+  String fields (caption, question_text) become object arrays of str.
+  """
   rows = list(examples) + [blank] * (batch_size - len(examples))
-  batch = {key: np.stack([row[key] for row in rows]) for key in blank if key != "caption"}
-  batch["caption"] = np.array([row["caption"] for row in rows], dtype=object)
+  batch = {key: (np.array([row[key] for row in rows], dtype=object) if isinstance(value, str)
+                 else np.stack([row[key] for row in rows]))
+           for key, value in blank.items()}
   batch["valid"] = np.arange(batch_size) < len(examples)
   return batch
 
@@ -176,20 +212,21 @@ def eval_batches(data_config: ml_collections.ConfigDict, split: str, *,
                  batch_size: int) -> Iterator[dict[str, np.ndarray]]:
   """One ordered pass over this process's contiguous shard of `split`.
 
-  Batches have the train fields plus `caption` (object array of str) and a
-  bool `valid` mask; the last batch is padded with zero rows (empty caption).
+  Batches have the train fields plus `caption` and `question_text` (object
+  arrays of str) and a bool `valid` mask; the last batch is padded with zero
+  rows (empty strings).
   Every process yields the same number of batches, so collective metrics
   never wait on a process that ran out early.
   """
   builder = prepare(data_config)
   source = _data_source(builder, split)
-  example_fn = preprocess.PreprocessExample(_tokenizer(builder), data_config.text_len, keep_caption=True)
+  example_fn = _preprocess_example(builder, _tokenizer(builder), data_config, keep_caption=True)
   process_count, process_index = jax.process_count(), jax.process_index()
   start = len(source) * process_index // process_count
   end = len(source) * (process_index + 1) // process_count
   # Shards differ in size by at most one example; every process loops as long as the largest.
   num_batches = _ceil_div(_ceil_div(len(source), process_count), batch_size)
-  blank = {key: (np.zeros_like(value) if key != "caption" else "")
+  blank = {key: ("" if isinstance(value, str) else np.zeros_like(value))
            for key, value in example_fn.map(source[0]).items()}
 
   def batches() -> Iterator[dict[str, np.ndarray]]:

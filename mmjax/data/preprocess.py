@@ -6,6 +6,7 @@ decoded here, in the loader's worker processes when it has some.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import grain
@@ -26,26 +27,40 @@ def decode_image(png: bytes) -> np.ndarray:
 
 
 class PreprocessExample(grain.transforms.Map):
-  """A record → {image, text, labels[, caption]}.
+  """A record → {image, text, question, answer, answer_id, question_type, labels[, caption, question_text]}.
 
-  `keep_caption` is off for training batches: string arrays cannot become
-  jax.Arrays, and evaluators that need the reference text ask for it.
+  `text`, `question` and `answer` are token ids of lengths `text_len`,
+  `question_len` and `answer_len`; `answer_id` indexes `answers` (the dataset's
+  answer list, so VQA can also be trained as classification). `keep_caption` is
+  off for training batches: string arrays cannot become jax.Arrays, and
+  evaluators that need the reference text ask for it.
   """
 
-  def __init__(self, tokenizer: tokenizer_lib.Tokenizer, text_len: int, keep_caption: bool = False):
+  def __init__(self, tokenizer: tokenizer_lib.Tokenizer, answers: Sequence[str], *, text_len: int,
+               question_len: int, answer_len: int, keep_caption: bool = False):
     self._tokenizer = tokenizer
+    self._answer_ids = {answer: i for i, answer in enumerate(answers)}
     self._text_len = text_len
+    self._question_len = question_len
+    self._answer_len = answer_len
     self._keep_caption = keep_caption
 
   def map(self, element: dict[str, Any]) -> dict[str, Any]:
-    caption = element["caption"].decode("utf-8")  # tfds' numpy decoding gives Text as bytes.
+    # tfds' numpy decoding gives Text as bytes.
+    caption, question, answer = (element[key].decode("utf-8") for key in ("caption", "question", "answer"))
     example = {
         "image": decode_image(element["image"]),
         "text": tokenizer_lib.tokenize_to_length(self._tokenizer, caption, self._text_len),
+        "question": tokenizer_lib.tokenize_to_length(self._tokenizer, question, self._question_len,
+                                                     "question_len"),
+        "answer": tokenizer_lib.tokenize_to_length(self._tokenizer, answer, self._answer_len, "answer_len"),
+        "answer_id": np.int32(self._answer_ids[answer]),
+        "question_type": np.asarray(element["question_type"], dtype=np.int32),
         **{field: np.asarray(element[field], dtype=np.int32) for field in LABEL_FIELDS},
     }
     if self._keep_caption:
       example["caption"] = caption
+      example["question_text"] = question
     return example
 
 

@@ -1,10 +1,12 @@
-"""Shapes: a synthetic image–caption dataset with held-out colour–shape pairs.
+"""Shapes: a synthetic image–caption–VQA dataset with held-out colour–shape pairs.
 
 Each scene has 1–3 objects (shape × colour × size) in distinct cells of a 3×3
-grid. Captions follow a tiny grammar, so every word is known in advance and a
-model's errors can be traced to the labels. Four colour–shape pairs never occur
-in `train`/`test`; the `heldout` split puts at least one of them in every
-scene, to test whether a model composes attributes it has only seen apart.
+grid. Captions and questions follow tiny grammars, so every word is known in
+advance and a model's errors can be traced to the labels. Each scene also gets
+one templated question with a one-word answer (see `vqa_question`). Four
+colour–shape pairs never occur in `train`/`test`; the `heldout` split puts at
+least one of them in every scene, to test whether a model composes attributes
+it has only seen apart.
 
 The data is a pure function of (split seed, example index): each example gets
 its own numpy Generator, so generation order, sharding and reruns cannot change
@@ -19,6 +21,7 @@ import functools
 import io
 import multiprocessing
 import os
+import re
 import signal
 import threading
 import time
@@ -53,12 +56,10 @@ _NOISE = 6  # Per-pixel uniform noise in [-_NOISE, _NOISE]: enough to stop pixel
 _HALF_EXTENT = {"small": 0.29, "large": 0.41}
 _MARGIN = 0.04  # Gap (fraction of a cell) kept between a jittered object and its cell border.
 
-_GRAMMAR_WORDS = ("a", "left", "of", "above")  # See _RELATIONS.
-VOCAB = tuple(sorted(set(_GRAMMAR_WORDS + SHAPES + COLOURS + SIZES)))
-
 _ALL_PAIRS = tuple((c, s) for c in range(len(COLOURS)) for s in range(len(SHAPES)))
 _HELDOUT_IDS = tuple((COLOURS.index(c), SHAPES.index(s)) for c, s in HELDOUT_PAIRS)
 _SEEN_PAIRS = tuple(p for p in _ALL_PAIRS if p not in _HELDOUT_IDS)
+
 
 # A pool takes ~3 s to start (each worker imports mmjax.data, hence JAX and
 # Grain), so only splits large enough to gain from it use one.
@@ -78,10 +79,40 @@ class SceneObject(NamedTuple):
 
 
 _RELATIONS = ("left of", "above")
+_GRAMMAR_WORDS = ("a", "left", "of", "above")  # See _RELATIONS.
+
+QUESTION_TYPES = ("count", "colour", "shape", "exists", "relation")
+_NUMBERS = ("one", "two", "three")  # Answers to "count", by number of objects.
+# Every answer is one word, so VQA can be classification over this fixed list.
+ANSWERS = ("no", "yes", *_NUMBERS, *COLOURS, *SHAPES)
+_ROWS = ("top", "middle", "bottom")
+_COLUMNS = ("left", "centre", "right")
+# Spatial relations a question may ask about, each true when A stands so relative to B.
+_QUESTION_RELATIONS = {
+    "left of": lambda a, b: a.col < b.col,
+    "right of": lambda a, b: a.col > b.col,
+    "above": lambda a, b: a.row < b.row,
+    "below": lambda a, b: a.row > b.row,
+}
+# "colour" and "shape" questions share the cell template; "?" is a token of its own.
+_QUESTION_TEMPLATES = {
+    "count": "how many objects are there ?",
+    "cell": "what {attribute} is the object in the {row} {column} cell ?",
+    "exists": "is there a {colour} {shape} ?",
+    "relation": "is the {a} {relation} the {b} ?",
+}
+_CELL_ATTRIBUTES = ("colour", "shape")  # Question types asked about the object in a named cell.
+_QUESTION_WORDS = tuple(" ".join([re.sub(r"{\w+}", " ", template) for template in _QUESTION_TEMPLATES.values()]
+                                 + [*_CELL_ATTRIBUTES, *_ROWS, *_COLUMNS, *_QUESTION_RELATIONS, *ANSWERS]).split())
+VOCAB = tuple(sorted(set(_GRAMMAR_WORDS + SHAPES + COLOURS + SIZES + _QUESTION_WORDS)))
+
+
+def _describe(obj: SceneObject) -> str:
+  return f"{SIZES[obj.size]} {COLOURS[obj.colour]} {SHAPES[obj.shape]}"
 
 
 def _phrase(obj: SceneObject) -> str:
-  return f"a {SIZES[obj.size]} {COLOURS[obj.colour]} {SHAPES[obj.shape]}"
+  return f"a {_describe(obj)}"
 
 
 def _relations(objects: Sequence[SceneObject]) -> list[str]:
@@ -133,6 +164,11 @@ def hard_negative_caption(objects: Sequence[SceneObject], rng: np.random.Generat
   return _join(phrases, relations)
 
 
+def pair_pool(heldout: bool) -> tuple[tuple[int, int], ...]:
+  """The (colour, shape) index pairs a split draws objects from: all 24 in `heldout`, else the 20 seen."""
+  return _ALL_PAIRS if heldout else _SEEN_PAIRS
+
+
 def sample_scene(rng: np.random.Generator, heldout: bool) -> list[SceneObject]:
   """Draws 1–3 objects in distinct cells, returned in raster order.
 
@@ -141,7 +177,7 @@ def sample_scene(rng: np.random.Generator, heldout: bool) -> list[SceneObject]:
   """
   num_objects = int(rng.integers(1, MAX_OBJECTS + 1))
   cells = np.sort(rng.choice(GRID * GRID, size=num_objects, replace=False))
-  pool = _ALL_PAIRS if heldout else _SEEN_PAIRS
+  pool = pair_pool(heldout)
   pairs = [pool[i] for i in rng.integers(len(pool), size=num_objects)]
   if heldout:
     pairs[rng.integers(num_objects)] = _HELDOUT_IDS[rng.integers(len(_HELDOUT_IDS))]
@@ -149,6 +185,55 @@ def sample_scene(rng: np.random.Generator, heldout: bool) -> list[SceneObject]:
   return [SceneObject(shape=int(shape), colour=int(colour), size=int(size), row=int(cell) // GRID,
                       col=int(cell) % GRID)
           for (colour, shape), size, cell in zip(pairs, sizes, cells)]
+
+
+def vqa_question(objects: Sequence[SceneObject], rng: np.random.Generator,
+                 pairs: Sequence[tuple[int, int]]) -> tuple[str, str, int]:
+  """A question about the scene: (question, answer, index of its type in QUESTION_TYPES).
+
+  The type is drawn uniformly among those the scene supports: "relation" needs
+  two objects each described ("the small red circle") by a phrase no other
+  object shares, or "the" would be ambiguous. One-object scenes therefore never
+  get "relation": it is ≈13% of questions and each other type ≈22%, and as
+  one-object scenes get "count" more often, "one" answers ≈38% of counts
+  (5/13) against ≈31% for "two" and "three". For yes/no questions the answer
+  is drawn first, with probability 1/2, so neither answer can be guessed from
+  the type alone.
+
+  A "no" to "is there a ...?" names a pair from `pairs` (the split's pool, see
+  `pair_pool`) absent from the scene, so train/test questions never mention a
+  held-out pair.
+  """
+  if not objects:
+    raise ValueError("A scene needs at least one object.")
+  descriptions = [_describe(obj) for obj in objects]
+  unique = [obj for obj, description in zip(objects, descriptions) if descriptions.count(description) == 1]
+  ordered_pairs = [(a, b) for a in unique for b in unique if a != b]
+  types = [kind for kind in QUESTION_TYPES if kind != "relation" or ordered_pairs]
+  kind = types[rng.integers(len(types))]
+  if kind == "count":
+    question, answer = _QUESTION_TEMPLATES["count"], _NUMBERS[len(objects) - 1]
+  elif kind in _CELL_ATTRIBUTES:
+    obj = objects[rng.integers(len(objects))]
+    question = _QUESTION_TEMPLATES["cell"].format(attribute=kind, row=_ROWS[obj.row], column=_COLUMNS[obj.col])
+    answer = COLOURS[obj.colour] if kind == "colour" else SHAPES[obj.shape]
+  elif kind == "exists":
+    present = [(obj.colour, obj.shape) for obj in objects]
+    yes = bool(rng.integers(2))
+    candidates = present if yes else [pair for pair in pairs if pair not in present]
+    colour, shape = candidates[rng.integers(len(candidates))]
+    answer = "yes" if yes else "no"
+    question = _QUESTION_TEMPLATES["exists"].format(colour=COLOURS[colour], shape=SHAPES[shape])
+  else:
+    a, b = ordered_pairs[rng.integers(len(ordered_pairs))]
+    yes = bool(rng.integers(2))
+    # Two distinct cells differ in row or column, so at least one relation holds
+    # and its opposite does not: the list is never empty.
+    relations = [name for name, holds in _QUESTION_RELATIONS.items() if holds(a, b) == yes]
+    relation = relations[rng.integers(len(relations))]
+    question = _QUESTION_TEMPLATES["relation"].format(a=_describe(a), relation=relation, b=_describe(b))
+    answer = "yes" if yes else "no"
+  return question, answer, QUESTION_TYPES.index(kind)
 
 
 def _outline(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]] | None:
@@ -190,15 +275,18 @@ def render_scene(objects: Sequence[SceneObject], *, image_size: int, rng: np.ran
 def generate_example(split: str, index: int, image_size: int) -> dict[str, Any]:
   """Example `index` of `split` as tfds features; depends on nothing else."""
   rng = np.random.default_rng([_BASE_SEED, _SPLIT_SEEDS[split], index])
-  objects = sample_scene(rng, heldout=split == "heldout")
+  heldout = split == "heldout"
+  objects = sample_scene(rng, heldout)
   png = io.BytesIO()
   render_scene(objects, image_size=image_size, rng=rng).save(png, format="png")
+  # Drawn last from the same rng, so images and captions are those of version 1.0.0.
+  question, answer, question_type = vqa_question(objects, rng, pair_pool(heldout))
   labels = {}
   for field in SceneObject._fields:
     values = [getattr(obj, field) for obj in objects]
     labels[field] = np.array(values + [-1] * (MAX_OBJECTS - len(objects)), dtype=np.int32)
   return dict(image=png.getvalue(), caption=caption_for(objects), num_objects=np.int32(len(objects)),
-              **labels)
+              question=question, answer=answer, question_type=np.int32(question_type), **labels)
 
 
 @dataclasses.dataclass
@@ -213,8 +301,12 @@ class ShapesConfig(tfds.core.BuilderConfig):
 class Shapes(tfds.core.GeneratorBasedBuilder):
   """tfds builder for the Shapes dataset (see the module docstring)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.0.0": "Initial release.",
+      "1.1.0": ("A VQA question, answer and question_type per example; images and captions unchanged. "
+                "The vocabulary gains the question words, so word ids change."),
+  }
   BUILDER_CONFIGS = [
       ShapesConfig(name="default", description="Full dataset."),
       ShapesConfig(name="small", description="Tests and smoke runs.", num_train=2_048, num_test=512,
@@ -230,19 +322,23 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
     labels = tfds.features.Tensor(shape=(MAX_OBJECTS,), dtype=np.int32)
     return tfds.core.DatasetInfo(
         builder=self,
-        description=("Scenes of 1-3 coloured shapes on a 3x3 grid with template captions; four "
-                     "colour-shape pairs appear only in the `heldout` split."),
+        description=("Scenes of 1-3 coloured shapes on a 3x3 grid with template captions and VQA "
+                     "questions; four colour-shape pairs appear only in the `heldout` split."),
         features=tfds.features.FeaturesDict({
             "image": tfds.features.Image(shape=(size, size, 3), encoding_format="png"),
             "caption": tfds.features.Text(),
             "num_objects": tfds.features.Scalar(dtype=np.int32),
+            "question": tfds.features.Text(),
+            "answer": tfds.features.Text(),
+            "question_type": tfds.features.Scalar(dtype=np.int32),
             **{field: labels for field in SceneObject._fields},
         }),
         # Scenes are i.i.d. already; keeping generation order makes record i of a
         # split equal `generate_example(split, i)`, which is easy to check and debug.
         disable_shuffling=True,
         metadata=tfds.core.MetadataDict(vocab=list(VOCAB), shapes=list(SHAPES), colours=list(COLOURS),
-                                        sizes=list(SIZES)),
+                                        sizes=list(SIZES), answers=list(ANSWERS),
+                                        question_types=list(QUESTION_TYPES)),
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Iterator]:

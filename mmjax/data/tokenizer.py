@@ -100,17 +100,18 @@ class WordTokenizer:
     return " ".join(words)
 
 
-def tokenize_to_length(tokenizer: Tokenizer, text: str, length: int) -> np.ndarray:
+def tokenize_to_length(tokenizer: Tokenizer, text: str, length: int, length_key: str = "text_len") -> np.ndarray:
   """`text`'s ids followed by eos and zero padding: i32[length].
 
   Too long a text is an error rather than a truncation: a cut-off caption loses
-  its eos, and text encoders pool at the eos position.
+  its eos, and text encoders pool at the eos position. `length_key` names the data config
+  key that sets `length`, for the error message.
   """
   ids = tokenizer.encode(text) + [tokenizer.eos_id]
   if len(ids) > length:
     raise errors.InputError(
-        f"Text {text!r} has {len(ids) - 1} tokens; with eos it needs {len(ids)} > text_len={length}. "
-        f"Raise the `text_len` data config key to at least {len(ids)}.")
+        f"Text {text!r} has {len(ids) - 1} tokens; with eos it needs {len(ids)} > {length_key}={length}. "
+        f"Raise config.data.{length_key} to at least {len(ids)}.")
   tokens = np.full((length,), tokenizer.pad_id, dtype=np.int32)
   tokens[:len(ids)] = ids
   return tokens

@@ -4,11 +4,15 @@ import jax.numpy as jnp
 import ml_collections
 
 from mmjax import errors
+from mmjax.models.captioner import Captioner
+from mmjax.models.fused_encoder import FusedEncoder
+from mmjax.models.fusion_classifier import FusionClassifier
 from mmjax.models.image_encoder import ViT, decode_variant
+from mmjax.models.text_decoder import TextDecoder
 from mmjax.models.text_encoder import TextTransformer
 from mmjax.models.two_tower import TwoTower
 
-MODELS = {"two_tower": TwoTower}
+MODELS = {"two_tower": TwoTower, "captioner": Captioner, "fusion_classifier": FusionClassifier}
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -26,4 +30,11 @@ def build(model_config: ml_collections.ConfigDict) -> nn.Module:
   return MODELS[name](**kwargs)
 
 
-__all__ = ["MODELS", "build", "ViT", "TextTransformer", "TwoTower", "decode_variant"]
+def vocab_sizes(model_config: ml_collections.ConfigDict) -> dict[str, int]:
+  """The vocabulary size of each part of `config.model` that embeds tokens, keyed by its config key."""
+  return {f"config.model.{key}.vocab_size": model_config[key].vocab_size
+          for key in ("text", "decoder") if model_config.get(key) is not None}
+
+
+__all__ = ["MODELS", "build", "vocab_sizes", "Captioner", "FusedEncoder", "FusionClassifier", "TextDecoder",
+           "TextTransformer", "TwoTower", "ViT", "decode_variant"]

@@ -1,4 +1,4 @@
-"""Multi-head dot-product attention with logical axis names and explicit masks."""
+"""Multi-head dot-product attention with logical axis names, explicit masks and reusable keys/values."""
 from typing import Any
 
 import flax.linen as nn
@@ -21,46 +21,76 @@ def causal_mask(length: int) -> jax.Array:
   return jnp.tril(jnp.ones((length, length), dtype=bool))[None, None]
 
 
-class MultiHeadAttention(nn.Module):
-  """Attention of `inputs_q` over `inputs_kv`.
-
-  inputs_q: [B, Q, D], inputs_kv: [B, K, D], mask: bool broadcastable to [B, H, Q, K].
-  Returns [B, Q, D]. Softmax runs in float32 whatever the compute dtype.
-  """
+class HeadProjection(nn.Module):
+  """x: [B, L, D] → [B, L, H, D/H]. The kernel is created in its [D, H, Dh] shape (not flattened,
+  as nn.DenseGeneral does) so its logical axis names apply; Xavier fan-in/out count whole heads."""
   num_heads: int
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, inputs_q: jax.Array, inputs_kv: jax.Array,
-               mask: jax.Array | None = None) -> jax.Array:
-    features = inputs_q.shape[-1]
+  def __call__(self, x: jax.Array) -> jax.Array:
+    features = x.shape[-1]
     if features % self.num_heads:
       raise errors.ConfigError(f"Attention width {features} is not divisible by num_heads={self.num_heads}; "
                                "pick a width that is a multiple of the number of heads.")
-    head_dim = features // self.num_heads
+    shape = (features, self.num_heads, features // self.num_heads)
+    kernel = self.param("kernel", logical(nn.initializers.xavier_uniform(in_axis=0, out_axis=(1, 2)),
+                                          ("embed", "heads", "kv")), shape, self.param_dtype)
+    bias = self.param("bias", logical(nn.initializers.zeros, ("heads", "kv")), shape[1:], self.param_dtype)
+    return jnp.einsum("bld,dhk->blhk", x.astype(self.dtype), kernel.astype(self.dtype)) + bias.astype(self.dtype)
 
-    def param(name, shape, names, init):
-      return self.param(name, logical(init, names), shape, self.param_dtype).astype(self.dtype)
 
-    # Kernels are created in their [D, H, Dh] / [H, Dh, D] shapes (not flattened, as nn.DenseGeneral
-    # does) so their logical axis names apply; Xavier fan-in/out count whole heads.
-    qkv_init = nn.initializers.xavier_uniform(in_axis=0, out_axis=(1, 2))
+class HeadMerge(nn.Module):
+  """[B, L, H, Dh] → [B, L, H*Dh]: the output projection of attention."""
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
 
-    def project(name, x):
-      kernel = param(f"{name}_kernel", (features, self.num_heads, head_dim), ("embed", "heads", "kv"), qkv_init)
-      bias = param(f"{name}_bias", (self.num_heads, head_dim), ("heads", "kv"), nn.initializers.zeros)
-      return jnp.einsum("bld,dhk->blhk", x.astype(self.dtype), kernel) + bias
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    num_heads, head_dim = x.shape[-2:]
+    kernel = self.param("kernel", logical(nn.initializers.xavier_uniform(in_axis=(0, 1), out_axis=2),
+                                          ("heads", "kv", "embed")),
+                        (num_heads, head_dim, num_heads * head_dim), self.param_dtype)
+    bias = self.param("bias", logical(nn.initializers.zeros, ("embed",)), (num_heads * head_dim,),
+                      self.param_dtype)
+    return jnp.einsum("blhk,hkd->bld", x, kernel.astype(self.dtype)) + bias.astype(self.dtype)
 
-    query = project("query", inputs_q) / jnp.sqrt(head_dim).astype(self.dtype)
-    key = project("key", inputs_kv)
-    value = project("value", inputs_kv)
+
+class MultiHeadAttention(nn.Module):
+  """Attention of `inputs_q` over `inputs_kv`.
+
+  inputs_q: [B, Q, D], inputs_kv: [B, K, D], mask: bool broadcastable to [B, H, Q, K].
+  Returns [B, Q, D]. Softmax runs in float32 whatever the compute dtype.
+
+  `key_value` and `attend` split the call in two so a decoder can project keys and values
+  once and reuse them: the encoder's for every generated token, and its own past tokens'
+  from a KV cache.
+  """
+  num_heads: int
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  def setup(self):
+    project = lambda: HeadProjection(self.num_heads, self.dtype, self.param_dtype)  # noqa: E731
+    self.query, self.key, self.value = project(), project(), project()
+    self.out = HeadMerge(self.dtype, self.param_dtype)
+
+  def key_value(self, inputs_kv: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """inputs_kv: [B, K, D] → (keys, values), each [B, K, H, D/H]."""
+    return self.key(inputs_kv), self.value(inputs_kv)
+
+  def attend(self, inputs_q: jax.Array, key: jax.Array, value: jax.Array,
+             mask: jax.Array | None = None) -> jax.Array:
+    """inputs_q: [B, Q, D] over projected key, value: [B, K, H, D/H] → [B, Q, D]."""
+    query = self.query(inputs_q)
+    query = query / jnp.sqrt(query.shape[-1]).astype(query.dtype)
     logits = jnp.einsum("bqhd,bkhd->bhqk", query, key).astype(jnp.float32)
     if mask is not None:
       logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
     weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-    attended = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
-    out_kernel = param("out_kernel", (self.num_heads, head_dim, features), ("heads", "kv", "embed"),
-                       nn.initializers.xavier_uniform(in_axis=(0, 1), out_axis=2))
-    out_bias = param("out_bias", (features,), ("embed",), nn.initializers.zeros)
-    return jnp.einsum("bqhk,hkd->bqd", attended, out_kernel) + out_bias
+    return self.out(jnp.einsum("bhqk,bkhd->bqhd", weights, value))
+
+  def __call__(self, inputs_q: jax.Array, inputs_kv: jax.Array,
+               mask: jax.Array | None = None) -> jax.Array:
+    return self.attend(inputs_q, *self.key_value(inputs_kv), mask)

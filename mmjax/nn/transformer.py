@@ -1,16 +1,18 @@
-"""Pre-LayerNorm Transformer encoder."""
+"""Pre-LayerNorm Transformer blocks: the encoder, and the decoder block with a KV cache."""
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 
-from mmjax.nn.attention import MultiHeadAttention
+from mmjax.nn.attention import MultiHeadAttention, causal_mask
 from mmjax.nn.mlp import MlpBlock
 from mmjax.nn.partitioning import logical
 
 
-def layer_norm(name: str, dtype: Any, param_dtype: Any) -> nn.LayerNorm:
+def layer_norm(name: str | None, dtype: Any, param_dtype: Any) -> nn.LayerNorm:
+  """A LayerNorm with logical axis names; `name=None` inside `setup`, where the attribute names it."""
   return nn.LayerNorm(name=name, dtype=dtype, param_dtype=param_dtype,
                       scale_init=logical(nn.initializers.ones, ("embed",)),
                       bias_init=logical(nn.initializers.zeros, ("embed",)))
@@ -47,3 +49,50 @@ class Encoder(nn.Module):
       x = EncoderBlock(self.num_heads, self.mlp_dim, self.dtype, self.param_dtype,
                        name=f"block_{i}")(x, mask)
     return layer_norm("ln_final", self.dtype, self.param_dtype)(x)
+
+
+KeyValue = tuple[jax.Array, jax.Array]
+
+
+class DecoderBlock(nn.Module):
+  """x + SelfAttn(LN(x)) (causal); x + CrossAttn(LN(x), encoder); x + MLP(LN(x)).
+
+  Keys and values of the encoder (`cross_kv`, from `cross_key_value`) are projected once
+  per sequence, not once per generated token. With `cache` (this block's past keys and
+  values, each [B, T, H, Dh]) and `index`, x is the one token at position `index`: its key
+  and value are written into the cache and it attends to positions ≤ index, which gives
+  the same result as the full causal pass over positions 0..index.
+  """
+  num_heads: int
+  mlp_dim: int
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  def setup(self):
+    norm = lambda: layer_norm(None, self.dtype, self.param_dtype)  # noqa: E731
+    attention = lambda: MultiHeadAttention(self.num_heads, self.dtype, self.param_dtype)  # noqa: E731
+    self.ln_self, self.self_attn = norm(), attention()
+    self.ln_cross, self.cross_attn = norm(), attention()
+    self.ln_mlp, self.mlp = norm(), MlpBlock(self.mlp_dim, self.dtype, self.param_dtype)
+
+  def cross_key_value(self, encoded: jax.Array) -> KeyValue:
+    """encoded: [B, N, D] → the cross-attention keys and values, each [B, N, H, D/H]."""
+    return self.cross_attn.key_value(encoded)
+
+  def __call__(self, x: jax.Array, cross_kv: KeyValue, cross_mask: jax.Array,
+               cache: KeyValue | None = None, index: jax.Array | None = None) -> tuple[jax.Array, KeyValue | None]:
+    """x: [B, L, D] (L = 1 with a cache), cross_mask: bool[B, 1, 1, N] → (x, updated cache)."""
+    y = self.ln_self(x)
+    key, value = self.self_attn.key_value(y)
+    if cache is None:
+      mask = causal_mask(x.shape[1])
+    else:
+      key = lax.dynamic_update_slice_in_dim(cache[0], key.astype(cache[0].dtype), index, axis=1)
+      value = lax.dynamic_update_slice_in_dim(cache[1], value.astype(cache[1].dtype), index, axis=1)
+      cache = (key, value)
+      mask = (jnp.arange(key.shape[1]) <= index)[None, None, None, :]
+    x = nn.with_logical_constraint(x + self.self_attn.attend(y, key, value, mask), ("batch", "length", "embed"))
+    x = x + self.cross_attn.attend(self.ln_cross(x), *cross_kv, cross_mask)
+    x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    x = nn.with_logical_constraint(x + self.mlp(self.ln_mlp(x)), ("batch", "length", "embed"))
+    return x, cache

@@ -15,7 +15,10 @@ from mmjax import data as mmdata
 from mmjax.data import preprocess
 from mmjax.data import shapes
 
-TRAIN_FIELDS = {"image", "text", "num_objects", "shape", "colour", "size", "row", "col"}
+LABEL_FIELDS = {"shape", "colour", "size", "row", "col"}
+VQA_FIELDS = {"question", "answer", "answer_id", "question_type"}
+TRAIN_FIELDS = {"image", "text", "num_objects"} | LABEL_FIELDS | VQA_FIELDS
+EVAL_FIELDS = TRAIN_FIELDS | {"caption", "question_text", "valid"}
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +65,7 @@ def test_concurrent_first_use_generates_once(tmp_path):
   with futures.ThreadPoolExecutor(2) as pool:
     builders = list(pool.map(lambda _: mmdata.prepare(config), range(2)))
   assert all(builder.is_prepared() for builder in builders)
-  assert [p.name for p in (tmp_path / "shapes" / "small").iterdir()] == ["1.0.0"]
+  assert [p.name for p in (tmp_path / "shapes" / "small").iterdir()] == ["1.1.0"]
 
 
 def test_dataset_facts(data_config):
@@ -82,13 +85,51 @@ def test_train_batch_fields_and_ranges(data_config):
   assert -1.0 <= batch["image"].min() < -0.8 and 0.8 < batch["image"].max() <= 1.0
   assert batch["text"].dtype == np.int32 and batch["text"].shape == (16, data_config.text_len)
   assert batch["num_objects"].shape == (16,)
-  for field in TRAIN_FIELDS - {"image", "text", "num_objects"}:
+  for field in LABEL_FIELDS:
     assert batch[field].dtype == np.int32 and batch[field].shape == (16, 3)
   tokenizer = mmdata.get_tokenizer(data_config)
   for row in range(16):
     assert tokenizer.decode(batch["text"][row]) == _caption_of_labels(batch, row)
     eos = list(batch["text"][row]).index(tokenizer.eos_id)
     assert (batch["text"][row, eos + 1:] == 0).all()
+
+
+def _assert_vqa_fields(batch, data_config, batch_size, num_valid):
+  """Shapes and dtypes of the VQA fields, and their agreement with each other and the vocabulary
+  in the first `num_valid` rows; returns those rows' decoded questions."""
+  assert batch["question"].dtype == np.int32 and batch["question"].shape == (batch_size, data_config.question_len)
+  assert batch["answer"].dtype == np.int32 and batch["answer"].shape == (batch_size, data_config.answer_len)
+  for field in ("answer_id", "question_type"):
+    assert batch[field].dtype == np.int32 and batch[field].shape == (batch_size,)
+  vocabulary = mmdata.vqa_vocabulary(data_config)
+  tokenizer = mmdata.get_tokenizer(data_config)
+  questions = [tokenizer.decode(q) for q in batch["question"][:num_valid]]
+  answers = [tokenizer.decode(a) for a in batch["answer"][:num_valid]]
+  assert answers == [vocabulary["answers"][i] for i in batch["answer_id"][:num_valid]]
+  starts = {"count": "how many", "colour": "what colour", "shape": "what shape", "exists": "is there a",
+            "relation": "is the"}
+  types = [vocabulary["question_types"][t] for t in batch["question_type"][:num_valid]]
+  assert all(q.startswith(starts[t]) for q, t in zip(questions, types))
+  return questions
+
+
+def test_vqa_vocabulary_names_the_answer_and_question_type_ids(data_config):
+  assert mmdata.vqa_vocabulary(data_config) == {
+      "answers": list(shapes.ANSWERS), "question_types": list(shapes.QUESTION_TYPES)}
+
+
+def test_train_and_eval_batches_carry_the_vqa_fields(data_config):
+  batch = next(mmdata.train_loader(data_config, batch_size=64, seed=0))
+  _assert_vqa_fields(batch, data_config, 64, num_valid=64)
+  assert len(set(batch["question_type"].tolist())) == len(shapes.QUESTION_TYPES)
+
+  [batch] = list(mmdata.eval_batches(data_config, "test[:40]", batch_size=48))
+  questions = _assert_vqa_fields(batch, data_config, 48, num_valid=40)
+  assert batch["question_text"].dtype == object and batch["caption"].dtype == object
+  assert questions == [str(q) for q in batch["question_text"][:40]]
+  source = mmdata.prepare(data_config).as_data_source("test", decoders={"image": tfds.decode.SkipDecoding()})
+  assert questions == [source[i]["question"].decode() for i in range(40)]
+  assert (batch["question"][40:] == 0).all() and (batch["answer_id"][40:] == 0).all()
 
 
 def test_train_order_is_deterministic_from_seed(data_config):
@@ -142,7 +183,7 @@ def test_eval_batches_cover_the_split_once_in_order(data_config, captions):
   batches = list(mmdata.eval_batches(data_config, "test", batch_size=100))
   assert len(batches) == 6
   for batch in batches:
-    assert set(batch) == TRAIN_FIELDS | {"caption", "valid"}
+    assert set(batch) == EVAL_FIELDS
     assert batch["image"].shape == (100, 48, 48, 3) and batch["valid"].dtype == bool
   assert [int(b["valid"].sum()) for b in batches] == [100] * 5 + [12]
   assert list(batches[-1]["valid"]) == [True] * 12 + [False] * 88
@@ -152,7 +193,7 @@ def test_eval_batches_cover_the_split_once_in_order(data_config, captions):
   last = batches[-1]
   assert all(isinstance(c, str) for c in last["caption"])
   assert (last["image"][12:] == 0).all() and (last["text"][12:] == 0).all()
-  assert (last["caption"][12:] == "").all()
+  assert (last["caption"][12:] == "").all() and (last["question_text"][12:] == "").all()
   tokenizer = mmdata.get_tokenizer(data_config)
   assert [tokenizer.decode(t) for t in last["text"][:12]] == list(last["caption"][:12])
 

@@ -1,0 +1,64 @@
+r"""Image captioning on the offline Shapes dataset: a ViT encoder and a cross-attending decoder.
+
+  python -m experiments.train --config=configs/shapes_caption.py --workdir=runs/caption
+
+Fine-tune from a contrastive run (its image tower; `freeze=image` keeps it fixed):
+
+  python -m experiments.train --config=configs/shapes_caption.py --workdir=runs/caption_ft \
+      --config.init_from=runs/shapes_clip
+
+Args (after a colon): `smoke` (tiny model, small data, a few steps — what the tests run),
+`steps=N`. Decoding for the evals is `config.decode` (greedy by default); re-decode a trained
+run with beam search by
+`python -m experiments.evaluate --workdir=runs/caption --config.decode.method=beam`.
+"""
+import ml_collections
+
+from configs import common
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  arg = common.parse_arg(arg, smoke=False, steps=0)
+  config = common.run_config(total_steps=1500, batch_size=128)
+  # The longest Shapes caption is 16 words + end-of-text.
+  config.data = common.shapes_data_config(variant="small" if arg.smoke else "default", text_len=18)
+  config.model = ml_collections.ConfigDict(dict(
+      name="captioner",
+      # The same image tower as configs/shapes_clip.py, so `init_from` can load it.
+      image=dict(variant="Micro/16", pool="cls", posemb="sincos2d"),
+      text=None,
+      decoder=dict(vocab_size=64, width=128, depth=3, num_heads=4, mlp_dim=512,
+                   max_len=config.data.get_ref("text_len"), tie_embedding=True),
+      dtype="float32",
+      param_dtype="float32",
+  ))
+  config.task = ml_collections.ConfigDict(dict(name="generation", target="text", prompt=""))
+  config.decode = common.decode_config()
+  config.optim = common.optim_config(lr=1e-3, warmup_steps=100, weight_decay=1e-4)
+
+  eval_every = 500
+  config.evals = ml_collections.ConfigDict(dict(
+      test=dict(type="captioning", split="test", every_steps=eval_every),
+      heldout=dict(type="captioning", split="heldout", every_steps=eval_every),
+  ))
+
+  if arg.smoke:
+    config.total_steps = 60
+    config.batch_size = 64
+    config.eval_batch_size = 128
+    config.log_every_steps = 10
+    config.checkpoint_every_steps = 30
+    config.optim.warmup_steps = 10
+    config.model.image.variant = "Nano/8"
+    config.model.decoder.update(width=64, depth=2, num_heads=2, mlp_dim=256)
+    for evaluator in config.evals.values():
+      evaluator.every_steps = 30
+  if arg.steps:
+    config.total_steps = arg.steps
+  config.lock()
+  return config
+
+
+def sweep() -> list[dict]:
+  """The ablation grid: decoder depth."""
+  return [{"model.decoder.depth": depth} for depth in (2, 3, 4)]

@@ -1,0 +1,60 @@
+"""Caption metrics of decoded text: BLEU-1..4 and CIDEr-D (pycocoevalcap), exact match, token accuracy."""
+from collections.abc import Callable, Sequence
+
+import ml_collections
+import numpy as np
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+
+from mmjax import data as mmdata
+from mmjax.evaluators.common import predict_over
+
+
+def caption_metrics(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
+  """Corpus BLEU-1..4 and CIDEr-D of hypothesis i against its references[i] (lower-case text
+  with space-separated tokens, as the tokenizer's `decode` gives), and exact match with the
+  first reference.
+
+  These are the COCO caption evaluation's own implementations (coco-caption's `Cider` is
+  CIDEr-D: clipped n-gram counts, a Gaussian length penalty, ×10), with their IDF computed
+  over this set of references, so scores compare across runs on the same split only.
+  """
+  gts = {i: list(refs) for i, refs in enumerate(references)}
+  res = {i: [hypothesis] for i, hypothesis in enumerate(hypotheses)}
+  bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
+  cider, _ = Cider().compute_score(gts, res)
+  metrics = {f"bleu{n}": float(score) for n, score in enumerate(bleu, start=1)}
+  metrics["cider_d"] = float(cider)
+  metrics["exact_match"] = float(np.mean([h == refs[0] for h, refs in zip(hypotheses, references)]))
+  return metrics
+
+
+def token_accuracy(generated: np.ndarray, targets: np.ndarray) -> float:
+  """Fraction of reference tokens (eos included, padding not) that the generated sequence
+  has at the same position. generated, targets: int[N, L] (generated may be longer)."""
+  valid = targets != 0
+  return float((generated[:, :targets.shape[1]] == targets)[valid].mean())
+
+
+class CaptioningEvaluator:
+  """Decodes a caption for every image of `split` (with `config.decode`) and scores it."""
+
+  def __init__(self, eval_config: ml_collections.ConfigDict, *, data_config, predict_fns,
+               batch_size: int, to_device: Callable):
+    self.split = eval_config.split
+    self.data_config = data_config
+    self.predict_fns = predict_fns
+    self.batch_size = batch_size
+    self.to_device = to_device
+    self.tokenizer = mmdata.get_tokenizer(data_config)
+
+  def run(self, params) -> dict[str, float]:
+    batches = mmdata.eval_batches(self.data_config, self.split, batch_size=self.batch_size)
+    generated, fields = predict_over(batches, lambda batch: self.predict_fns["generate"](params, batch),
+                                     self.to_device)
+    hypotheses = [self.tokenizer.decode(ids) for ids in generated]
+    references = [[self.tokenizer.decode(ids)] for ids in fields["text"]]
+    metrics = caption_metrics(hypotheses, references)
+    metrics["token_accuracy"] = token_accuracy(generated, fields["text"])
+    metrics["num_examples"] = float(len(hypotheses))
+    return metrics

@@ -1,0 +1,75 @@
+"""VQA accuracy, overall and per question type, next to the majority-answer baseline."""
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import ml_collections
+import numpy as np
+
+from mmjax import data as mmdata
+from mmjax import errors
+from mmjax.evaluators.common import predict_over
+
+
+def vqa_accuracy(predicted: Sequence[str], answers: Sequence[str], question_types: np.ndarray,
+                 type_names: Sequence[str]) -> dict[str, float]:
+  """Exact-match accuracy overall and per question type ("accuracy/<type>"); one reference
+  answer per question, so this is the VQA metric with a single annotator."""
+  correct = np.array([p == a for p, a in zip(predicted, answers)], dtype=float)
+  metrics = {"accuracy": float(correct.mean())}
+  for index, name in enumerate(type_names):
+    of_type = question_types == index
+    if of_type.any():
+      metrics[f"accuracy/{name}"] = float(correct[of_type].mean())
+  return metrics
+
+
+def majority_answers(answers: Sequence[str], question_types: Sequence[int]) -> dict[int, str]:
+  """The most frequent answer per question type (ties: the first seen)."""
+  counts: dict[int, Counter] = {}
+  for answer, question_type in zip(answers, question_types):
+    counts.setdefault(int(question_type), Counter())[answer] += 1
+  return {question_type: counter.most_common(1)[0][0] for question_type, counter in counts.items()}
+
+
+class VqaEvaluator:
+  """Answers every question of `split`, by decoding (`generate`) or over the answer set (`classify`).
+
+  The baseline answers each question with its type's most frequent answer in the train split
+  (the "prior" baseline of the VQA papers).
+  """
+
+  def __init__(self, eval_config: ml_collections.ConfigDict, *, data_config, predict_fns,
+               batch_size: int, to_device: Callable):
+    if not {"generate", "classify"} & set(predict_fns):
+      raise errors.ConfigError(f"The vqa evaluator needs a task that generates or classifies answers; this "
+                               f"one predicts {sorted(predict_fns)}.")
+    self.split = eval_config.split
+    self.data_config = data_config
+    self.predict_fns = predict_fns
+    self.batch_size = batch_size
+    self.to_device = to_device
+    self.tokenizer = mmdata.get_tokenizer(data_config)
+    vocabulary = mmdata.vqa_vocabulary(data_config)
+    self.answer_names, self.type_names = vocabulary["answers"], vocabulary["question_types"]
+    train = mmdata.field_values(data_config, "train", ("answer", "question_type"))
+    self.majority = majority_answers(train["answer"], train["question_type"])
+
+  def _predict(self, params, batch):
+    if "generate" in self.predict_fns:
+      return self.predict_fns["generate"](params, batch)
+    return self.predict_fns["classify"](params, batch)
+
+  def run(self, params) -> dict[str, float]:
+    batches = mmdata.eval_batches(self.data_config, self.split, batch_size=self.batch_size)
+    outputs, fields = predict_over(batches, lambda batch: self._predict(params, batch), self.to_device)
+    if "generate" in self.predict_fns:
+      predicted = [self.tokenizer.decode(ids) for ids in outputs]
+    else:
+      predicted = [self.answer_names[i] for i in outputs]
+    answers = [self.answer_names[i] for i in fields["answer_id"]]
+    types = fields["question_type"]
+    metrics = vqa_accuracy(predicted, answers, types, self.type_names)
+    baseline = [self.majority.get(int(t), "") for t in types]
+    metrics.update({f"majority_{k}": v for k, v in vqa_accuracy(baseline, answers, types, self.type_names).items()})
+    metrics["num_examples"] = float(len(answers))
+    return metrics

@@ -1,0 +1,107 @@
+"""Fine-tuning from a pretrained run: which towers to load from it, and which to freeze.
+
+A tower is a named subtree of the params (`image_encoder`, `text_encoder`), found at any
+depth, so a Captioner (`encoder/image_encoder/...`) loads the tower a TwoTower saved at
+its top level.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from mmjax import errors
+from mmjax.checkpoint import Checkpointer, has_checkpoint
+
+TOWERS = {"image": "image_encoder", "text": "text_encoder"}
+# Loaded whenever the pretrained run has them; the image tower must fit, the text tower only where it does.
+REQUIRED_TOWERS = ("image_encoder",)
+
+
+def parse_towers(value: str, key: str = "config.freeze") -> list[str]:
+  """"image,text" → ["image_encoder", "text_encoder"]; "" → []."""
+  names = [name.strip() for name in value.split(",") if name.strip()]
+  unknown = [name for name in names if name not in TOWERS]
+  if unknown:
+    raise errors.ConfigError(f"{key}={value!r} names unknown towers {unknown}; known: {sorted(TOWERS)}.")
+  return [TOWERS[name] for name in names]
+
+
+def tower_paths(params: Mapping[str, Any], tower: str, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+  """Paths (tuples of keys) of every subtree of `params` named `tower`."""
+  for key, value in params.items():
+    if key == tower:
+      yield prefix + (key,)
+    elif isinstance(value, Mapping):
+      yield from tower_paths(value, tower, prefix + (key,))
+
+
+def _get(tree, path):
+  for key in path:
+    tree = tree[key]
+  return tree
+
+
+def _replace(tree: Mapping[str, Any], path: Sequence[str], value) -> dict[str, Any]:
+  tree = dict(tree)
+  tree[path[0]] = value if len(path) == 1 else _replace(tree[path[0]], path[1:], value)
+  return tree
+
+
+def _shapes(tree) -> tuple[Any, list[tuple[int, ...]]]:
+  return jax.tree.structure(tree), [np.shape(leaf) for leaf in jax.tree.leaves(tree)]
+
+
+def load_pretrained_params(workdir: str) -> tuple[dict[str, Any], int]:
+  """(params as numpy arrays, step) of the newest good checkpoint of a pretrained `workdir`."""
+  directory = os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
+  if not has_checkpoint(directory):
+    raise errors.ConfigError(f"config.init_from={workdir!r} has no checkpoint in {directory}; train that run "
+                             "first, or fix the path.")
+  checkpointer = Checkpointer(directory, max_to_keep=None)
+  try:
+    state, _, step = checkpointer.restore_latest(None)
+  finally:
+    checkpointer.close()
+  return jax.device_get(state["params"]), step
+
+
+def load_towers(params: Mapping[str, Any], pretrained: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+  """`params` with every tower of `pretrained` copied in where the shapes fit.
+
+  Returns (new params, paths loaded as "a/b/image_encoder"). Raises ConfigError if a
+  REQUIRED_TOWERS tower exists in both but does not fit, or if nothing loads at all.
+  """
+  loaded = []
+  for tower in TOWERS.values():
+    if tower not in pretrained:
+      continue
+    for path in tower_paths(params, tower):
+      if _shapes(_get(params, path)) == _shapes(pretrained[tower]):
+        params = _replace(params, path, pretrained[tower])
+        loaded.append("/".join(path))
+      elif tower in REQUIRED_TOWERS:
+        raise errors.ConfigError(f"The pretrained {tower} does not fit {'/'.join(path)}: make "
+                                 f"config.model.{tower.split('_')[0]} match the pretrained run's.")
+      else:
+        logging.warning("Not loading the pretrained %s into %s: its shapes differ.", tower, "/".join(path))
+  if not loaded:
+    raise errors.ConfigError(f"config.init_from: no tower of the pretrained run ({sorted(pretrained)}) exists in "
+                             "this model.")
+  return dict(params), loaded
+
+
+def freeze_labels(params: Mapping[str, Any], frozen: Sequence[str]) -> Any:
+  """A tree like `params` of "frozen" (leaves under a frozen tower) or "train" labels."""
+  missing = [tower for tower in frozen if not any(tower_paths(params, tower))]
+  if missing:
+    raise errors.ConfigError(f"config.freeze names {missing}, which this model does not have.")
+
+  def label(path, _):
+    keys = {getattr(entry, "key", None) for entry in path}
+    return "frozen" if keys & set(frozen) else "train"
+  return jax.tree_util.tree_map_with_path(label, params)

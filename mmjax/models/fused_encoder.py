@@ -1,0 +1,51 @@
+"""Image (and optional text) encoders whose tokens are projected to one width and concatenated."""
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mmjax import errors
+from mmjax.models.image_encoder import ViT
+from mmjax.models.text_encoder import TextTransformer
+from mmjax.nn.partitioning import DEFAULT_KERNEL_INIT, logical
+
+
+class FusedEncoder(nn.Module):
+  """image f32[B, H, W, 3] (+ text int[B, L]) → (tokens [B, N, width], valid bool[B, N]).
+
+  Fusion here is early concatenation of the projected token sequences (image tokens first,
+  then the text's valid tokens, with padding masked), which a decoder cross-attends to or a
+  classifier pools. The towers keep TwoTower's names (`image_encoder`, `text_encoder`), so a
+  contrastive checkpoint can initialise them (see mmjax.finetune).
+  """
+  image: dict
+  text: dict | None = None
+  width: int = 128
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  def setup(self):
+    kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    proj = dict(features=self.width, **kwargs, kernel_init=logical(DEFAULT_KERNEL_INIT, (None, "embed")),
+                bias_init=logical(nn.initializers.zeros, ("embed",)))
+    self.image_encoder = ViT(**self.image, **kwargs)
+    self.image_proj = nn.Dense(**proj)
+    if self.text is not None:
+      self.text_encoder = TextTransformer(**self.text, **kwargs)
+      self.text_proj = nn.Dense(**proj)
+
+  def __call__(self, image: jax.Array, text: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    if (text is None) != (self.text is None):
+      raise errors.InputError("This model was configured " + ("with" if self.text is not None else "without")
+                              + " a text encoder (config.model.text) but called "
+                              + ("without" if text is None else "with") + " text input.")
+    _, image_aux = self.image_encoder(image)
+    tokens = [self.image_proj(image_aux["tokens"])]
+    valid = [jnp.ones(tokens[0].shape[:2], bool)]
+    if text is not None:
+      _, text_aux = self.text_encoder(text)
+      tokens.append(self.text_proj(text_aux["tokens"]))
+      valid.append(text_aux["mask"])
+    tokens = nn.with_logical_constraint(jnp.concatenate(tokens, axis=1), ("batch", "length", "embed"))
+    return tokens, jnp.concatenate(valid, axis=1)

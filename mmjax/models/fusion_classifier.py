@@ -1,0 +1,39 @@
+"""Classifier over fused image (+ text) tokens, e.g. VQA over a fixed answer set."""
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mmjax import nn as mnn
+from mmjax.models.fused_encoder import FusedEncoder
+from mmjax.nn.partitioning import DEFAULT_KERNEL_INIT, logical
+
+
+class FusionClassifier(nn.Module):
+  """(image, text) → logits f32[B, num_classes]: a pre-LN Transformer over the concatenated
+  tokens (so image and text tokens attend to each other), mean-pooled, then an MLP head."""
+  image: dict
+  num_classes: int
+  text: dict | None = None
+  width: int = 128
+  fusion_depth: int = 1
+  num_heads: int = 4
+  mlp_dim: int = 512
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, image: jax.Array, text: jax.Array | None = None) -> jax.Array:
+    kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    tokens, valid = FusedEncoder(self.image, self.text, self.width, **kwargs, name="encoder")(image, text)
+    tokens = mnn.Encoder(self.fusion_depth, self.num_heads, self.mlp_dim, **kwargs, name="fusion")(
+        tokens, mnn.attention_mask(valid, valid))
+    pooled = mnn.pool_tokens(tokens, valid, "mean")
+    hidden = nn.gelu(nn.Dense(self.mlp_dim, **kwargs, name="head_hidden",
+                              kernel_init=logical(DEFAULT_KERNEL_INIT, ("embed", "mlp")),
+                              bias_init=logical(nn.initializers.zeros, ("mlp",)))(pooled))
+    logits = nn.Dense(self.num_classes, **kwargs, name="head",
+                      kernel_init=logical(DEFAULT_KERNEL_INIT, ("mlp", None)),
+                      bias_init=logical(nn.initializers.zeros, (None,)))(hidden)
+    return logits.astype(jnp.float32)
