@@ -19,7 +19,7 @@ from configs import common
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = common.parse_arg(arg, smoke=False, steps=0)
-  config = common.run_config(total_steps=1500, batch_size=128)
+  config = common.run_config(total_steps=1000, batch_size=128)
   # The longest Shapes caption is 16 words + end-of-text.
   config.data = common.shapes_data_config(variant="small" if arg.smoke else "default", text_len=18)
   config.model = ml_collections.ConfigDict(dict(

@@ -21,7 +21,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = common.parse_arg(arg, smoke=False, steps=0, head="decoder")
   if arg.head not in HEADS:
     raise errors.ConfigError(f"Unknown head {arg.head!r}; known: {list(HEADS)}.")
-  config = common.run_config(total_steps=1500, batch_size=128)
+  config = common.run_config(total_steps=1000, batch_size=128)
   config.data = common.shapes_data_config(variant="small" if arg.smoke else "default", text_len=18)
   image = dict(variant="Micro/16", pool="cls", posemb="sincos2d")
   # Shaped like configs/shapes_clip.py's text tower (its position table covers text_len), so

@@ -1,7 +1,8 @@
 """Test setup: 8 fake CPU devices (before jax initialises) and a small Shapes dataset.
 
 Every test sees 8 CPU devices; single-device code paths build a 1-device mesh.
-The small Shapes variant is generated once per session into a temporary directory.
+The small Shapes variant is generated once per session into a temporary directory, and
+the contrastive smoke run that several tests read (and fine-tune from) is trained once.
 """
 import os
 
@@ -22,3 +23,16 @@ def shapes_data_dir(tmp_path_factory) -> str:
   data_dir = str(tmp_path_factory.mktemp("tfds"))
   mmdata.prepare(common.shapes_data_config(variant="small", data_dir=data_dir))
   return data_dir
+
+
+@pytest.fixture(scope="session")
+def clip_smoke_run(shapes_data_dir, tmp_path_factory) -> tuple[str, dict]:
+  """(workdir, final metrics) of `configs/shapes_clip.py:smoke` trained from the command line."""
+  import json
+
+  from tests.helpers import run_module
+
+  workdir = str(tmp_path_factory.mktemp("clip_smoke"))
+  result = run_module("experiments.train", "--config=configs/shapes_clip.py:smoke",
+                      f"--config.data.data_dir={shapes_data_dir}", f"--workdir={workdir}")
+  return workdir, json.loads(result.stdout[result.stdout.index("{"):])

@@ -9,13 +9,9 @@ from tests.helpers import read_metrics, run_module
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def smoke_workdir(shapes_data_dir, tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("smoke"))
-  result = run_module("experiments.train", "--config=configs/shapes_clip.py:smoke",
-                      f"--config.data.data_dir={shapes_data_dir}", f"--workdir={workdir}")
-  final = json.loads(result.stdout[result.stdout.index("{"):])
-  return workdir, final
+@pytest.fixture
+def smoke_workdir(clip_smoke_run):
+  return clip_smoke_run
 
 
 def test_workdir_contents(smoke_workdir):

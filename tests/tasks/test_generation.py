@@ -1,0 +1,75 @@
+"""The generation task: teacher-forcing inputs, the masked loss, and decoding through the model."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import common
+from mmjax import models, tasks
+from mmjax.data.tokenizer import WordTokenizer
+
+TOKENIZER = WordTokenizer(["w%d" % i for i in range(20)])
+MODEL = ml_collections.ConfigDict(dict(
+    name="captioner", image=dict(variant="Nano/8", width=32, num_heads=2), text=None,
+    decoder=dict(vocab_size=TOKENIZER.vocab_size, width=32, depth=2, num_heads=2, mlp_dim=64, max_len=12),
+    dtype="float32", param_dtype="float32"))
+
+
+def test_shift_right():
+  targets = jnp.array([[5, 6, 3, 0], [7, 3, 0, 0]])
+  np.testing.assert_array_equal(tasks.shift_right(targets, 2), [[2, 5, 6, 3], [2, 7, 3, 0]])
+
+
+def test_sequence_loss_counts_every_valid_token_once():
+  """Mean over the 3 valid target tokens of the batch (2 in row 0, 1 in row 1); padding
+  positions, whatever their logits, count for nothing."""
+  probs = jnp.array([0.1, 0.7, 0.2])
+  logits = jnp.log(jnp.broadcast_to(probs, (2, 3, 3)))
+  logits = logits.at[1, 2].set(jnp.array([50.0, -50.0, 0.0]))  # A padding position.
+  targets = jnp.array([[2, 1, 0], [1, 0, 0]])
+  loss, accuracy = tasks.sequence_loss(logits, targets)
+  assert float(loss) == pytest.approx(-(np.log(0.2) + 2 * np.log(0.7)) / 3, rel=1e-5)
+  assert float(accuracy) == pytest.approx(2 / 3)
+
+
+def _task(method: str, kv_cache: bool, **decode):
+  config = ml_collections.ConfigDict(dict(
+      model=MODEL, task=dict(name="generation", target="text", prompt=""),
+      decode=common.decode_config(method=method, kv_cache=kv_cache, length_penalty=0.0, **decode)))
+  return tasks.build(config, models.build(config.model), TOKENIZER)
+
+
+@pytest.fixture(scope="module")
+def params_and_batch():
+  rng = np.random.default_rng(0)
+  batch = {"image": jnp.asarray(rng.uniform(-1, 1, size=(4, 16, 16, 3)), jnp.float32),
+           "text": jnp.zeros((4, 10), jnp.int32)}
+  params = _task("greedy", True).init(jax.random.PRNGKey(0), batch)["params"]
+  # Random init gives near-uniform logits; larger weights give clear winners, so float rounding
+  # between the two paths cannot flip an argmax.
+  return jax.tree.map(lambda p: 4 * p, params), batch
+
+
+@pytest.mark.parametrize("length", [1, 5, 10])
+@pytest.mark.parametrize("method", ["greedy", "beam"])
+def test_cached_decoding_equals_full_recompute(params_and_batch, length, method):
+  params, batch = params_and_batch
+  cached = jax.jit(lambda p, b: _task(method, True).generate(p, b, length))(params, batch)
+  uncached = jax.jit(lambda p, b: _task(method, False).generate(p, b, length))(params, batch)
+  assert cached.shape == (4, length)
+  np.testing.assert_array_equal(cached, uncached)
+  assert (np.asarray(cached)[:, 0] != 0).all()
+
+
+def test_beam_of_one_is_greedy(params_and_batch):
+  params, batch = params_and_batch
+  greedy = _task("greedy", True).generate(params, batch, 10)
+  beam = _task("beam", True, beam_size=1).generate(params, batch, 10)
+  np.testing.assert_array_equal(greedy, beam)
+
+
+def test_generate_uses_the_target_length(params_and_batch):
+  params, batch = params_and_batch
+  assert _task("greedy", True).predict_fns()["generate"](params, batch).shape == (4, 10)
+  assert _task("greedy", True, max_len=3).predict_fns()["generate"](params, batch).shape == (4, 3)

@@ -1,0 +1,51 @@
+"""End to end: captioning fine-tuned from the contrastive smoke run, and VQA from scratch."""
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from configs import shapes_caption, shapes_clip, shapes_vqa
+from mmjax import trainer
+from tests.helpers import read_metrics
+
+pytestmark = pytest.mark.slow
+
+
+def _config(module, arg, data_dir, **overrides):
+  config = module.get_config(arg)
+  config.data.data_dir = data_dir
+  config.update_from_flattened_dict(overrides)
+  return config
+
+
+def _losses(workdir):
+  return [row["train/loss"] for row in read_metrics(workdir) if "train/loss" in row]
+
+
+def test_caption_finetunes_from_clip_with_a_frozen_image_tower(clip_smoke_run, shapes_data_dir, tmp_path):
+  clip_workdir, _ = clip_smoke_run
+  config = _config(shapes_caption, "smoke", shapes_data_dir, init_from=clip_workdir, freeze="image")
+  final = trainer.train(config, str(tmp_path))
+  losses = _losses(str(tmp_path))
+  assert losses[-1] < 0.7 * losses[0], losses
+  for split in ("test", "heldout"):
+    assert 0 < final[f"eval/{split}/bleu1"] <= 1
+    assert math.isfinite(final[f"eval/{split}/cider_d"])
+    assert 0 <= final[f"eval/{split}/exact_match"] <= 1
+  # Loaded, then frozen: the image tower is bitwise the contrastive run's after 60 steps.
+  pretrained = trainer.load_state(_config(shapes_clip, "smoke", shapes_data_dir),
+                                  clip_workdir).params
+  tuned = trainer.load_state(config, str(tmp_path)).params
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(tuned["encoder"]["image_encoder"]),
+               jax.device_get(pretrained["image_encoder"]))
+
+
+def test_vqa_trains_and_reports_every_question_type(shapes_data_dir, tmp_path):
+  config = _config(shapes_vqa, "smoke", shapes_data_dir, total_steps=40)
+  final = trainer.train(config, str(tmp_path))
+  losses = _losses(str(tmp_path))
+  assert losses[-1] < 0.7 * losses[0], losses
+  for question_type in ("count", "colour", "shape", "exists", "relation"):
+    assert 0 <= final[f"eval/test/accuracy/{question_type}"] <= 1
+    assert 0 <= final[f"eval/test/majority_accuracy/{question_type}"] <= 1
