@@ -28,9 +28,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # `init_from` loads both towers.
   text = dict(vocab_size=64, width=128, depth=2, num_heads=4, mlp_dim=512,
               max_len=config.data.get_ref("text_len"), causal=True, pool="last")
+  # Both heads fuse image and question tokens with a 2-layer Transformer before answering.
   if arg.head == "decoder":
     config.model = ml_collections.ConfigDict(dict(
-        name="captioner", image=image, text=text,
+        name="captioner", image=image, text=text, fusion_depth=2,
         decoder=dict(vocab_size=64, width=128, depth=2, num_heads=4, mlp_dim=512,
                      max_len=config.data.get_ref("answer_len"), tie_embedding=True),
         dtype="float32", param_dtype="float32"))
@@ -60,6 +61,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model.text.update(width=64, depth=2, num_heads=2, mlp_dim=256)
     if arg.head == "decoder":
       config.model.decoder.update(width=64, depth=1, num_heads=2, mlp_dim=256)
+      config.model.fusion_depth = 1
     else:
       config.model.update(width=64, fusion_depth=1, num_heads=2, mlp_dim=256)
     for evaluator in config.evals.values():

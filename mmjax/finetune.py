@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import flax.linen as nn
 import jax
 import numpy as np
 
@@ -104,4 +105,6 @@ def freeze_labels(params: Mapping[str, Any], frozen: Sequence[str]) -> Any:
   def label(path, _):
     keys = {getattr(entry, "key", None) for entry in path}
     return "frozen" if keys & set(frozen) else "train"
-  return jax.tree_util.tree_map_with_path(label, params)
+  # A param still boxed with its logical axis names (as when the optimizer state is shaped
+  # for sharding) is one leaf, so the labels stay a prefix of the boxed tree.
+  return jax.tree_util.tree_map_with_path(label, params, is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata))

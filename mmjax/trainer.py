@@ -178,9 +178,15 @@ class _Run:
 def _init_from(state: TrainState, workdir: str, state_sharding) -> TrainState:
   """`state` with the towers of `workdir`'s newest checkpoint loaded into its params."""
   pretrained, step = finetune.load_pretrained_params(workdir)
-  params, loaded = finetune.load_towers(jax.device_get(state.params), pretrained)
+  params, loaded = finetune.load_towers(state.params, pretrained)
   logging.info("Initialised %s from step %d of %s.", ", ".join(loaded), step, workdir)
-  return state.replace(params=jax.device_put(params, state_sharding.params))
+
+  def place(leaf, leaf_sharding):
+    """Loaded (host numpy) leaves become global arrays; each process supplies its own shards."""
+    if isinstance(leaf, jax.Array):
+      return leaf
+    return jax.make_array_from_callback(leaf.shape, leaf_sharding, lambda index: leaf[index])
+  return state.replace(params=jax.tree.map(place, params, state_sharding.params))
 
 
 def _restore(run: _Run) -> tuple[TrainState, int]:

@@ -9,11 +9,12 @@ import ml_collections
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def smoke_config(data_dir: str, **overrides) -> ml_collections.ConfigDict:
-  """configs/shapes_clip.py:smoke on the test dataset, with `overrides` ("a.b": value) applied."""
+def smoke_config(data_dir: str, module=None, **overrides) -> ml_collections.ConfigDict:
+  """`module`'s (default configs/shapes_clip.py) smoke config on the test dataset, with
+  `overrides` ("a.b": value) applied."""
   from configs import shapes_clip
 
-  config = shapes_clip.get_config("smoke")
+  config = (module or shapes_clip).get_config("smoke")
   config.data.data_dir = data_dir
   for key, value in overrides.items():
     config.update_from_flattened_dict({key: value})

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
+from configs import shapes_caption, shapes_clip
 from mmjax import errors, models, trainer
 from mmjax import workdir as workdir_lib
 from mmjax.data import tokenizer as tokenizer_lib
@@ -40,7 +41,7 @@ BAD_CONFIGS = [
      r"Unknown split 'validation' .* available splits: \['heldout', 'test', 'train'\]"),
     ("empty split", {"evals.test.split": "test[:0]"}, errors.InputError, r"Split 'test\[:0\]' .* has no examples"),
     ("unknown evaluator", {"evals.test.type": "bleu"}, errors.ConfigError,
-     r"Unknown evaluator type 'bleu'; known: \['retrieval', 'zero_shot'\]"),
+     r"Unknown evaluator type 'bleu'; known: \['captioning', 'retrieval', 'vqa', 'zero_shot'\]"),
     ("zero-shot template without the attribute", {"evals.zeroshot_colour.template": "a {shape}"},
      errors.ConfigError, r"template 'a \{shape\}' has no \{colour\} placeholder"),
     ("text longer than the context", {"data.text_len": 6}, errors.InputError,
@@ -48,10 +49,27 @@ BAD_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("case,overrides,error,message", BAD_CONFIGS, ids=[c[0] for c in BAD_CONFIGS])
-def test_bad_config_fails_before_training(shapes_data_dir, tmp_path, case, overrides, error, message):
+BAD_CAPTION_CONFIGS = [
+    ("unknown decode method", {"decode.method": "nucleus"}, errors.ConfigError,
+     r"Unknown decode method 'nucleus'; known methods: \['greedy', 'beam', 'sample'\]"),
+    ("beam of zero", {"decode.method": "beam", "decode.beam_size": 0}, errors.ConfigError,
+     r"decode_config.beam_size must be ≥ 1; got 0"),
+    ("unknown tower to freeze", {"freeze": "decoder"}, errors.ConfigError,
+     r"config.freeze='decoder' names unknown towers \['decoder'\]; known: \['image', 'text'\]"),
+    ("freezing a tower the model lacks", {"freeze": "text"}, errors.ConfigError,
+     r"config.freeze names \['text_encoder'\], which this model does not have"),
+    ("init_from without a checkpoint", {"init_from": "/nonexistent/run"}, errors.ConfigError,
+     r"config.init_from='/nonexistent/run' has no checkpoint"),
+]
+
+
+CASES = [(shapes_clip, *c) for c in BAD_CONFIGS] + [(shapes_caption, *c) for c in BAD_CAPTION_CONFIGS]
+
+
+@pytest.mark.parametrize("module,case,overrides,error,message", CASES, ids=[c[1] for c in CASES])
+def test_bad_config_fails_before_training(shapes_data_dir, tmp_path, module, case, overrides, error, message):
   del case
-  config = smoke_config(shapes_data_dir, **overrides)
+  config = smoke_config(shapes_data_dir, module, **overrides)
   workdir = tmp_path / "run"
   with pytest.raises(error, match=message):
     trainer.train(config, str(workdir))

@@ -14,18 +14,22 @@ class Captioner(nn.Module):
 
   `image`, `text` and `decoder` are the keyword arguments of ViT, TextTransformer (None:
   no text input, as in captioning) and TextDecoder; the encoders' tokens are projected to
-  the decoder's width.
+  the decoder's width and, with `fusion_depth` > 0, fused by a Transformer of the decoder's
+  heads and MLP size (see FusedEncoder).
   """
   image: dict
   decoder: dict
   text: dict | None = None
+  fusion_depth: int = 0
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
   def setup(self):
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     self.text_decoder = TextDecoder(**self.decoder, **kwargs)
-    self.encoder = FusedEncoder(self.image, self.text, width=self.text_decoder.width, **kwargs)
+    decoder = self.text_decoder
+    self.encoder = FusedEncoder(self.image, self.text, width=decoder.width, fusion_depth=self.fusion_depth,
+                                num_heads=decoder.num_heads, mlp_dim=decoder.mlp_dim, **kwargs)
 
   def encode(self, image: jax.Array, text: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """→ (tokens [B, N, width], valid bool[B, N]) that the decoder attends to."""

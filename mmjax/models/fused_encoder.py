@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from mmjax import errors
+from mmjax import nn as mnn
 from mmjax.models.image_encoder import ViT
 from mmjax.models.text_encoder import TextTransformer
 from mmjax.nn.partitioning import DEFAULT_KERNEL_INIT, logical
@@ -14,14 +15,20 @@ from mmjax.nn.partitioning import DEFAULT_KERNEL_INIT, logical
 class FusedEncoder(nn.Module):
   """image f32[B, H, W, 3] (+ text int[B, L]) → (tokens [B, N, width], valid bool[B, N]).
 
-  Fusion here is early concatenation of the projected token sequences (image tokens first,
-  then the text's valid tokens, with padding masked), which a decoder cross-attends to or a
-  classifier pools. The towers keep TwoTower's names (`image_encoder`, `text_encoder`), so a
-  contrastive checkpoint can initialise them (see mmjax.finetune).
+  The projected token sequences are concatenated (image tokens first, then the text's, with
+  padding masked) and, with `fusion_depth` > 0, passed through a Transformer in which every
+  token attends to both modalities, as in the fusion encoders of ALBEF/BLIP: a question such
+  as "is the red circle left of the blue square?" needs image tokens that know which object
+  the question is about. The result is what a decoder cross-attends to or a classifier pools.
+  The towers keep TwoTower's names (`image_encoder`, `text_encoder`), so a contrastive
+  checkpoint can initialise them (see mmjax.finetune).
   """
   image: dict
   text: dict | None = None
   width: int = 128
+  fusion_depth: int = 0
+  num_heads: int = 4
+  mlp_dim: int = 512
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
 
@@ -34,6 +41,8 @@ class FusedEncoder(nn.Module):
     if self.text is not None:
       self.text_encoder = TextTransformer(**self.text, **kwargs)
       self.text_proj = nn.Dense(**proj)
+    if self.fusion_depth:
+      self.fusion = mnn.Encoder(self.fusion_depth, self.num_heads, self.mlp_dim, **kwargs)
 
   def __call__(self, image: jax.Array, text: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     if (text is None) != (self.text is None):
@@ -48,4 +57,7 @@ class FusedEncoder(nn.Module):
       tokens.append(self.text_proj(text_aux["tokens"]))
       valid.append(text_aux["mask"])
     tokens = nn.with_logical_constraint(jnp.concatenate(tokens, axis=1), ("batch", "length", "embed"))
-    return tokens, jnp.concatenate(valid, axis=1)
+    valid = jnp.concatenate(valid, axis=1)
+    if self.fusion_depth:
+      tokens = self.fusion(tokens, mnn.attention_mask(valid, valid))
+    return tokens, valid

@@ -11,8 +11,8 @@ from mmjax.nn.partitioning import DEFAULT_KERNEL_INIT, logical
 
 
 class FusionClassifier(nn.Module):
-  """(image, text) → logits f32[B, num_classes]: a pre-LN Transformer over the concatenated
-  tokens (so image and text tokens attend to each other), mean-pooled, then an MLP head."""
+  """(image, text) → logits f32[B, num_classes]: FusedEncoder's tokens (fused by a
+  `fusion_depth`-layer Transformer), mean-pooled, then an MLP head."""
   image: dict
   num_classes: int
   text: dict | None = None
@@ -26,9 +26,8 @@ class FusionClassifier(nn.Module):
   @nn.compact
   def __call__(self, image: jax.Array, text: jax.Array | None = None) -> jax.Array:
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    tokens, valid = FusedEncoder(self.image, self.text, self.width, **kwargs, name="encoder")(image, text)
-    tokens = mnn.Encoder(self.fusion_depth, self.num_heads, self.mlp_dim, **kwargs, name="fusion")(
-        tokens, mnn.attention_mask(valid, valid))
+    tokens, valid = FusedEncoder(self.image, self.text, self.width, self.fusion_depth, self.num_heads,
+                                 self.mlp_dim, **kwargs, name="encoder")(image, text)
     pooled = mnn.pool_tokens(tokens, valid, "mean")
     hidden = nn.gelu(nn.Dense(self.mlp_dim, **kwargs, name="head_hidden",
                               kernel_init=logical(DEFAULT_KERNEL_INIT, ("embed", "mlp")),

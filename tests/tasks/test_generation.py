@@ -51,7 +51,7 @@ def params_and_batch():
   return jax.tree.map(lambda p: 4 * p, params), batch
 
 
-@pytest.mark.parametrize("length", [1, 5, 10])
+@pytest.mark.parametrize("length", [4, 10])
 @pytest.mark.parametrize("method", ["greedy", "beam"])
 def test_cached_decoding_equals_full_recompute(params_and_batch, length, method):
   params, batch = params_and_batch
