@@ -20,7 +20,7 @@ class TextDecoder(nn.Module):
 
   Three entry points share one set of weights:
     `__call__`: teacher forcing, tokens int[B, L] → logits f32[B, L, V] (training, scoring);
-    `init_cache` + `step`: one token per call with a KV cache of static shape [B, T, H, Dh]
+    `init_cache` + `step`: one token per call with a KV cache of static shape [B, H, T, Dh]
     per layer, so a jit-compiled decoding loop costs the same per token at any position;
     `init_buffer` + `step_uncached`: the same step by a full causal pass over a token buffer,
     the reference the cache is tested (and benchmarked) against.
@@ -61,8 +61,8 @@ class TextDecoder(nn.Module):
     logits = self.embed.attend(x) if self.tie_embedding else self.head(x)
     return logits.astype(jnp.float32)
 
-  def _cross(self, encoded: jax.Array, encoded_mask: jax.Array) -> dict[str, Any]:
-    return {"cross_kv": [block.cross_key_value(encoded) for block in self.blocks],
+  def _cross(self, encoded: jax.Array, encoded_mask: jax.Array, heads_first: bool = False) -> dict[str, Any]:
+    return {"cross_kv": [block.cross_key_value(encoded, heads_first) for block in self.blocks],
             "cross_mask": encoded_mask}
 
   def _run_blocks(self, x: jax.Array, cross: dict[str, Any], self_kv=None, index=None):
@@ -86,10 +86,10 @@ class TextDecoder(nn.Module):
 
   def init_cache(self, encoded: jax.Array, encoded_mask: jax.Array, length: int) -> DecodeState:
     """The state for decoding `length` tokens with a KV cache: the encoder's keys/values per
-    layer, and zeroed self-attention caches [B, length, H, Dh]."""
+    layer, and zeroed self-attention caches, all heads-first ([B, H, length, Dh])."""
     self._check_length(length)
-    empty = jnp.zeros((encoded.shape[0], length, self.num_heads, self.width // self.num_heads), self.dtype)
-    return {**self._cross(encoded, encoded_mask), "self_kv": [(empty, empty)] * self.depth}
+    empty = jnp.zeros((encoded.shape[0], self.num_heads, length, self.width // self.num_heads), self.dtype)
+    return {**self._cross(encoded, encoded_mask, heads_first=True), "self_kv": [(empty, empty)] * self.depth}
 
   def step(self, tokens: jax.Array, index: jax.Array, state: DecodeState) -> tuple[jax.Array, DecodeState]:
     """tokens: int[B] at position `index` → (logits f32[B, V] for position index, new state)."""

@@ -81,15 +81,21 @@ class MultiHeadAttention(nn.Module):
     return self.key(inputs_kv), self.value(inputs_kv)
 
   def attend(self, inputs_q: jax.Array, key: jax.Array, value: jax.Array,
-             mask: jax.Array | None = None) -> jax.Array:
-    """inputs_q: [B, Q, D] over projected key, value: [B, K, H, D/H] → [B, Q, D]."""
+             mask: jax.Array | None = None, heads_first: bool = False) -> jax.Array:
+    """inputs_q: [B, Q, D] over projected key, value: [B, K, H, D/H] → [B, Q, D].
+
+    `heads_first` takes key and value as [B, H, K, D/H], the layout of a KV cache: both
+    attention products are then batched over (B, H) without transposing the cache, which
+    would otherwise be copied at every decoding step.
+    """
     query = self.query(inputs_q)
     query = query / jnp.sqrt(query.shape[-1]).astype(query.dtype)
-    logits = jnp.einsum("bqhd,bkhd->bhqk", query, key).astype(jnp.float32)
+    kv = "bhkd" if heads_first else "bkhd"
+    logits = jnp.einsum(f"bqhd,{kv}->bhqk", query, key).astype(jnp.float32)
     if mask is not None:
       logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
     weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-    return self.out(jnp.einsum("bhqk,bkhd->bqhd", weights, value))
+    return self.out(jnp.einsum(f"bhqk,{kv}->bqhd", weights, value))
 
   def __call__(self, inputs_q: jax.Array, inputs_kv: jax.Array,
                mask: jax.Array | None = None) -> jax.Array:

@@ -75,24 +75,34 @@ class DecoderBlock(nn.Module):
     self.ln_cross, self.cross_attn = norm(), attention()
     self.ln_mlp, self.mlp = norm(), MlpBlock(self.mlp_dim, self.dtype, self.param_dtype)
 
-  def cross_key_value(self, encoded: jax.Array) -> KeyValue:
-    """encoded: [B, N, D] → the cross-attention keys and values, each [B, N, H, D/H]."""
-    return self.cross_attn.key_value(encoded)
+  def cross_key_value(self, encoded: jax.Array, heads_first: bool = False) -> KeyValue:
+    """encoded: [B, N, D] → the cross-attention keys and values, each [B, N, H, D/H]
+    ([B, H, N, D/H] if `heads_first`, the layout of the cached path)."""
+    key, value = self.cross_attn.key_value(encoded)
+    if heads_first:
+      return key.transpose(0, 2, 1, 3), value.transpose(0, 2, 1, 3)
+    return key, value
 
   def __call__(self, x: jax.Array, cross_kv: KeyValue, cross_mask: jax.Array,
                cache: KeyValue | None = None, index: jax.Array | None = None) -> tuple[jax.Array, KeyValue | None]:
-    """x: [B, L, D] (L = 1 with a cache), cross_mask: bool[B, 1, 1, N] → (x, updated cache)."""
+    """x: [B, L, D] (L = 1 with a cache), cross_mask: bool[B, 1, 1, N] → (x, updated cache).
+
+    With a cache, it and `cross_kv` are heads-first ([B, H, T, Dh]), see `attend`.
+    """
     y = self.ln_self(x)
     key, value = self.self_attn.key_value(y)
-    if cache is None:
-      mask = causal_mask(x.shape[1])
-    else:
-      key = lax.dynamic_update_slice_in_dim(cache[0], key.astype(cache[0].dtype), index, axis=1)
-      value = lax.dynamic_update_slice_in_dim(cache[1], value.astype(cache[1].dtype), index, axis=1)
+    cached = cache is not None
+    if cached:
+      key = lax.dynamic_update_slice_in_dim(cache[0], key.transpose(0, 2, 1, 3).astype(cache[0].dtype), index, axis=2)
+      value = lax.dynamic_update_slice_in_dim(cache[1], value.transpose(0, 2, 1, 3).astype(cache[1].dtype), index,
+                                              axis=2)
       cache = (key, value)
-      mask = (jnp.arange(key.shape[1]) <= index)[None, None, None, :]
-    x = nn.with_logical_constraint(x + self.self_attn.attend(y, key, value, mask), ("batch", "length", "embed"))
-    x = x + self.cross_attn.attend(self.ln_cross(x), *cross_kv, cross_mask)
+      mask = (jnp.arange(key.shape[2]) <= index)[None, None, None, :]
+    else:
+      mask = causal_mask(x.shape[1])
+    y = self.self_attn.attend(y, key, value, mask, heads_first=cached)
+    x = nn.with_logical_constraint(x + y, ("batch", "length", "embed"))
+    x = x + self.cross_attn.attend(self.ln_cross(x), *cross_kv, cross_mask, heads_first=cached)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
     x = nn.with_logical_constraint(x + self.mlp(self.ln_mlp(x)), ("batch", "length", "embed"))
     return x, cache

@@ -1,0 +1,17 @@
+"""experiments/benchmark.py runs at a tiny size and reports every figure it promises."""
+import json
+
+from configs import shapes_caption
+from experiments import benchmark
+
+
+def test_decode_benchmark_smoke(capsys):
+  result = benchmark.decode_benchmark(shapes_caption.get_config("smoke"), batch_size=2, lengths=[2, 4], repeats=1)
+  assert [row["new_tokens"] for row in result["rows"]] == [2, 4]
+  for row in result["rows"]:
+    for name in ("cached", "uncached"):
+      assert row[f"{name}_tokens_per_s"] > 0 and row[f"{name}_ms_per_token"] > 0
+  assert result["cached_ms_per_token_4_over_2"] > 0 and result["cached_speedup_at_4"] > 0
+  benchmark._print_decode_table(result)
+  assert json.loads(json.dumps(result)) == result
+  assert "new tokens" in capsys.readouterr().out
