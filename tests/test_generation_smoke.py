@@ -9,7 +9,8 @@ from configs import shapes_caption, shapes_clip, shapes_vqa
 from mmjax import trainer
 from tests.helpers import read_metrics
 
-pytestmark = pytest.mark.slow
+# One worker trains the shared contrastive smoke run (conftest.clip_smoke_run) for both modules.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("clip_smoke")]
 
 
 def _config(module, arg, data_dir, **overrides):

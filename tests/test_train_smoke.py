@@ -6,7 +6,8 @@ import pytest
 
 from tests.helpers import read_metrics, run_module
 
-pytestmark = pytest.mark.slow
+# One worker trains the shared contrastive smoke run (conftest.clip_smoke_run) for both modules.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("clip_smoke")]
 
 
 @pytest.fixture
