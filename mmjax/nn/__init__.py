@@ -6,6 +6,7 @@ from mmjax.nn.pooling import POOLINGS, pool_tokens
 from mmjax.nn.transformer import DecoderBlock, Encoder, EncoderBlock, layer_norm
 
 __all__ = [
-    "HeadMerge", "HeadProjection", "MultiHeadAttention", "attention_mask", "causal_mask", "PatchEmbed", "PositionEmbed",
-    "TokenEmbed", "sincos_2d", "MlpBlock", "POOLINGS", "pool_tokens", "DecoderBlock", "Encoder", "EncoderBlock", "layer_norm",
+    "HeadMerge", "HeadProjection", "MultiHeadAttention", "attention_mask", "causal_mask",
+    "PatchEmbed", "PositionEmbed", "TokenEmbed", "sincos_2d", "MlpBlock", "POOLINGS", "pool_tokens",
+    "DecoderBlock", "Encoder", "EncoderBlock", "layer_norm",
 ]
