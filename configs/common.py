@@ -124,3 +124,13 @@ def run_config(**overrides: Any) -> ml_collections.ConfigDict:
   ))
   config.update(overrides)
   return config
+
+
+def smoke_run_settings(config: ml_collections.ConfigDict) -> None:
+  """Shrinks a config's run to a smoke test's: 60 steps at batch 64, logging every 10 steps,
+  checkpoints and evals every 30. Configs set `config.evals` and `config.optim` before calling it."""
+  config.update(total_steps=60, batch_size=64, eval_batch_size=128, log_every_steps=10,
+                checkpoint_every_steps=30)
+  config.optim.warmup_steps = 10
+  for evaluator in config.evals.values():
+    evaluator.every_steps = 30

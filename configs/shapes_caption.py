@@ -43,16 +43,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   ))
 
   if arg.smoke:
-    config.total_steps = 60
-    config.batch_size = 64
-    config.eval_batch_size = 128
-    config.log_every_steps = 10
-    config.checkpoint_every_steps = 30
-    config.optim.warmup_steps = 10
+    common.smoke_run_settings(config)
     config.model.image.variant = "Nano/8"
     config.model.decoder.update(width=64, depth=2, num_heads=2, mlp_dim=256)
-    for evaluator in config.evals.values():
-      evaluator.every_steps = 30
   if arg.steps:
     config.total_steps = arg.steps
   config.lock()
