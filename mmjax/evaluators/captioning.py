@@ -1,5 +1,5 @@
 """Caption metrics of decoded text: BLEU-1..4 and CIDEr-D (pycocoevalcap), exact match, token accuracy."""
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import ml_collections
 import numpy as np
@@ -7,7 +7,7 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 
 from mmjax import data as mmdata
-from mmjax.evaluators.common import predict_over
+from mmjax.evaluators.common import SplitEvaluator, predict_over
 
 
 def caption_metrics(hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> dict[str, float]:
@@ -36,21 +36,15 @@ def token_accuracy(generated: np.ndarray, targets: np.ndarray) -> float:
   return float((generated[:, :targets.shape[1]] == targets)[valid].mean())
 
 
-class CaptioningEvaluator:
+class CaptioningEvaluator(SplitEvaluator):
   """Decodes a caption for every image of `split` (with `config.decode`) and scores it."""
 
-  def __init__(self, eval_config: ml_collections.ConfigDict, *, data_config, predict_fns,
-               batch_size: int, to_device: Callable):
-    self.split = eval_config.split
-    self.data_config = data_config
-    self.predict_fns = predict_fns
-    self.batch_size = batch_size
-    self.to_device = to_device
-    self.tokenizer = mmdata.get_tokenizer(data_config)
+  def __init__(self, eval_config: ml_collections.ConfigDict, **kwargs):
+    super().__init__(eval_config, **kwargs)
+    self.tokenizer = mmdata.get_tokenizer(self.data_config)
 
   def run(self, params) -> dict[str, float]:
-    batches = mmdata.eval_batches(self.data_config, self.split, batch_size=self.batch_size)
-    generated, fields = predict_over(batches, lambda batch: self.predict_fns["generate"](params, batch),
+    generated, fields = predict_over(self.batches(), lambda batch: self.predict_fns["generate"](params, batch),
                                      self.to_device)
     hypotheses = [self.tokenizer.decode(ids) for ids in generated]
     references = [[self.tokenizer.decode(ids)] for ids in fields["text"]]

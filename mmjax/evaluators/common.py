@@ -1,10 +1,12 @@
 """What every evaluator shares: one pass over a split through a jitted predict function."""
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import jax
+import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
+from mmjax import data as mmdata
 from mmjax import errors
 
 Batch = Mapping[str, np.ndarray]
@@ -32,3 +34,22 @@ def predict_over(batches: Iterable[Batch], predict: Callable[[Batch], jax.Array]
   gathered = {k: np.concatenate([f[k] for f in fields]) for k in fields[0]}
   valid = gathered.pop("valid").astype(bool)
   return np.concatenate(outputs)[valid], {k: v[valid] for k, v in gathered.items()}
+
+
+class SplitEvaluator:
+  """The base of every evaluator: one `config.evals.<name>` block (`self.config`, whose `split`
+  it reads), the data config, the task's jitted predict functions, the per-process batch size and
+  the function that makes global device batches."""
+
+  def __init__(self, eval_config: ml_collections.ConfigDict, *, data_config: ml_collections.ConfigDict,
+               predict_fns: Mapping[str, Callable], batch_size: int, to_device: Callable):
+    self.config = eval_config
+    self.split = eval_config.split
+    self.data_config = data_config
+    self.predict_fns = predict_fns
+    self.batch_size = batch_size
+    self.to_device = to_device
+
+  def batches(self) -> Iterator[dict[str, np.ndarray]]:
+    """One pass over this process's shard of the split (see mmjax.data.eval_batches)."""
+    return mmdata.eval_batches(self.data_config, self.split, batch_size=self.batch_size)

@@ -1,11 +1,9 @@
 """Image↔text retrieval recall@K."""
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-import ml_collections
 import numpy as np
 
-from mmjax import data as mmdata
-from mmjax.evaluators.common import predict_over
+from mmjax.evaluators.common import SplitEvaluator, predict_over
 
 
 def recall_at_k(image_emb: np.ndarray, text_emb: np.ndarray, groups: np.ndarray,
@@ -30,16 +28,8 @@ def recall_at_k(image_emb: np.ndarray, text_emb: np.ndarray, groups: np.ndarray,
   return metrics
 
 
-class RetrievalEvaluator:
+class RetrievalEvaluator(SplitEvaluator):
   """R@1/5/10 both ways on a split; every example is a candidate (≥ 1000 on Shapes' test split)."""
-
-  def __init__(self, eval_config: ml_collections.ConfigDict, *, data_config, predict_fns,
-               batch_size: int, to_device: Callable):
-    self.split = eval_config.split
-    self.data_config = data_config
-    self.predict_fns = predict_fns
-    self.batch_size = batch_size
-    self.to_device = to_device
 
   def run(self, params) -> dict[str, float]:
     def embed_pair(batch):
@@ -47,8 +37,7 @@ class RetrievalEvaluator:
       return np.concatenate([np.asarray(self.predict_fns["embed_image"](params, batch["image"])),
                              np.asarray(self.predict_fns["embed_text"](params, batch["text"]))], axis=1)
 
-    batches = mmdata.eval_batches(self.data_config, self.split, batch_size=self.batch_size)
-    embeddings, fields = predict_over(batches, embed_pair, self.to_device)
+    embeddings, fields = predict_over(self.batches(), embed_pair, self.to_device)
     image_emb, text_emb = np.split(embeddings, 2, axis=1)
     _, groups = np.unique(fields["text"], axis=0, return_inverse=True)
     metrics = recall_at_k(image_emb, text_emb, groups.reshape(-1))

@@ -1,13 +1,13 @@
 """VQA accuracy, overall and per question type, next to the majority-answer baseline."""
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import ml_collections
 import numpy as np
 
 from mmjax import data as mmdata
 from mmjax import errors
-from mmjax.evaluators.common import predict_over
+from mmjax.evaluators.common import SplitEvaluator, predict_over
 
 
 def vqa_accuracy(predicted: Sequence[str], answers: Sequence[str], question_types: np.ndarray,
@@ -31,27 +31,22 @@ def majority_answers(answers: Sequence[str], question_types: Sequence[int]) -> d
   return {question_type: counter.most_common(1)[0][0] for question_type, counter in counts.items()}
 
 
-class VqaEvaluator:
+class VqaEvaluator(SplitEvaluator):
   """Answers every question of `split`, by decoding (`generate`) or over the answer set (`classify`).
 
   The baseline answers each question with its type's most frequent answer in the train split
   (the "prior" baseline of the VQA papers).
   """
 
-  def __init__(self, eval_config: ml_collections.ConfigDict, *, data_config, predict_fns,
-               batch_size: int, to_device: Callable):
-    if not {"generate", "classify"} & set(predict_fns):
+  def __init__(self, eval_config: ml_collections.ConfigDict, **kwargs):
+    super().__init__(eval_config, **kwargs)
+    if not {"generate", "classify"} & set(self.predict_fns):
       raise errors.ConfigError(f"The vqa evaluator needs a task that generates or classifies answers; this "
-                               f"one predicts {sorted(predict_fns)}.")
-    self.split = eval_config.split
-    self.data_config = data_config
-    self.predict_fns = predict_fns
-    self.batch_size = batch_size
-    self.to_device = to_device
-    self.tokenizer = mmdata.get_tokenizer(data_config)
-    vocabulary = mmdata.vqa_vocabulary(data_config)
+                               f"one predicts {sorted(self.predict_fns)}.")
+    self.tokenizer = mmdata.get_tokenizer(self.data_config)
+    vocabulary = mmdata.vqa_vocabulary(self.data_config)
     self.answer_names, self.type_names = vocabulary["answers"], vocabulary["question_types"]
-    train = mmdata.field_values(data_config, "train", ("answer", "question_type"))
+    train = mmdata.field_values(self.data_config, "train", ("answer", "question_type"))
     self.majority = majority_answers(train["answer"], train["question_type"])
 
   def _predict(self, params, batch):
@@ -60,8 +55,7 @@ class VqaEvaluator:
     return self.predict_fns["classify"](params, batch)
 
   def run(self, params) -> dict[str, float]:
-    batches = mmdata.eval_batches(self.data_config, self.split, batch_size=self.batch_size)
-    outputs, fields = predict_over(batches, lambda batch: self._predict(params, batch), self.to_device)
+    outputs, fields = predict_over(self.batches(), lambda batch: self._predict(params, batch), self.to_device)
     if "generate" in self.predict_fns:
       predicted = [self.tokenizer.decode(ids) for ids in outputs]
     else:

@@ -1,5 +1,4 @@
 """Zero-shot classification of a scene attribute by nearest class-prompt embedding."""
-from collections.abc import Callable
 import itertools
 import string
 
@@ -9,7 +8,7 @@ import numpy as np
 from mmjax import data as mmdata
 from mmjax import errors
 from mmjax.data.tokenizer import tokenize_to_length
-from mmjax.evaluators.common import predict_over
+from mmjax.evaluators.common import SplitEvaluator, predict_over
 
 
 def class_prompts(template: str, attribute: str, classes: dict[str, list[str]]) -> list[list[str]]:
@@ -38,18 +37,13 @@ def zero_shot_accuracy(image_emb: np.ndarray, class_emb: np.ndarray, labels: np.
   return float(((image_emb @ class_emb.T).argmax(1) == labels).mean())
 
 
-class ZeroShotEvaluator:
+class ZeroShotEvaluator(SplitEvaluator):
   """Classifies `attribute` of the single object in one-object scenes of `split`."""
 
-  def __init__(self, eval_config: ml_collections.ConfigDict, *, data_config, predict_fns,
-               batch_size: int, to_device: Callable):
-    self.config = eval_config
-    self.data_config = data_config
-    self.predict_fns = predict_fns
-    self.batch_size = batch_size
-    self.to_device = to_device
+  def __init__(self, eval_config: ml_collections.ConfigDict, **kwargs):
+    super().__init__(eval_config, **kwargs)
     # Built now so that a bad template or attribute fails before training, not at the first eval.
-    self.prompts = class_prompts(eval_config.template, eval_config.attribute, mmdata.class_names(data_config))
+    self.prompts = class_prompts(eval_config.template, eval_config.attribute, mmdata.class_names(self.data_config))
 
   def _class_embeddings(self, params, prompts: list[list[str]]) -> np.ndarray:
     tokenizer = mmdata.get_tokenizer(self.data_config)
@@ -66,9 +60,8 @@ class ZeroShotEvaluator:
 
   def run(self, params) -> dict[str, float]:
     attribute, prompts = self.config.attribute, self.prompts
-    batches = mmdata.eval_batches(self.data_config, self.config.split, batch_size=self.batch_size)
     image_emb, fields = predict_over(
-        batches, lambda b: self.predict_fns["embed_image"](params, b["image"]), self.to_device)
+        self.batches(), lambda b: self.predict_fns["embed_image"](params, b["image"]), self.to_device)
     single = fields["num_objects"] == 1
     if not single.any():
       raise errors.InputError(f"Split {self.config.split!r} has no one-object scenes to classify.")
