@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -134,6 +135,46 @@ def field_values(data_config: ml_collections.ConfigDict, split: str,
   return values
 
 
+class GlobalBatchSampler:
+  """Globally shuffled records, dealt out so that every global batch is the same whatever the
+  number of processes.
+
+  Grain's own sharding gives each process a contiguous range of the records to shuffle, so
+  the global batch (and the loss) changes with the process count. Here position i of the
+  one global shuffle (IndexSampler's, so a single process reads exactly what IndexSampler
+  gives) goes to global batch i // G, and process p reads rows [p·b, (p+1)·b) of it (b = G /
+  process count), which it alone loads and decodes. A run on 2 hosts thus sees the batches
+  of the same run on 1 host, and the same config gives the same trajectory on any topology.
+  """
+
+  def __init__(self, num_records: int, *, global_batch_size: int, seed: int,
+               shard_options: grain.sharding.ShardOptions):
+    if global_batch_size % shard_options.shard_count:
+      raise errors.ConfigError(f"Global batch size {global_batch_size} does not split over "
+                               f"{shard_options.shard_count} processes.")
+    # DataLoader asks for index k·shard_count + shard_index: this process's k-th record.
+    self._shard_options = shard_options
+    self._global_batch_size = global_batch_size
+    self._local_batch_size = global_batch_size // shard_options.shard_count
+    self._global_order = grain.samplers.IndexSampler(num_records, shuffle=True, num_epochs=None, seed=seed)
+
+  def __len__(self) -> int:
+    return sys.maxsize
+
+  def __repr__(self) -> str:
+    """Grain checks a restored loader state against this, so it must name everything that
+    decides the order."""
+    return (f"GlobalBatchSampler(order={self._global_order!r}, global_batch_size={self._global_batch_size}, "
+            f"shard_options={self._shard_options!r})")
+
+  def __getitem__(self, index: int) -> grain.RecordMetadata:
+    local_index, shard = divmod(index, self._shard_options.shard_count)
+    batch, row = divmod(local_index, self._local_batch_size)
+    position = batch * self._global_batch_size + shard * self._local_batch_size + row
+    record = self._global_order[position]
+    return grain.RecordMetadata(index=index, record_key=record.record_key, rng=record.rng)
+
+
 class TrainLoader(Iterator[dict[str, np.ndarray]]):
   """An endless iterator of training batches whose position can be saved and restored.
 
@@ -156,7 +197,8 @@ class TrainLoader(Iterator[dict[str, np.ndarray]]):
 
 
 def train_loader(data_config: ml_collections.ConfigDict, *, batch_size: int, seed: int) -> TrainLoader:
-  """Shuffled, endlessly repeated batches of this process's shard of the train split.
+  """Shuffled, endlessly repeated batches of the train split: this process's rows of each
+  global batch (see GlobalBatchSampler).
 
   `batch_size` is per process. Batches are dicts of numpy arrays: `image`
   f32[B, H, W, 3] in [-1, 1], `text` i32[B, text_len], the VQA fields
@@ -173,9 +215,8 @@ def train_loader(data_config: ml_collections.ConfigDict, *, batch_size: int, see
     flags.FLAGS.mark_as_parsed()
   builder = prepare(data_config)
   source = _data_source(builder, "train")
-  sampler = grain.samplers.IndexSampler(
-      len(source), shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=True), shuffle=True,
-      num_epochs=None, seed=seed)
+  sampler = GlobalBatchSampler(len(source), global_batch_size=batch_size * jax.process_count(), seed=seed,
+                               shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=True))
   tokenizer = _tokenizer(builder)
   operations = [_preprocess_example(builder, tokenizer, data_config, keep_caption=False)]
   if data_config.hard_negatives:

@@ -141,6 +141,21 @@ def test_train_order_is_deterministic_from_seed(data_config):
   assert not all(np.array_equal(a["image"], b["image"]) for a, b in zip(first, other))
 
 
+def test_global_batches_do_not_depend_on_the_process_count(data_config, monkeypatch):
+  """Process p of P loads rows [p·B/P, (p+1)·B/P) of the global batch one process would load,
+  so a multi-process run trains on the same batches (and follows the same trajectory)."""
+  one_process = _take(mmdata.train_loader(data_config, batch_size=12, seed=5), 3)
+  for process_count in (2, 3):
+    monkeypatch.setattr(jax, "process_count", lambda count=process_count: count)
+    per_process = []
+    for index in range(process_count):
+      monkeypatch.setattr(jax, "process_index", lambda index=index: index)
+      per_process.append(_take(mmdata.train_loader(data_config, batch_size=12 // process_count, seed=5), 3))
+    for step, expected in enumerate(one_process):
+      got = {key: np.concatenate([batches[step][key] for batches in per_process]) for key in expected}
+      _assert_batches_equal(got, expected)
+
+
 def test_an_epoch_is_a_permutation_of_the_train_split(data_config, captions):
   loader = mmdata.train_loader(data_config, batch_size=256, seed=0)
   tokenizer = mmdata.get_tokenizer(data_config)
