@@ -91,16 +91,20 @@ def decode_config(**overrides: Any) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(config)
 
 
-# Logical axis → mesh axes. Batch is split over data and fsdp; weights' `embed` dimension is
-# split over fsdp (ZeRO-3 style); everything else is replicated.
-DEFAULT_SHARDING_RULES = (
+# Logical axis → mesh axes, for the Transformer families (two_tower, captioner, fusion_classifier:
+# every weight is named with these axes). The batch is split over `data` and `fsdp`; weights'
+# `embed` dimension over `fsdp` (ZeRO-3: gathered just before use); attention heads, the MLP's
+# hidden units and the vocabulary over `model` (Megatron-style tensor parallelism: each model
+# shard computes its heads and hidden units, and one all-reduce per block sums them). A mesh
+# axis is used once per array: activations [batch, length, embed] are split over the batch only.
+TRANSFORMER_SHARDING_RULES = (
     ("batch", ("data", "fsdp")),
     ("embed", "fsdp"),
+    ("heads", "model"),
+    ("mlp", "model"),
+    ("vocab", "model"),
     ("length", None),
-    ("mlp", None),
-    ("heads", None),
     ("kv", None),
-    ("vocab", None),
     ("joint", None),
 )
 
@@ -111,12 +115,15 @@ def run_config(**overrides: Any) -> ml_collections.ConfigDict:
       seed=0,
       total_steps=1000,
       batch_size=256,
+      # Micro-batches per batch: the same gradient at 1/M of the activation memory (mmjax.accumulation).
+      grad_accum_steps=1,
       eval_batch_size=512,
       log_every_steps=50,
       checkpoint_every_steps=500,
       keep_checkpoints=2,
-      mesh=ml_collections.ConfigDict({"data": -1, "fsdp": 1}),
-      sharding_rules=DEFAULT_SHARDING_RULES,
+      # Device mesh: −1 is the rest of the devices. E.g. {"data": 2, "fsdp": 2, "model": 2} on 8.
+      mesh=ml_collections.ConfigDict({"data": -1, "fsdp": 1, "model": 1}),
+      sharding_rules=TRANSFORMER_SHARDING_RULES,
       # Fine-tuning: a workdir whose newest checkpoint initialises the towers both models share
       # (used only when this workdir has no checkpoint of its own), and the towers to freeze.
       init_from="",

@@ -14,7 +14,7 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from mmjax import errors, trainer
+from mmjax import distributed, errors, trainer
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by experiments.train.")
 flags.mark_flag_as_required("workdir")
@@ -39,6 +39,7 @@ def main(argv):
   del argv
   logging.getLogger().setLevel(logging.INFO)
   with errors.reported_to_user():
+    distributed.initialize_from_flags()
     metrics = trainer.evaluate(_CONFIG.value, _WORKDIR.value)
   print(json.dumps(metrics, indent=1, sort_keys=True))
 

@@ -11,7 +11,7 @@ import logging
 from absl import app, flags
 from ml_collections import config_flags
 
-from mmjax import errors, trainer
+from mmjax import distributed, errors, trainer
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:arg].",
                                           lock_config=True)
@@ -23,6 +23,7 @@ def main(argv):
   del argv
   logging.getLogger().setLevel(logging.INFO)
   with errors.reported_to_user():
+    distributed.initialize_from_flags()
     metrics = trainer.train(_CONFIG.value, _WORKDIR.value)
   print(json.dumps({"workdir": _WORKDIR.value, **metrics}, indent=1, sort_keys=True))
 

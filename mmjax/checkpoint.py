@@ -57,11 +57,14 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
 
-  def restore_latest(self, abstract_state) -> tuple[Any, dict[str, Any], int] | None:
+  def restore_latest(self, abstract_state,
+                     host_state: bool = True) -> tuple[Any, dict[str, Any] | None, int] | None:
     """(state, host_state, step) from the newest step that restores, or None if there is none.
 
     `abstract_state` (shapes, dtypes and shardings) may be None to restore the arrays as
-    saved, e.g. another run's params to fine-tune from.
+    saved, e.g. another run's params to fine-tune from. `host_state=False` skips the
+    per-process host state (returned as None): evaluation and fine-tuning need only the
+    arrays, and may run with another number of processes than the run that saved them.
 
     orbax still lists a truncated, zero-filled or empty newest step, and its restore raises.
     Such steps are skipped with a warning naming the path and the reason. Once an older step
@@ -73,9 +76,10 @@ class Checkpointer:
     failures = []
     for step in sorted(self.manager.all_steps(), reverse=True):
       try:
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state),
-            data=grain.checkpoint.CheckpointRestore(_HostState())))
+        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        if host_state:
+          items["data"] = grain.checkpoint.CheckpointRestore(_HostState())
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
       except Exception as e:  # noqa: BLE001 — any failure means this step is unusable.
         reason = f"{type(e).__name__}: {str(e)[:500]}"
         logging.warning("Checkpoint %s cannot be restored (%s); trying an older one.",
@@ -84,7 +88,7 @@ class Checkpointer:
         continue
       if failures:
         self._quarantine([step for step, _ in failures])
-      return restored.state, restored.data.state, step
+      return restored.state, restored.data.state if host_state else None, step
     if failures:
       step, reason = failures[0]
       raise errors.CheckpointError(

@@ -65,7 +65,7 @@ def load_pretrained_params(workdir: str) -> tuple[dict[str, Any], int]:
                              "first, or fix the path.")
   checkpointer = Checkpointer(directory, max_to_keep=None)
   try:
-    state, _, step = checkpointer.restore_latest(None)
+    state, _, step = checkpointer.restore_latest(None, host_state=False)
   finally:
     checkpointer.close()
   return jax.device_get(state["params"]), step

@@ -20,7 +20,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from mmjax import data as mmdata
-from mmjax import errors, evaluators, finetune, models, optim, sharding, tasks
+from mmjax import accumulation, errors, evaluators, finetune, models, optim, sharding, tasks
 from mmjax import workdir as workdir_lib
 from mmjax.checkpoint import Checkpointer, has_checkpoint
 from mmjax.metric_writer import MetricWriter
@@ -59,6 +59,11 @@ def check_batch_size(config: ml_collections.ConfigDict, mesh) -> int:
     if size <= 0 or size % parallel or size % jax.process_count():
       raise errors.ConfigError(f"config.{name}={size} must be a positive multiple of the data-parallel device "
                                f"count ({parallel}) and of the process count ({jax.process_count()}).")
+  steps = config.grad_accum_steps
+  if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0 or config.batch_size % (steps * parallel):
+    raise errors.ConfigError(f"config.grad_accum_steps={steps!r} must be a positive integer that splits "
+                             f"config.batch_size={config.batch_size} into micro-batches each a multiple of the "
+                             f"data-parallel device count ({parallel}).")
   return config.batch_size // jax.process_count()
 
 
@@ -85,6 +90,17 @@ class StopRequest:
       signal.signal(s, handler)
 
 
+def _stop_agreed(stop: StopRequest, step: int, every_steps: int) -> bool:
+  """Whether to stop after `step`. Every process must stop at the same step, or the others wait
+  forever in the next step's collectives: with several processes the requests are gathered
+  (a collective itself, so only every `every_steps`, the log interval) and any one stops all."""
+  if jax.process_count() == 1:
+    return stop.requested
+  if step % every_steps:
+    return False
+  return bool(multihost_utils.process_allgather(np.asarray(stop.requested)).any())
+
+
 def _kill_point(point: str, step: int) -> None:
   """Signals this process if MMJAX_KILL_AT names this point and step: "step" (a step dispatched,
   its result not yet fetched), "save" (a checkpoint being written in the background) or "eval"
@@ -94,10 +110,15 @@ def _kill_point(point: str, step: int) -> None:
     os.kill(os.getpid(), signal.Signals[fields[2] if len(fields) > 2 else "SIGKILL"])
 
 
-def make_train_step(task, tx: optax.GradientTransformation, schedule: optax.Schedule) -> Callable:
+def make_train_step(task, tx: optax.GradientTransformation, schedule: optax.Schedule,
+                    grad_accum_steps: int = 1) -> Callable:
+  """(state, batch) → (state, metrics): one optimizer step on the batch's gradient, computed
+  over `grad_accum_steps` micro-batches (see mmjax.accumulation)."""
+  value_and_grad = accumulation.value_and_grad_fn(task, grad_accum_steps)
+
   def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
     rng = jax.random.fold_in(state.rng, state.step)
-    (_, metrics), grads = jax.value_and_grad(task.loss_fn, has_aux=True)(state.params, batch, rng)
+    (_, metrics), grads = value_and_grad(state.params, batch, rng)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {**metrics, "grad_norm": optax.global_norm(grads), "lr": schedule(state.step)}
@@ -190,7 +211,7 @@ def _init_from(state: TrainState, workdir: str, state_sharding) -> TrainState:
 
 
 def _restore(run: _Run) -> tuple[TrainState, int]:
-  restored = run.checkpointer.restore_latest(run.abstract)
+  restored = run.checkpointer.restore_latest(run.abstract, host_state=False)
   if restored is None:
     raise errors.CheckpointError(f"No checkpoint in {run.workdir}/checkpoints; train first with "
                                  f"python -m experiments.train --workdir={run.workdir} --config=...")
@@ -260,7 +281,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       writer.truncate_after(step, keep_evals_at_step=step < config.total_steps)
       logging.info("Resumed from step %d of %s.", step, workdir)
 
-    train_step = jax.jit(make_train_step(task, run.tx, run.schedule), donate_argnums=0,
+    train_step = jax.jit(make_train_step(task, run.tx, run.schedule, config.grad_accum_steps), donate_argnums=0,
                          in_shardings=(run.state_sharding, sharding.batch_sharding(run.mesh, run.rules)),
                          out_shardings=(run.state_sharding, NamedSharding(run.mesh, P())))
 
@@ -293,8 +314,9 @@ def train(config: ml_collections.ConfigDict, workdir: str,
         _check_finite(m["step"], m, checkpointer, workdir)
 
     try:
+      stopping = False
       with StopRequest() as stop:
-        while step < config.total_steps and not stop.requested:
+        while step < config.total_steps and not stopping:
           batch = run.to_device(run.task_inputs(next(batches)))
           state, metrics = train_step(state, batch)
           step += 1
@@ -316,7 +338,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
             eval_start = time.time()
             run_evals(step, due)
             last_log_time += time.time() - eval_start  # steps_per_s counts training time only.
-          if step % config.checkpoint_every_steps == 0 or step == config.total_steps or stop.requested:
+          stopping = _stop_agreed(stop, step, config.log_every_steps)
+          if step % config.checkpoint_every_steps == 0 or step == config.total_steps or stopping:
             flush_and_check()
             checkpointer.save(step, state, {"loader": loader.get_state(), "unlogged_metrics": interval})
             _kill_point("save", step)
@@ -325,9 +348,9 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       progress.close()
       checkpointer.wait()
       checkpointer.close()
-    if stop.requested:
-      logging.warning("Stopped at step %d on request, %.1f s after the signal; rerun the same command "
-                      "to resume.", step, time.time() - stop.requested_at)
+    if stopping:
+      since = f", {time.time() - stop.requested_at:.1f} s after the signal" if stop.requested else ""
+      logging.warning("Stopped at step %d on request%s; rerun the same command to resume.", step, since)
       writer.close()
       return {}
     final = run_evals(step, list(config.evals))

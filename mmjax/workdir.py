@@ -27,7 +27,7 @@ CONFIG_FILE = "config.json"
 RESUME_SAFE_KEYS = ("total_steps", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
                     "eval_batch_size", "evals", "mesh", "sharding_rules", "data.data_dir",
                     "data.worker_count", "optim.lr", "optim.warmup_steps", "optim.end_lr_factor",
-                    "optim.weight_decay", "decode", "init_from")
+                    "optim.weight_decay", "decode", "init_from", "grad_accum_steps", "model.remat")
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

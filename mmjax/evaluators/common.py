@@ -17,6 +17,20 @@ def numeric_fields(batch: Batch) -> dict[str, np.ndarray]:
   return {k: v for k, v in batch.items() if np.asarray(v).dtype.kind in "biuf"}
 
 
+def process_batches(rows: Mapping[str, np.ndarray], batch_size: int) -> list[dict[str, np.ndarray]]:
+  """This process's batches of `rows` that every process holds in full (e.g. prompts built on
+  the host), with a `valid` mask: process p feeds rows [p·b, (p+1)·b) of each global batch of
+  b·process_count rows, so `predict_over` returns outputs for `rows` in their order, once."""
+  count = len(next(iter(rows.values())))
+  global_batch = batch_size * jax.process_count()
+  padded = -count % global_batch
+  rows = {**{k: np.pad(v, [(0, padded)] + [(0, 0)] * (v.ndim - 1)) for k, v in rows.items()},
+          "valid": np.arange(count + padded) < count}
+  start = jax.process_index() * batch_size
+  return [{k: v[offset + start:offset + start + batch_size] for k, v in rows.items()}
+          for offset in range(0, count + padded, global_batch)]
+
+
 def predict_over(batches: Iterable[Batch], predict: Callable[[Batch], jax.Array],
                  to_device: Callable[[Batch], dict[str, jax.Array]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
   """Runs `predict` on every batch and keeps the valid rows.

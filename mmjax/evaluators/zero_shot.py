@@ -8,7 +8,7 @@ import numpy as np
 from mmjax import data as mmdata
 from mmjax import errors
 from mmjax.data.tokenizer import tokenize_to_length
-from mmjax.evaluators.common import SplitEvaluator, predict_over
+from mmjax.evaluators.common import SplitEvaluator, predict_over, process_batches
 
 
 def class_prompts(template: str, attribute: str, classes: dict[str, list[str]]) -> list[list[str]]:
@@ -49,10 +49,7 @@ class ZeroShotEvaluator(SplitEvaluator):
     tokenizer = mmdata.get_tokenizer(self.data_config)
     flat = [p for class_prompts_ in prompts for p in class_prompts_]
     tokens = np.stack([tokenize_to_length(tokenizer, p, self.data_config.text_len) for p in flat])
-    padded = -len(tokens) % self.batch_size
-    batches = [{"text": chunk, "valid": chunk[:, 0] != 0}
-               for chunk in np.split(np.pad(tokens, ((0, padded), (0, 0))), (len(tokens) + padded) // self.batch_size)]
-    emb, _ = predict_over(batches, lambda b: self.predict_fns["embed_text"](params, b["text"]),
+    emb, _ = predict_over(process_batches({"text": tokens}, self.batch_size), lambda b: self.predict_fns["embed_text"](params, b["text"]),
                           self.to_device)
     per_class = np.split(emb, np.cumsum([len(p) for p in prompts])[:-1])
     means = np.stack([e.mean(0) for e in per_class])

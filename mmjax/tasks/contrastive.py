@@ -4,10 +4,14 @@ from collections.abc import Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import lax
 import ml_collections
 import optax
 
-from mmjax import errors
+from mmjax import accumulation, errors
+
+# Unit image, text and (optional) hard-negative text embeddings of one batch.
+Embeddings = tuple[jax.Array, jax.Array, jax.Array | None]
 
 
 def softmax_contrastive_loss(image_emb: jax.Array, text_emb: jax.Array, logit_scale: jax.Array,
@@ -67,19 +71,56 @@ class ContrastiveTask:
   def init(self, rng: jax.Array, batch: dict[str, jax.Array]):
     return self.model.init(rng, batch["image"], batch["text"])
 
-  def loss_fn(self, params, batch: dict[str, jax.Array], rng: jax.Array) -> tuple[jax.Array, dict]:
-    del rng  # The model is deterministic (no dropout).
-    (image_emb, text_emb), aux = self.model.apply({"params": params}, batch["image"], batch["text"])
+  def _embed(self, params, batch: dict[str, jax.Array]) -> Embeddings:
+    """(image, text, negative text or None) unit embeddings of a batch."""
+    (image_emb, text_emb), _ = self.model.apply({"params": params}, batch["image"], batch["text"])
     negative_emb = None
     if "negative_text" in batch:
       negative_emb, _ = self.model.apply({"params": params}, batch["negative_text"],
                                          method=self.model.encode_text)
+    return image_emb, text_emb, negative_emb
+
+  def _loss(self, params, embeddings: Embeddings) -> tuple[jax.Array, dict]:
+    """The loss of a batch's embeddings; it reads only the temperature (and bias) from params."""
+    image_emb, text_emb, negative_emb = embeddings
     if self.loss == "softmax":
-      loss = softmax_contrastive_loss(image_emb, text_emb, aux["logit_scale"], negative_emb)
+      loss = softmax_contrastive_loss(image_emb, text_emb, params["logit_scale"], negative_emb)
     else:
-      loss = sigmoid_contrastive_loss(image_emb, text_emb, aux["logit_scale"], aux["logit_bias"],
+      loss = sigmoid_contrastive_loss(image_emb, text_emb, params["logit_scale"], params["logit_bias"],
                                       negative_emb)
-    return loss, {"loss": loss, "temperature": jnp.exp(-aux["logit_scale"])}
+    return loss, {"loss": loss, "temperature": jnp.exp(-params["logit_scale"])}
+
+  def loss_fn(self, params, batch: dict[str, jax.Array], rng: jax.Array) -> tuple[jax.Array, dict]:
+    del rng  # The model is deterministic (no dropout).
+    return self._loss(params, self._embed(params, batch))
+
+  def accumulated_value_and_grad(self, params, batch: dict[str, jax.Array], rng: jax.Array,
+                                 steps: int) -> tuple[tuple[jax.Array, dict], dict]:
+    """The full batch's loss and gradient, computed `steps` micro-batches at a time (GradCache,
+    Gao et al. 2021).
+
+    Each example's negatives are the whole batch, so averaging micro-batch gradients would
+    change the loss (negatives only from the micro-batch). Instead: (1) embed every micro-batch
+    without keeping activations; (2) take the loss of all embeddings and its gradient with
+    respect to them (and the temperature); (3) per micro-batch, recompute the embeddings and
+    back-propagate that slice of the embedding gradient into the towers. Activation memory is
+    that of one micro-batch, plus the [B, D] embeddings.
+    """
+    del rng
+    micro_batches = accumulation.split_micro_batches(batch, steps)
+    micro_embeddings = lax.map(lambda micro: self._embed(params, micro), micro_batches)
+    merge = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731 — [steps, b, D] → [steps·b, D].
+    (loss, metrics), (scalar_grads, embedding_grads) = jax.value_and_grad(self._loss, argnums=(0, 1), has_aux=True)(
+        params, jax.tree.map(merge, micro_embeddings))
+    embedding_grads = jax.tree.map(lambda g, e: g.reshape(e.shape), embedding_grads, micro_embeddings)
+
+    def backprop_micro_batch(grads, micro):
+      micro_batch, cotangent = micro
+      _, embed_vjp = jax.vjp(lambda p: self._embed(p, micro_batch), params)
+      return jax.tree.map(jnp.add, grads, embed_vjp(cotangent)[0]), None
+
+    grads, _ = lax.scan(backprop_micro_batch, scalar_grads, (micro_batches, embedding_grads))
+    return (loss, metrics), grads
 
   def predict_fns(self) -> dict[str, Callable]:
     """Pure functions of (params, input) used by evaluators."""

@@ -62,6 +62,10 @@ class GenerationTask:
     loss, accuracy = sequence_loss(logits, targets)
     return loss, {"loss": loss, "token_accuracy": accuracy}
 
+  def loss_weight(self, batch: dict[str, jax.Array]) -> jax.Array:
+    """The number of target tokens the loss averages, to weigh micro-batches (mmjax.accumulation)."""
+    return jnp.maximum((batch[self.target] != 0).sum(), 1).astype(jnp.float32)
+
   def generate(self, params, batch: dict[str, jax.Array], length: int) -> jax.Array:
     """Decodes `length` tokens per example with `config.decode` → int[B, length] (0 after eos)."""
     model, variables = self.model, {"params": params}

@@ -1,8 +1,10 @@
 """Retrieval recall and zero-shot metrics against hand-computed examples."""
+import jax
 import numpy as np
 import pytest
 
 from mmjax.evaluators import class_prompts, recall_at_k, zero_shot_accuracy
+from mmjax.evaluators.common import process_batches
 
 
 def test_recall_hand_computed():
@@ -46,3 +48,19 @@ def test_zero_shot_accuracy():
   image = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.1]])
   classes = np.array([[1.0, 0.0], [0.0, 1.0]])
   assert zero_shot_accuracy(image, classes, np.array([0, 1, 1])) == pytest.approx(2 / 3)
+
+
+def test_process_batches_give_every_host_built_row_once_in_order(monkeypatch):
+  """Prompts every process builds in full: gathered over 3 processes the way predict_over
+  gathers (global batch = the processes' local batches in order), each row comes once."""
+  rows = {"text": np.arange(20).reshape(10, 2)}
+  monkeypatch.setattr(jax, "process_count", lambda: 3)
+  per_process = []
+  for index in range(3):
+    monkeypatch.setattr(jax, "process_index", lambda index=index: index)
+    per_process.append(process_batches(rows, batch_size=2))
+  assert [len(batches) for batches in per_process] == [2, 2, 2]
+  gathered = {key: np.concatenate([batches[step][key] for step in range(2) for batches in per_process])
+              for key in ("text", "valid")}
+  np.testing.assert_array_equal(gathered["text"][gathered["valid"]], rows["text"])
+  assert gathered["valid"].sum() == 10
