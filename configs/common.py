@@ -91,6 +91,14 @@ def decode_config(**overrides: Any) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(config)
 
 
+def compute_settings(dtype: str = "float32", remat: str = "none") -> dict[str, str]:
+  """The `config.model` keys of how a model computes, not what: `dtype` of activations and matmuls
+  ("bfloat16": mixed precision, with softmax, norms' statistics and losses kept in float32), the
+  float32 `param_dtype` of the weights and optimizer, and the `remat` policy of every Transformer
+  block (mmjax.nn.transformer.REMAT_POLICIES: "none", "full", "dots", "dots_no_batch")."""
+  return dict(dtype=dtype, param_dtype="float32", remat=remat)
+
+
 # Logical axis → mesh axes, for the Transformer families (two_tower, captioner, fusion_classifier:
 # every weight is named with these axes). The batch is split over `data` and `fsdp`; weights'
 # `embed` dimension over `fsdp` (ZeRO-3: gathered just before use); attention heads, the MLP's

@@ -29,8 +29,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       text=None,
       decoder=dict(vocab_size=64, width=128, depth=3, num_heads=4, mlp_dim=512,
                    max_len=config.data.get_ref("text_len"), tie_embedding=True),
-      dtype="float32",
-      param_dtype="float32",
+      **common.compute_settings(),
   ))
   config.task = ml_collections.ConfigDict(dict(name="generation", target="text", prompt=""))
   config.decode = common.decode_config()

@@ -32,8 +32,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # SigLIP initialises t = 10, b = -10; CLIP initialises 1/0.07.
       logit_scale_init=math.log(10.0) if sigmoid else math.log(1 / 0.07),
       logit_bias_init=-10.0 if sigmoid else None,
-      dtype="float32",
-      param_dtype="float32",
+      **common.compute_settings(),
   ))
   config.task = ml_collections.ConfigDict(dict(name="contrastive", loss=arg.loss))
   config.optim = common.optim_config(lr=2e-3, warmup_steps=50, weight_decay=1e-4)

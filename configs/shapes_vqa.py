@@ -34,12 +34,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         name="captioner", image=image, text=text, fusion_depth=2,
         decoder=dict(vocab_size=64, width=128, depth=2, num_heads=4, mlp_dim=512,
                      max_len=config.data.get_ref("answer_len"), tie_embedding=True),
-        dtype="float32", param_dtype="float32"))
+        **common.compute_settings()))
     config.task = ml_collections.ConfigDict(dict(name="generation", target="answer", prompt="question"))
   else:
     config.model = ml_collections.ConfigDict(dict(
         name="fusion_classifier", image=image, text=text, num_classes=len(shapes.ANSWERS), width=128,
-        fusion_depth=2, num_heads=4, mlp_dim=512, dtype="float32", param_dtype="float32"))
+        fusion_depth=2, num_heads=4, mlp_dim=512, **common.compute_settings()))
     config.task = ml_collections.ConfigDict(dict(name="classification", label="answer_id", prompt="question"))
   config.decode = common.decode_config()
   config.optim = common.optim_config(lr=1e-3, warmup_steps=100, weight_decay=1e-4)

@@ -10,11 +10,12 @@ from tests.helpers import read_metrics, smoke_config
 
 pytestmark = pytest.mark.slow
 
-STEPS = 8
+STEPS = 10
 
 
 def _train_losses(data_dir: str, workdir: str, mesh: dict, devices) -> np.ndarray:
-  config = smoke_config(data_dir, total_steps=STEPS, log_every_steps=1, checkpoint_every_steps=STEPS)
+  config = smoke_config(data_dir, total_steps=STEPS, log_every_steps=1, checkpoint_every_steps=STEPS,
+                        **{"optim.warmup_steps": 2})
   config.mesh = mesh
   config.evals = {}
   trainer.train(config, workdir, devices=devices)

@@ -23,9 +23,10 @@ class Captioner(nn.Module):
   fusion_depth: int = 0
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  remat: str = "none"  # A policy of mmjax.nn.transformer.REMAT_POLICIES, for every Transformer block.
 
   def setup(self):
-    kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype, remat=self.remat)
     self.text_decoder = TextDecoder(**self.decoder, **kwargs)
     decoder = self.text_decoder
     self.encoder = FusedEncoder(self.image, self.text, width=decoder.width, fusion_depth=self.fusion_depth,

@@ -31,18 +31,19 @@ class FusedEncoder(nn.Module):
   mlp_dim: int = 512
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  remat: str = "none"  # A policy of mmjax.nn.transformer.REMAT_POLICIES, for every Transformer block.
 
   def setup(self):
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     proj = dict(features=self.width, **kwargs, kernel_init=logical(DEFAULT_KERNEL_INIT, (None, "embed")),
                 bias_init=logical(nn.initializers.zeros, ("embed",)))
-    self.image_encoder = ViT(**self.image, **kwargs)
+    self.image_encoder = ViT(**self.image, **kwargs, remat=self.remat)
     self.image_proj = nn.Dense(**proj)
     if self.text is not None:
-      self.text_encoder = TextTransformer(**self.text, **kwargs)
+      self.text_encoder = TextTransformer(**self.text, **kwargs, remat=self.remat)
       self.text_proj = nn.Dense(**proj)
     if self.fusion_depth:
-      self.fusion = mnn.Encoder(self.fusion_depth, self.num_heads, self.mlp_dim, **kwargs)
+      self.fusion = mnn.Encoder(self.fusion_depth, self.num_heads, self.mlp_dim, **kwargs, remat=self.remat)
 
   def __call__(self, image: jax.Array, text: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     if (text is None) != (self.text is None):

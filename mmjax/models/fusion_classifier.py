@@ -22,12 +22,13 @@ class FusionClassifier(nn.Module):
   mlp_dim: int = 512
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  remat: str = "none"  # A policy of mmjax.nn.transformer.REMAT_POLICIES, for every Transformer block.
 
   @nn.compact
   def __call__(self, image: jax.Array, text: jax.Array | None = None) -> jax.Array:
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     tokens, valid = FusedEncoder(self.image, self.text, self.width, self.fusion_depth, self.num_heads,
-                                 self.mlp_dim, **kwargs, name="encoder")(image, text)
+                                 self.mlp_dim, **kwargs, remat=self.remat, name="encoder")(image, text)
     pooled = mnn.pool_tokens(tokens, valid, "mean")
     hidden = nn.gelu(nn.Dense(self.mlp_dim, **kwargs, name="head_hidden",
                               kernel_init=logical(DEFAULT_KERNEL_INIT, ("embed", "mlp")),

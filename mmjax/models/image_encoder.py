@@ -49,6 +49,7 @@ class ViT(nn.Module):
   max_tokens: int = 1025
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  remat: str = "none"
 
   def dims(self) -> dict[str, int]:
     dims = decode_variant(self.variant)
@@ -78,6 +79,6 @@ class ViT(nn.Module):
       x = mnn.PositionEmbed(self.max_tokens, self.param_dtype, name="pos_embed")(x)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
     x = mnn.Encoder(dims["depth"], dims["num_heads"], dims["mlp_dim"], self.dtype,
-                    self.param_dtype, name="encoder")(x)
+                    self.param_dtype, self.remat, name="encoder")(x)
     pooled = mnn.pool_tokens(x, jnp.ones(x.shape[:2], bool), self.pool)
     return pooled, {"tokens": x}

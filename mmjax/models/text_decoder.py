@@ -9,6 +9,7 @@ from jax import lax
 from mmjax import errors
 from mmjax import nn as mnn
 from mmjax.nn.partitioning import DEFAULT_KERNEL_INIT, logical
+from mmjax.nn.transformer import rematerialized
 
 # The decoding state: a dict whose leaves all lead with the batch dimension, so beam search can
 # tile and re-gather it by row (see mmjax.decoding).
@@ -35,6 +36,7 @@ class TextDecoder(nn.Module):
   tie_embedding: bool = True
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  remat: str = "none"
 
   def setup(self):
     if self.width % self.num_heads:
@@ -43,7 +45,8 @@ class TextDecoder(nn.Module):
                           embedding_init=logical(nn.initializers.normal(0.02), ("vocab", "embed")))
     self.pos_embedding = self.param("pos_embedding", logical(nn.initializers.normal(0.02), (None, "embed")),
                                     (self.max_len, self.width), self.param_dtype)
-    self.blocks = [mnn.DecoderBlock(self.num_heads, self.mlp_dim, self.dtype, self.param_dtype)
+    block = rematerialized(mnn.DecoderBlock, self.remat)
+    self.blocks = [block(self.num_heads, self.mlp_dim, self.dtype, self.param_dtype)
                    for _ in range(self.depth)]
     self.ln_final = mnn.layer_norm(None, self.dtype, self.param_dtype)
     if not self.tie_embedding:

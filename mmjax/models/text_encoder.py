@@ -26,6 +26,7 @@ class TextTransformer(nn.Module):
   pool: str = "last"
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  remat: str = "none"
 
   @nn.compact
   def __call__(self, tokens: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -38,6 +39,6 @@ class TextTransformer(nn.Module):
     mask = mnn.attention_mask(valid, valid)
     if self.causal:
       mask = mask & mnn.causal_mask(tokens.shape[1])
-    x = mnn.Encoder(self.depth, self.num_heads, self.mlp_dim, self.dtype, self.param_dtype,
+    x = mnn.Encoder(self.depth, self.num_heads, self.mlp_dim, self.dtype, self.param_dtype, self.remat,
                     name="encoder")(x, mask)
     return mnn.pool_tokens(x, valid, self.pool), {"tokens": x, "mask": valid}

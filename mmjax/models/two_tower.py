@@ -30,11 +30,12 @@ class TwoTower(nn.Module):
   logit_bias_init: float | None = None
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  remat: str = "none"  # A policy of mmjax.nn.transformer.REMAT_POLICIES, for every Transformer block.
 
   def setup(self):
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    self.image_encoder = ViT(**self.image, **kwargs)
-    self.text_encoder = TextTransformer(**self.text, **kwargs)
+    self.image_encoder = ViT(**self.image, **kwargs, remat=self.remat)
+    self.text_encoder = TextTransformer(**self.text, **kwargs, remat=self.remat)
     proj = dict(features=self.embed_dim, use_bias=False, **kwargs,
                 kernel_init=logical(DEFAULT_KERNEL_INIT, ("embed", "joint")))
     self.image_proj = nn.Dense(**proj)

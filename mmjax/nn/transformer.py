@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from mmjax import errors
 from mmjax.nn.attention import MultiHeadAttention, causal_mask
 from mmjax.nn.mlp import MlpBlock
 from mmjax.nn.partitioning import logical
@@ -16,6 +17,26 @@ def layer_norm(name: str | None, dtype: Any, param_dtype: Any) -> nn.LayerNorm:
   return nn.LayerNorm(name=name, dtype=dtype, param_dtype=param_dtype,
                       scale_init=logical(nn.initializers.ones, ("embed",)),
                       bias_init=logical(nn.initializers.zeros, ("embed",)))
+
+
+# What a block's backward pass keeps from its forward pass; the rest it recomputes. Less kept,
+# less activation memory, at the cost of recomputation (`config.model.remat`).
+REMAT_POLICIES = {
+    "none": None,  # No remat: keep every activation.
+    "full": jax.checkpoint_policies.nothing_saveable,  # Keep only the block's input; recompute the rest.
+    "dots": jax.checkpoint_policies.checkpoint_dots,  # Keep matmul outputs; recompute norms, GELU, softmax.
+    # Keep the weight matmuls' outputs, recompute attention's batched ones (the [B, H, L, L] logits).
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def rematerialized(block: type[nn.Module], policy: str) -> type[nn.Module]:
+  """`block`, wrapped in nn.remat with the named policy (param paths are unchanged)."""
+  if policy not in REMAT_POLICIES:
+    raise errors.ConfigError(f"Unknown remat policy {policy!r} (config.model.remat); known: {list(REMAT_POLICIES)}.")
+  if REMAT_POLICIES[policy] is None:
+    return block
+  return nn.remat(block, policy=REMAT_POLICIES[policy])
 
 
 class EncoderBlock(nn.Module):
@@ -36,18 +57,20 @@ class EncoderBlock(nn.Module):
 
 
 class Encoder(nn.Module):
-  """`depth` EncoderBlocks and a final LayerNorm. Returns [B, L, D]."""
+  """`depth` EncoderBlocks (rematerialized with the `remat` policy) and a final LayerNorm.
+  Returns [B, L, D]."""
   depth: int
   num_heads: int
   mlp_dim: int
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  remat: str = "none"
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    block = rematerialized(EncoderBlock, self.remat)
     for i in range(self.depth):
-      x = EncoderBlock(self.num_heads, self.mlp_dim, self.dtype, self.param_dtype,
-                       name=f"block_{i}")(x, mask)
+      x = block(self.num_heads, self.mlp_dim, self.dtype, self.param_dtype, name=f"block_{i}")(x, mask)
     return layer_norm("ln_final", self.dtype, self.param_dtype)(x)
 
 
