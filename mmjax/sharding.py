@@ -55,6 +55,26 @@ def logical_shardings(abstract_tree, mesh: Mesh, rules: Rules):
   return nn.logical_to_mesh_sharding(nn.get_partition_spec(abstract_tree), mesh, list(rules))
 
 
+def check_divisible(abstract_tree) -> None:
+  """Raises ConfigError naming every array (ShapeDtypeStructs with NamedShardings) with a
+  dimension its mesh axes do not split evenly, e.g. 2 attention heads over a 4-way `model` axis."""
+  problems = []
+  for path, leaf in jax.tree_util.tree_leaves_with_path(abstract_tree):
+    mesh, spec = leaf.sharding.mesh, leaf.sharding.spec
+    for dim, axes in enumerate(spec):
+      axes = () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
+      ways = math.prod(mesh.shape[axis] for axis in axes)
+      if leaf.shape[dim] % ways:
+        problems.append(f"{jax.tree_util.keystr(path)} {tuple(leaf.shape)}: dimension {dim} of size "
+                        f"{leaf.shape[dim]} does not split over the {ways} devices of mesh axis "
+                        f"{'×'.join(repr(a) for a in axes)}")
+  if problems:
+    raise errors.ConfigError("config.mesh and config.sharding_rules do not fit the model: " + "; ".join(problems[:5])
+                             + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
+                             + ". Change the mesh axis sizes, map that logical axis to no mesh axis in "
+                             "config.sharding_rules, or resize the model.")
+
+
 def sharding_table(params, max_rows: int | None = None) -> str:
   """A readable per-parameter table: path, shape, and how it is sharded."""
   rows = []

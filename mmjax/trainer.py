@@ -152,6 +152,7 @@ def abstract_state(init: Callable, seed: int, mesh, rules):
   state_sharding = sharding.logical_shardings(boxed, mesh, rules)
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           nn.unbox(boxed), state_sharding)
+  sharding.check_divisible(abstract.params)
   return abstract, state_sharding
 
 

@@ -32,6 +32,14 @@ BAD_CONFIGS = [
     ("batch not divisible by devices", {"batch_size": 60}, errors.ConfigError,
      r"config.batch_size=60 must be a positive multiple of the data-parallel device count \(8\)"),
     ("mesh larger than the devices", {"mesh.data": 16}, errors.ConfigError, r"does not fit 8 devices"),
+    ("heads not splitting over the model axis", {"mesh.data": 2, "mesh.model": 4}, errors.ConfigError,
+     r"\['attn'\]\['query'\]\['kernel'\] \(64, 2, 32\): dimension 1 of size 2 does not split over the 4 "
+     r"devices of mesh axis 'model'"),
+    ("micro-batches not fitting the devices", {"grad_accum_steps": 16}, errors.ConfigError,
+     r"config.grad_accum_steps=16 must be a positive integer that splits config.batch_size=64 into "
+     r"micro-batches each a multiple of the data-parallel device count \(8\)"),
+    ("unknown remat policy", {"model.remat": "some"}, errors.ConfigError,
+     r"Unknown remat policy 'some' \(config.model.remat\); known: \['none', 'full', 'dots', 'dots_no_batch'\]"),
     ("unknown dtype", {"model.dtype": "float8"}, errors.ConfigError, r"config.model.dtype='float8'; choose one of"),
     ("unknown loss", {"task.loss": "hinge"}, errors.ConfigError,
      r"Unknown contrastive loss 'hinge'; known: \['softmax', 'sigmoid'\]"),
@@ -128,6 +136,8 @@ BAD_COMMAND_LINES = [
     ("wrong value type", ["--config.optim.lr=fast"], 2, r"^error: .*fast"),
     ("unknown config arg", [], 2, r"^error: .*Unknown config arg 'smok'.*known args: \['loss', 'smoke', 'steps'\]"),
     ("negative lr", ["--config.optim.lr=-1"], 2, r"^error: config.optim.lr must be positive; got -1"),
+    ("several processes without a coordinator", ["--num_processes=2", "--process_id=0"], 2,
+     r"^error: --num_processes=2 also needs --coordinator_address=<host:port of process 0>"),
 ]
 
 
