@@ -1,34 +1,54 @@
 r"""Measured speed figures, printed as a table and, last, one JSON line.
 
-  python -m experiments.benchmark --benchmark=decode
+  python -m experiments.benchmark --config=configs/bench_clip_s.py
+  python -m experiments.benchmark --benchmark=decode --config=configs/shapes_caption.py
+
+`train` (the default): the real train step of a contrastive `--config` (default
+configs/bench_clip_s.py) — task, model, optimizer, sharded state and jit with donation built
+as mmjax.trainer builds them — on random batches of `config.bench`'s image size and text
+length. Reported: steps/s and examples/s (the median of `config.bench.windows` timed windows
+after a warm-up), the step's GFLOP from XLA's cost analysis beside an analytic count of the
+model's matmuls, the float32 matmul peak measured in the same process (a 2048x2048 `jnp.dot`),
+MFU = achieved GFLOP/s / peak, compile time, page faults and system seconds per step, peak RSS,
+and how fast the Shapes training loader alone produces examples against what the step consumes
+(`--nomeasure_loader` skips it). `--nokeep_freed_memory` leaves glibc malloc as it is (see
+mmjax.runtime.keep_freed_memory), to measure what that setting brings.
 
 `decode`: tokens/s of greedy decoding with the KV cache and with full recomputation (the
-decoder rerun over every position for each new token), for the decoder of
-`--config` (default configs/shapes_caption.py) with random weights, batch `--batch_size`, at
-each of `--lengths` new tokens. Decoding never stops at an end-of-text token here, so every
-row decodes exactly its number of tokens. Each figure is the median of `--repeats` timed
-runs after one compile-and-warm-up run; the encoder runs once, outside the timing.
+decoder rerun over every position for each new token), for the decoder of a captioning
+`--config` with random weights, batch `--batch_size`, at each of `--lengths` new tokens.
+Decoding never stops at an end-of-text token here, so every row decodes exactly its number of
+tokens. Each figure is the median of `--repeats` timed runs after one compile-and-warm-up run;
+the encoder runs once, outside the timing.
 """
 import json
+import resource
 import statistics
 import time
 
 from absl import app, flags
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_flags
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
 
-from mmjax import decoding, errors, models
+from mmjax import data as mmdata
+from mmjax import decoding, errors, finetune, models, optim, runtime, sharding, tasks, trainer
 from mmjax.data.tokenizer import WordTokenizer
 
-_BENCHMARK = flags.DEFINE_enum("benchmark", "decode", ["decode"], "What to measure.")
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/shapes_caption.py", "A captioning config.",
-                                          lock_config=False)
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Sequences decoded at once.")
-_LENGTHS = flags.DEFINE_list("lengths", ["16", "32", "64", "128"], "Numbers of new tokens.")
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed runs per figure (the median is reported).")
+_BENCHMARK = flags.DEFINE_enum("benchmark", "train", ["train", "decode"], "What to measure.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/bench_clip_s.py", "train: a contrastive config with a `bench` block; decode: a captioning "
+    "config (e.g. configs/shapes_caption.py).", lock_config=False)
+_MEASURE_LOADER = flags.DEFINE_bool("measure_loader", True, "train: also time the Shapes training loader alone.")
+_KEEP_FREED_MEMORY = flags.DEFINE_bool("keep_freed_memory", True,
+                                       "Keep memory freed by jitted steps in malloc (mmjax.runtime).")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "decode: sequences decoded at once.")
+_LENGTHS = flags.DEFINE_list("lengths", ["16", "32", "64", "128"], "decode: numbers of new tokens.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "decode: timed runs per figure (the median is reported).")
 
 
 def _timed(fn, *args, repeats: int) -> tuple[jax.Array, float, float]:
@@ -42,6 +62,153 @@ def _timed(fn, *args, repeats: int) -> tuple[jax.Array, float, float]:
     jax.block_until_ready(fn(*args))
     times.append(time.perf_counter() - start)
   return output, first, statistics.median(times)
+
+
+def matmul_peak_gflops(size: int, repeats: int) -> float:
+  """GFLOP/s of a jit-compiled float32 `jnp.dot` of two size x size matrices, median of `repeats` runs:
+  the practical matmul peak of this host that MFU is measured against."""
+  a, b = jax.random.normal(jax.random.PRNGKey(0), (2, size, size), jnp.float32)
+  _, _, seconds = _timed(jax.jit(jnp.dot), a, b, repeats=repeats)
+  return 2 * size**3 / seconds / 1e9
+
+
+def analytic_train_gflop(config: ml_collections.ConfigDict) -> float:
+  """GFLOP of one train step's matmuls (multiply-adds count two) for a two-tower ViT + text Transformer.
+
+  Forward: patch embedding, per block Q/K/V/output projections, the two attention products and
+  the MLP, the two projections and the batch's similarity matrix. Backward costs twice the
+  forward (gradients for both operands), except the patch embedding, whose input (the image)
+  needs no gradient. Norms, softmax, GELU and the optimizer are left out: they are the gap to
+  XLA's count.
+  """
+  image, text = config.model.image, config.model.text
+  image_dims = models.ViT(**image).dims()
+  patches = (config.bench.image_size // image_dims["patch_size"]) ** 2
+
+  def encoder(tokens: int, width: int, depth: int, mlp_dim: int) -> int:
+    return depth * 2 * tokens * (4 * width * width + 2 * tokens * width + 2 * width * mlp_dim)
+
+  patch_embed = 2 * patches * image_dims["patch_size"] ** 2 * 3 * image_dims["width"]
+  per_example = (patch_embed
+                 + encoder(patches + (image.pool == "cls"), image_dims["width"], image_dims["depth"],
+                           image_dims["mlp_dim"])
+                 + encoder(config.bench.text_len, text.width, text.depth, text.mlp_dim)
+                 + 2 * (image_dims["width"] + text.width) * config.model.embed_dim
+                 + 2 * config.batch_size * config.model.embed_dim)
+  return config.batch_size * (3 * per_example - patch_embed) / 1e9
+
+
+def random_batch(config: ml_collections.ConfigDict, rng: np.random.Generator) -> dict[str, np.ndarray]:
+  """Images uniform in [-1, 1]; texts of random length, random tokens ending in the end-of-text id,
+  padded with 0."""
+  batch_size, size, length = config.batch_size, config.bench.image_size, config.bench.text_len
+  eos_id = WordTokenizer(()).eos_id
+  lengths = rng.integers(1, length + 1, size=batch_size)
+  text = rng.integers(eos_id + 1, config.model.text.vocab_size, size=(batch_size, length))
+  text[np.arange(length) >= lengths[:, None]] = 0
+  text[np.arange(batch_size), lengths - 1] = eos_id
+  image = rng.uniform(-1, 1, size=(batch_size, size, size, 3)).astype(np.float32)
+  return {"image": image, "text": text.astype(np.int32)}
+
+
+def _usage() -> np.ndarray:
+  """[user CPU seconds, system CPU seconds, page faults] of this process so far."""
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  return np.array([usage.ru_utime, usage.ru_stime, usage.ru_minflt + usage.ru_majflt])
+
+
+def loader_examples_per_s(data_config: ml_collections.ConfigDict, batch_size: int, batches: int) -> float:
+  """Examples/s of the training loader alone, over `batches` batches after a first one."""
+  trainer.prepare_data(data_config)
+  loader = mmdata.train_loader(data_config, batch_size=batch_size, seed=0)
+  next(loader)
+  start = time.perf_counter()
+  for _ in range(batches):
+    next(loader)
+  return batches * batch_size / (time.perf_counter() - start)
+
+
+def train_benchmark(config: ml_collections.ConfigDict, measure_loader: bool = True) -> dict:
+  """Speed of the config's real train step on random batches; see the module docstring."""
+  if config.task.name != "contrastive":
+    raise errors.ConfigError(f"The train benchmark feeds image-text pairs: --config must be a contrastive "
+                             f"config; got task {config.task.name!r}.")
+  bench = config.bench
+  mesh = sharding.make_mesh(config.mesh)
+  rules = [tuple(rule) for rule in config.sharding_rules]
+  task = tasks.build(config, models.build(config.model), WordTokenizer(()))
+  tx, schedule = optim.make_optimizer(config.optim, config.total_steps, finetune.parse_towers(config.freeze))
+  rng = np.random.default_rng(config.seed)
+  host_batches = [random_batch(config, rng) for _ in range(4)]
+  init = trainer._state_init(task, tx, host_batches[0])
+  _, state_sharding = trainer.abstract_state(init, config.seed, mesh, rules)
+  peak = matmul_peak_gflops(bench.matmul_size, bench.matmul_runs)
+  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+    state = jax.jit(lambda rng: nn.unbox(init(rng)), out_shardings=state_sharding)(jax.random.PRNGKey(config.seed))
+    batches = [sharding.to_global_batch(batch, mesh, rules) for batch in host_batches]
+    step_fn = jax.jit(trainer.make_train_step(task, tx, schedule), donate_argnums=0,
+                      in_shardings=(state_sharding, sharding.batch_sharding(mesh, rules)),
+                      out_shardings=(state_sharding, NamedSharding(mesh, P())))
+    start = time.perf_counter()
+    compiled = step_fn.lower(state, batches[0]).compile()
+    compile_s = time.perf_counter() - start
+    for i in range(bench.warmup_steps):
+      state, metrics = compiled(state, batches[i % len(batches)])
+    jax.block_until_ready((state, metrics))
+    windows = []
+    for _ in range(bench.windows):
+      usage, start = _usage(), time.perf_counter()
+      for i in range(bench.window_steps):
+        state, metrics = compiled(state, batches[i % len(batches)])
+      jax.block_until_ready((state, metrics))
+      windows.append([time.perf_counter() - start, *(_usage() - usage)])
+  if not np.isfinite(float(metrics["loss"])):
+    raise errors.NonFiniteError(f"The benchmarked step's loss is {float(metrics['loss'])}.")
+  # Each column's median window, per step.
+  seconds, user_s, system_s, faults = np.median(windows, axis=0) / bench.window_steps
+  gflop = compiled.cost_analysis()["flops"] / 1e9
+  analytic = analytic_train_gflop(config)
+  steps_per_s = 1 / seconds
+  result = {
+      "benchmark": "train",
+      "steps_per_s": steps_per_s,
+      "examples_per_s": steps_per_s * config.batch_size,
+      "gflop_per_step": gflop,
+      "peak_matmul_gflops": peak,
+      "mfu": gflop * steps_per_s / peak,
+      "compile_s": compile_s,
+      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+      "analytic_gflop_per_step": analytic,
+      "xla_over_analytic_gflop": gflop / analytic,
+      "achieved_gflops": gflop * steps_per_s,
+      "params": sum(x.size for x in jax.tree.leaves(state.params)),
+      "batch_size": config.batch_size,
+      "page_faults_per_step": faults,
+      "system_s_per_step": system_s,
+      # CPU seconds per second of step: how many cores the step keeps busy.
+      "cores_busy": (user_s + system_s) / seconds,
+      "step_temp_mb": compiled.memory_analysis().temp_size_in_bytes / 2**20,
+  }
+  if measure_loader and bench.loader_batches:
+    loader = loader_examples_per_s(config.data, config.batch_size, bench.loader_batches)
+    result.update(loader_examples_per_s=loader, loader_over_training=loader / result["examples_per_s"])
+  return result
+
+
+def _print_train_table(result: dict) -> None:
+  print(f"Train step, batch {result['batch_size']}, {result['params']:,} parameters")
+  rows = [("steps/s", "steps_per_s", ".3f"), ("examples/s", "examples_per_s", ".1f"),
+          ("GFLOP/step (XLA cost analysis)", "gflop_per_step", ".2f"),
+          ("GFLOP/step (analytic, matmuls)", "analytic_gflop_per_step", ".2f"),
+          ("XLA / analytic", "xla_over_analytic_gflop", ".3f"), ("achieved GFLOP/s", "achieved_gflops", ".1f"),
+          ("f32 matmul peak GFLOP/s", "peak_matmul_gflops", ".1f"), ("MFU", "mfu", ".3f"),
+          ("compile s", "compile_s", ".1f"), ("page faults/step", "page_faults_per_step", ".0f"),
+          ("system s/step", "system_s_per_step", ".3f"), ("cores busy", "cores_busy", ".2f"), ("step temporaries MiB", "step_temp_mb", ".0f"),
+          ("peak RSS MiB", "peak_rss_mb", ".0f"), ("loader examples/s", "loader_examples_per_s", ".0f"),
+          ("loader / training examples/s", "loader_over_training", ".1f")]
+  for label, key, spec in rows:
+    if key in result:
+      print(f"{label:>32} | {result[key]:{spec}}")
 
 
 def decode_benchmark(config, batch_size: int, lengths: list[int], repeats: int) -> dict:
@@ -101,10 +268,15 @@ def _print_decode_table(result: dict) -> None:
 
 def main(argv):
   del argv
+  allocator = _KEEP_FREED_MEMORY.value and runtime.keep_freed_memory()  # Before JAX starts its threads.
   with errors.reported_to_user():
-    lengths = [int(length) for length in _LENGTHS.value]
-    result = decode_benchmark(_CONFIG.value, _BATCH_SIZE.value, lengths, _REPEATS.value)
-  _print_decode_table(result)
+    if _BENCHMARK.value == "train":
+      result = train_benchmark(_CONFIG.value, _MEASURE_LOADER.value)
+    else:
+      lengths = [int(length) for length in _LENGTHS.value]
+      result = decode_benchmark(_CONFIG.value, _BATCH_SIZE.value, lengths, _REPEATS.value)
+  result["keep_freed_memory"] = allocator
+  (_print_train_table if _BENCHMARK.value == "train" else _print_decode_table)(result)
   print(json.dumps(result))
 
 

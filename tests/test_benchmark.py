@@ -1,7 +1,7 @@
 """experiments/benchmark.py runs at a tiny size and reports every figure it promises."""
 import json
 
-from configs import shapes_caption
+from configs import bench_clip_s, shapes_caption
 from experiments import benchmark
 
 
@@ -15,3 +15,17 @@ def test_decode_benchmark_smoke(capsys):
   benchmark._print_decode_table(result)
   assert json.loads(json.dumps(result)) == result
   assert "new tokens" in capsys.readouterr().out
+
+
+def test_train_benchmark_smoke(capsys, shapes_data_dir):
+  """The smoke-sized train benchmark reports every promised figure, positive, and prints them as JSON last."""
+  config = bench_clip_s.get_config("smoke")
+  config.data.data_dir = shapes_data_dir
+  result = benchmark.train_benchmark(config)
+  promised = ("steps_per_s", "examples_per_s", "gflop_per_step", "peak_matmul_gflops", "mfu", "compile_s",
+              "peak_rss_mb", "analytic_gflop_per_step", "loader_examples_per_s", "loader_over_training")
+  for key in promised:
+    assert result[key] > 0, key
+  benchmark._print_train_table(result)
+  assert "MFU" in capsys.readouterr().out
+  assert json.loads(json.dumps(result)) == result
