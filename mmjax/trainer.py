@@ -267,8 +267,9 @@ def train(config: ml_collections.ConfigDict, workdir: str,
           jax.random.PRNGKey(config.seed))
       batches = itertools.chain([run.first_batch], loader)
       writer.truncate_after(0)  # Rows of an earlier attempt that died before its first checkpoint.
-      logging.info("Starting from scratch: %s parameters.",
-                   f"{sum(x.size for x in jax.tree.leaves(state.params)):,}")
+      logging.info("Starting from scratch: %s parameters, laid out on mesh %s as:\n%s",
+                   f"{sum(x.size for x in jax.tree.leaves(state.params)):,}", dict(run.mesh.shape),
+                   sharding.sharding_table(state.params))
       if config.init_from:
         state = _init_from(state, config.init_from, run.state_sharding)
     else:
