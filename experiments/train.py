@@ -3,7 +3,9 @@ r"""Trains any experiment config.
   python -m experiments.train --config=configs/shapes_clip.py --workdir=runs/shapes_clip
   python -m experiments.train --config=configs/shapes_clip.py:smoke --config.total_steps=20 --workdir=/tmp/smoke
 
-Rerunning the same command resumes from the workdir's newest checkpoint.
+Rerunning the same command resumes from the workdir's newest checkpoint. On several hosts, every
+process runs the same command with `--coordinator_address`, `--num_processes` and `--process_id`
+(or `--distributed_auto`); see mmjax/distributed.py.
 """
 import json
 import logging
@@ -11,7 +13,7 @@ import logging
 from absl import app, flags
 from ml_collections import config_flags
 
-from mmjax import distributed, errors, trainer
+from mmjax import distributed, errors, runtime, trainer
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:arg].",
                                           lock_config=True)
@@ -21,6 +23,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
+  runtime.keep_freed_memory()  # Before JAX starts its threads; see its docstring.
   logging.getLogger().setLevel(logging.INFO)
   with errors.reported_to_user():
     distributed.initialize_from_flags()
