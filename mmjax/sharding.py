@@ -29,6 +29,16 @@ def make_mesh(mesh_config: Mapping[str, int], devices: Sequence[jax.Device] | No
   return Mesh(np.asarray(devices).reshape(sizes), names)
 
 
+def rules_for_mesh(rules: Rules, mesh: Mesh) -> list[tuple[str, str | tuple[str, ...] | None]]:
+  """`rules` without the mesh axes `mesh` lacks, which is how a mesh without e.g. a `model` axis
+  means "no tensor parallelism" (an absent axis is one of size 1)."""
+  def present(axes):
+    axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
+    kept = tuple(axis for axis in axes if axis in mesh.shape)
+    return kept[0] if len(kept) == 1 else (kept or None)
+  return [(name, present(axes)) for name, axes in rules]
+
+
 def batch_axes(rules: Rules) -> tuple[str, ...]:
   """The mesh axes the logical 'batch' axis maps to (data parallelism)."""
   axes = dict(rules).get("batch")

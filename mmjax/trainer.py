@@ -51,9 +51,9 @@ def check_run_settings(config: ml_collections.ConfigDict) -> None:
     raise errors.ConfigError(f"{', '.join(bad)}: each must be a positive integer.")
 
 
-def check_batch_size(config: ml_collections.ConfigDict, mesh) -> int:
+def check_batch_size(config: ml_collections.ConfigDict, mesh, rules: sharding.Rules) -> int:
   """The per-process batch size, after checking the global one splits evenly."""
-  parallel = sharding.data_parallel_size(mesh, config.sharding_rules)
+  parallel = sharding.data_parallel_size(mesh, rules)
   for name in ("batch_size", "eval_batch_size"):
     size = config[name]
     if size <= 0 or size % parallel or size % jax.process_count():
@@ -172,8 +172,8 @@ class _Run:
   def __init__(self, config: ml_collections.ConfigDict, workdir: str, devices=None):
     self.workdir = os.path.abspath(os.path.expanduser(workdir))
     self.mesh = sharding.make_mesh(config.mesh, devices)
-    self.rules = [tuple(rule) for rule in config.sharding_rules]
-    self.batch_size = check_batch_size(config, self.mesh)
+    self.rules = sharding.rules_for_mesh(config.sharding_rules, self.mesh)
+    self.batch_size = check_batch_size(config, self.mesh, self.rules)
     prepare_data(config.data)
     tokenizer = mmdata.get_tokenizer(config.data)
     for key, vocab_size in models.vocab_sizes(config.model).items():
