@@ -30,8 +30,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # Timing: warm-up steps after the compile, then `windows` windows of `window_steps` steps;
       # the median window is reported.
       warmup_steps=5,
-      windows=7,
-      window_steps=10,
+      windows=5,
+      window_steps=6,
       # The float32 matmul whose speed is the peak MFU is measured against: size x size, median of runs.
       matmul_size=2048,
       matmul_runs=30,
