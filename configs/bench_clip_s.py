@@ -51,8 +51,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       embed_dim=256,
       logit_scale_init=math.log(1 / 0.07),
       logit_bias_init=None,
-      dtype="float32",
-      param_dtype="float32",
+      **common.compute_settings(),
   ))
   config.task = ml_collections.ConfigDict(dict(name="contrastive", loss="softmax"))
   # warmup 0 and end_lr_factor 1: a constant learning rate.

@@ -33,7 +33,6 @@ import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_flags
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from mmjax import data as mmdata
 from mmjax import decoding, errors, finetune, models, optim, runtime, sharding, tasks, trainer
@@ -135,7 +134,7 @@ def train_benchmark(config: ml_collections.ConfigDict, measure_loader: bool = Tr
                              f"config; got task {config.task.name!r}.")
   bench = config.bench
   mesh = sharding.make_mesh(config.mesh)
-  rules = [tuple(rule) for rule in config.sharding_rules]
+  rules = sharding.rules_for_mesh(config.sharding_rules, mesh)
   task = tasks.build(config, models.build(config.model), WordTokenizer(()))
   tx, schedule = optim.make_optimizer(config.optim, config.total_steps, finetune.parse_towers(config.freeze))
   rng = np.random.default_rng(config.seed)
@@ -146,9 +145,7 @@ def train_benchmark(config: ml_collections.ConfigDict, measure_loader: bool = Tr
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     state = jax.jit(lambda rng: nn.unbox(init(rng)), out_shardings=state_sharding)(jax.random.PRNGKey(config.seed))
     batches = [sharding.to_global_batch(batch, mesh, rules) for batch in host_batches]
-    step_fn = jax.jit(trainer.make_train_step(task, tx, schedule), donate_argnums=0,
-                      in_shardings=(state_sharding, sharding.batch_sharding(mesh, rules)),
-                      out_shardings=(state_sharding, NamedSharding(mesh, P())))
+    step_fn = trainer.jit_train_step(task, tx, schedule, mesh, rules, state_sharding, config.grad_accum_steps)
     start = time.perf_counter()
     compiled = step_fn.lower(state, batches[0]).compile()
     compile_s = time.perf_counter() - start

@@ -126,6 +126,15 @@ def make_train_step(task, tx: optax.GradientTransformation, schedule: optax.Sche
   return train_step
 
 
+def jit_train_step(task, tx: optax.GradientTransformation, schedule: optax.Schedule, mesh, rules: sharding.Rules,
+                   state_sharding, grad_accum_steps: int = 1) -> Callable:
+  """The jitted train step: the state donated and kept in `state_sharding`, the batch split over
+  the data-parallel axes, the metrics replicated."""
+  return jax.jit(make_train_step(task, tx, schedule, grad_accum_steps), donate_argnums=0,
+                 in_shardings=(state_sharding, sharding.batch_sharding(mesh, rules)),
+                 out_shardings=(state_sharding, NamedSharding(mesh, P())))
+
+
 def _check_finite(step: int, metrics: dict[str, float], checkpointer: Checkpointer, workdir: str) -> None:
   bad = [k for k in ("loss", "grad_norm") if not math.isfinite(metrics[k])]
   if bad:
@@ -283,9 +292,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       writer.truncate_after(step, keep_evals_at_step=step < config.total_steps)
       logging.info("Resumed from step %d of %s.", step, workdir)
 
-    train_step = jax.jit(make_train_step(task, run.tx, run.schedule, config.grad_accum_steps), donate_argnums=0,
-                         in_shardings=(run.state_sharding, sharding.batch_sharding(run.mesh, run.rules)),
-                         out_shardings=(run.state_sharding, NamedSharding(run.mesh, P())))
+    train_step = jit_train_step(task, run.tx, run.schedule, run.mesh, run.rules, run.state_sharding,
+                                config.grad_accum_steps)
 
     def run_evals(step: int, names) -> dict[str, float]:
       results = {}

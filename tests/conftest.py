@@ -5,11 +5,18 @@ The small Shapes variant is generated once per session into a temporary director
 the contrastive smoke run that several tests read (and fine-tune from) is trained once.
 """
 import os
+import tempfile
 
 os.environ["XLA_FLAGS"] = (
     os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent compilation cache for every test process (xdist workers and the scripts tests
+# launch): a program compiled once, such as the smoke train step that many tests and training
+# subprocesses build, is then loaded instead of recompiled. Keys hash the program and devices.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(),
+                                                                f"mmjax-test-compilation-cache-{os.getuid()}"))
+os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 1024**3))  # Bytes; least recently used go.
 
 import pytest  # noqa: E402
 

@@ -10,10 +10,11 @@ from mmjax import accumulation, models, sharding, tasks
 from mmjax import data as mmdata
 from tests.helpers import smoke_config
 
+pytestmark = pytest.mark.xdist_group("accumulation")  # One worker: full-batch results are shared.
+
 BATCH, STEPS = 32, 4
 CASES = {
     "contrastive_softmax": (shapes_clip, ""),
-    "contrastive_sigmoid": (shapes_clip, "loss=sigmoid"),
     "generation": (shapes_caption, ""),
     "classification": (shapes_vqa, "head=classifier"),
 }
@@ -26,8 +27,21 @@ def _task_and_batch(data_dir: str, case: str):
   task = tasks.build(config, models.build(config.model), mmdata.get_tokenizer(config.data))
   batch = next(mmdata.train_loader(config.data, batch_size=BATCH, seed=0))
   batch = {k: v for k, v in batch.items() if k in task.batch_keys}
-  params = task.init(jax.random.PRNGKey(0), batch)["params"]
+  params = jax.jit(task.init)(jax.random.PRNGKey(0), batch)["params"]
   return task, nn.unbox(params), batch
+
+
+_full_batch = {}
+
+
+def _full_batch_result(data_dir: str, case: str):
+  """(task, params, batch, rng, ((loss, metrics), grads) of the full batch), computed once per case."""
+  if case not in _full_batch:
+    task, params, batch = _task_and_batch(data_dir, case)
+    rng = jax.random.PRNGKey(1)
+    _full_batch[case] = (task, params, batch, rng,
+                         jax.jit(accumulation.value_and_grad_fn(task, 1))(params, batch, rng))
+  return _full_batch[case]
 
 
 def _relative_difference(a, b) -> float:
@@ -38,9 +52,7 @@ def _relative_difference(a, b) -> float:
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_accumulated_gradient_equals_full_batch(shapes_data_dir, case):
-  task, params, batch = _task_and_batch(shapes_data_dir, case)
-  rng = jax.random.PRNGKey(1)
-  (loss, metrics), grads = jax.jit(accumulation.value_and_grad_fn(task, 1))(params, batch, rng)
+  task, params, batch, rng, ((loss, metrics), grads) = _full_batch_result(shapes_data_dir, case)
   (acc_loss, acc_metrics), acc_grads = jax.jit(accumulation.value_and_grad_fn(task, STEPS))(params, batch, rng)
   assert acc_metrics.keys() == metrics.keys()
   for key in metrics:
@@ -54,9 +66,7 @@ def test_accumulated_gradient_equals_full_batch(shapes_data_dir, case):
 def test_naive_accumulation_of_a_contrastive_loss_is_wrong(shapes_data_dir):
   """Averaging micro-batch gradients draws negatives from each micro-batch only: not the full
   batch's gradient, which is why the contrastive task accumulates GradCache-style."""
-  task, params, batch = _task_and_batch(shapes_data_dir, "contrastive_softmax")
-  rng = jax.random.PRNGKey(1)
-  (loss, _), grads = jax.value_and_grad(task.loss_fn, has_aux=True)(params, batch, rng)
+  task, params, batch, rng, ((loss, _), grads) = _full_batch_result(shapes_data_dir, "contrastive_softmax")
   naive = accumulation.weighted_value_and_grad(task.loss_fn, accumulation.count_rows, STEPS)
   (naive_loss, _), naive_grads = jax.jit(naive)(params, batch, rng)
   assert naive_loss < loss - 0.1  # Fewer negatives: an easier problem.
@@ -65,12 +75,9 @@ def test_naive_accumulation_of_a_contrastive_loss_is_wrong(shapes_data_dir):
 
 def test_accumulation_on_a_sharded_batch(shapes_data_dir):
   """Micro-batches of a batch split over 8 devices (data × fsdp) give the full batch's gradient."""
-  task, params, batch = _task_and_batch(shapes_data_dir, "contrastive_softmax")
-  config = smoke_config(shapes_data_dir)
+  task, params, batch, rng, (_, grads) = _full_batch_result(shapes_data_dir, "contrastive_softmax")
   mesh = sharding.make_mesh({"data": 2, "fsdp": 4, "model": 1})
-  rules = [tuple(rule) for rule in config.sharding_rules]
-  rng = jax.random.PRNGKey(1)
-  (_, _), grads = jax.jit(accumulation.value_and_grad_fn(task, 1))(params, batch, rng)
+  rules = sharding.rules_for_mesh(smoke_config(shapes_data_dir).sharding_rules, mesh)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     device_batch = sharding.to_global_batch(batch, mesh, rules)
     (_, _), sharded_grads = jax.jit(accumulation.value_and_grad_fn(task, STEPS))(params, device_batch, rng)

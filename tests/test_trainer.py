@@ -1,50 +1,108 @@
-"""One device equals 8 sharded devices, on every mesh layout. (Two processes:
-test_multiprocess.py; resume: test_fault_injection.py; bad configs: test_bad_inputs.py.)"""
+"""Sharded training equals one device, on every mesh layout, and 2 processes × 4 devices (joined
+through jax.distributed) equal 1 process × 8 devices. (Resume: test_fault_injection.py; bad
+configs: test_bad_inputs.py.)
+
+The runs are cached per mesh and the tests share one xdist worker, so the 1-device reference
+and the 8-device run the two-process run is compared with are each trained once.
+"""
+import json
+import os
+import socket
+import subprocess
+import sys
+
 import jax
 import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
 from mmjax import sharding, trainer
-from tests.helpers import read_metrics, smoke_config
+from tests.helpers import REPO, read_metrics, smoke_config
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sharding")]
 
-STEPS = 10
-
-
-def _train_losses(data_dir: str, workdir: str, mesh: dict, devices) -> np.ndarray:
-  config = smoke_config(data_dir, total_steps=STEPS, log_every_steps=1, checkpoint_every_steps=STEPS,
-                        **{"optim.warmup_steps": 2})
-  config.mesh = mesh
-  config.evals = {}
-  trainer.train(config, workdir, devices=devices)
-  return np.array([r["train/loss"] for r in read_metrics(workdir)])
+OVERRIDES = {"total_steps": 10, "log_every_steps": 1, "checkpoint_every_steps": 10, "optim.warmup_steps": 2}
+ONE_DEVICE = {"data": 1, "fsdp": 1, "model": 1}
+MIXED = {"data": 2, "fsdp": 2, "model": 2}
+_losses_by_mesh = {}
 
 
-@pytest.fixture(scope="module")
-def one_device_losses(shapes_data_dir, tmp_path_factory) -> np.ndarray:
-  return _train_losses(shapes_data_dir, str(tmp_path_factory.mktemp("one_device")),
-                       {"data": 1, "fsdp": 1, "model": 1}, jax.devices()[:1])
+def _train_losses(data_dir: str, workdir_root, mesh: dict) -> np.ndarray:
+  """Train losses of the smoke config on `mesh` (1 device or all 8), trained once per session."""
+  key = tuple(mesh.items())
+  if key not in _losses_by_mesh:
+    config = smoke_config(data_dir, **OVERRIDES)
+    config.mesh, config.evals = mesh, {}
+    workdir = str(workdir_root.mktemp("run"))
+    trainer.train(config, workdir, devices=jax.devices()[:1] if mesh == ONE_DEVICE else jax.devices())
+    _losses_by_mesh[key] = np.array([r["train/loss"] for r in read_metrics(workdir)])
+  return _losses_by_mesh[key]
 
 
 @pytest.mark.parametrize("mesh", [{"data": 8, "fsdp": 1, "model": 1}, {"data": 1, "fsdp": 8, "model": 1},
-                                  {"data": 4, "fsdp": 1, "model": 2}, {"data": 2, "fsdp": 2, "model": 2}],
+                                  {"data": 4, "fsdp": 1, "model": 2}, MIXED],
                          ids=["data", "fsdp", "model", "mixed"])
-def test_sharded_training_equals_one_device(shapes_data_dir, tmp_path, one_device_losses, mesh):
+def test_sharded_training_equals_one_device(shapes_data_dir, tmp_path_factory, mesh):
   assert jax.device_count() == 8
-  losses = _train_losses(shapes_data_dir, str(tmp_path), mesh, jax.devices())
-  relative = np.abs(losses - one_device_losses) / np.abs(one_device_losses)
-  print(f"mesh {mesh}: max relative loss difference over {STEPS} steps vs 1 device: {relative.max():.2e}")
-  assert len(losses) == STEPS
-  np.testing.assert_allclose(losses, one_device_losses, rtol=1e-4)
-  assert one_device_losses[-1] < one_device_losses[0]
+  reference = _train_losses(shapes_data_dir, tmp_path_factory, ONE_DEVICE)
+  losses = _train_losses(shapes_data_dir, tmp_path_factory, mesh)
+  relative = np.abs(losses - reference) / np.abs(reference)
+  print(f"mesh {mesh}: max relative loss difference over {len(losses)} steps vs 1 device: {relative.max():.2e}")
+  assert len(losses) == OVERRIDES["total_steps"]
+  np.testing.assert_allclose(losses, reference, rtol=1e-4)
+  assert reference[-1] < reference[0]
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _final_metrics(stdout: str) -> dict:
+  return json.loads(stdout[stdout.index("{"):])
+
+
+def test_two_processes_train_like_one(shapes_data_dir, tmp_path, tmp_path_factory):
+  """Same loss at every step as 1 process × 8 devices on the same mesh; each process reports the
+  same final evals; and the checkpoint both wrote together restores, whole, in one process,
+  which evaluates it to the same figures (so multi-process evaluation gathers correctly)."""
+  workdir = str(tmp_path / "two_processes")
+  flags = ["--config=configs/shapes_clip.py:smoke", f"--config.data.data_dir={shapes_data_dir}",
+           f"--workdir={workdir}", "--num_processes=2", f"--coordinator_address=127.0.0.1:{_free_port()}"]
+  flags += [f"--config.{key}={value}" for key, value in {**OVERRIDES, **{f"mesh.{k}": v for k, v in MIXED.items()}}.items()]
+  env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  processes = [subprocess.Popen([sys.executable, "-m", "experiments.train", *flags, f"--process_id={index}"],
+                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for index in range(2)]
+  outputs = [process.communicate(timeout=600) for process in processes]
+  for process, (stdout, stderr) in zip(processes, outputs):
+    assert process.returncode == 0, f"{stdout[-2000:]}\n{stderr[-5000:]}"
+  assert "Process 1 of 2: 4 local devices, 8 in total." in outputs[1][1]
+  two = [_final_metrics(stdout) for stdout, _ in outputs]
+  assert two[0] == two[1], "both processes must report the same final evals"
+
+  losses_two = np.array([r["train/loss"] for r in read_metrics(workdir) if "train/loss" in r])
+  losses_one = _train_losses(shapes_data_dir, tmp_path_factory, MIXED)
+  relative = np.abs(losses_two - losses_one) / np.abs(losses_one)
+  print(f"losses, 2 processes × 4 devices vs 1 × 8: max relative difference {relative.max():.2e} "
+        f"over {len(relative)} steps")
+  assert len(losses_two) == OVERRIDES["total_steps"]
+  np.testing.assert_allclose(losses_two, losses_one, rtol=1e-5)
+
+  config = smoke_config(shapes_data_dir, **OVERRIDES)
+  config.mesh = MIXED
+  restored = trainer.evaluate(config, workdir)
+  assert restored["step"] == OVERRIDES["total_steps"]
+  for key, value in two[0].items():
+    if key != "workdir":
+      assert restored[key] == pytest.approx(value, abs=1e-6), key
 
 
 def test_rules_split_heads_and_hidden_units_over_model_and_embed_over_fsdp(shapes_data_dir):
   """The layout the rules promise, read off the state the trainer builds."""
   config = smoke_config(shapes_data_dir)
-  config.mesh = {"data": 2, "fsdp": 2, "model": 2}
+  config.mesh = MIXED
   run = trainer._Run(config, "/tmp/unused_workdir")
   params = run.state_sharding.params
   block = params["image_encoder"]["encoder"]["block_0"]
