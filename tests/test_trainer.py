@@ -69,7 +69,8 @@ def test_two_processes_train_like_one(shapes_data_dir, tmp_path, tmp_path_factor
   workdir = str(tmp_path / "two_processes")
   flags = ["--config=configs/shapes_clip.py:smoke", f"--config.data.data_dir={shapes_data_dir}",
            f"--workdir={workdir}", "--num_processes=2", f"--coordinator_address=127.0.0.1:{_free_port()}"]
-  flags += [f"--config.{key}={value}" for key, value in {**OVERRIDES, **{f"mesh.{k}": v for k, v in MIXED.items()}}.items()]
+  overrides = {**OVERRIDES, **{f"mesh.{axis}": size for axis, size in MIXED.items()}}
+  flags += [f"--config.{key}={value}" for key, value in overrides.items()]
   env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS="--xla_force_host_platform_device_count=4")
   processes = [subprocess.Popen([sys.executable, "-m", "experiments.train", *flags, f"--process_id={index}"],
                                 cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -49,8 +49,8 @@ class ZeroShotEvaluator(SplitEvaluator):
     tokenizer = mmdata.get_tokenizer(self.data_config)
     flat = [p for class_prompts_ in prompts for p in class_prompts_]
     tokens = np.stack([tokenize_to_length(tokenizer, p, self.data_config.text_len) for p in flat])
-    emb, _ = predict_over(process_batches({"text": tokens}, self.batch_size), lambda b: self.predict_fns["embed_text"](params, b["text"]),
-                          self.to_device)
+    emb, _ = predict_over(process_batches({"text": tokens}, self.batch_size),
+                          lambda b: self.predict_fns["embed_text"](params, b["text"]), self.to_device)
     per_class = np.split(emb, np.cumsum([len(p) for p in prompts])[:-1])
     means = np.stack([e.mean(0) for e in per_class])
     return means / np.linalg.norm(means, axis=1, keepdims=True)

@@ -110,8 +110,8 @@ class ContrastiveTask:
     micro_batches = accumulation.split_micro_batches(batch, steps)
     micro_embeddings = lax.map(lambda micro: self._embed(params, micro), micro_batches)
     merge = lambda x: x.reshape(-1, *x.shape[2:])  # noqa: E731 — [steps, b, D] → [steps·b, D].
-    (loss, metrics), (scalar_grads, embedding_grads) = jax.value_and_grad(self._loss, argnums=(0, 1), has_aux=True)(
-        params, jax.tree.map(merge, micro_embeddings))
+    loss_and_grads = jax.value_and_grad(self._loss, argnums=(0, 1), has_aux=True)
+    (loss, metrics), (scalar_grads, embedding_grads) = loss_and_grads(params, jax.tree.map(merge, micro_embeddings))
     embedding_grads = jax.tree.map(lambda g, e: g.reshape(e.shape), embedding_grads, micro_embeddings)
 
     def backprop_micro_batch(grads, micro):
