@@ -68,6 +68,17 @@ def shapes_data_config(variant: str = "default", data_dir: str = DEFAULT_DATA_DI
   ))
 
 
+def av_digits_data_config(variant: str = "redundant", data_dir: str = DEFAULT_DATA_DIR, text_len: int = 16,
+                          worker_count: int = 0) -> ml_collections.ConfigDict:
+  """The `config.data` block for the offline AV-Digits dataset (mmjax.data.av_digits).
+
+  `variant` is the tfds builder config: "redundant" or "synergy", or their "_small" versions
+  (tests, smoke runs). `text_len` is the number word's length in characters, eos included.
+  """
+  return ml_collections.ConfigDict(dict(name="av_digits", variant=variant, data_dir=data_dir, text_len=text_len,
+                                        worker_count=worker_count))
+
+
 def optim_config(lr: float = 1e-3, warmup_steps: int = 100, weight_decay: float = 1e-4,
                  **overrides: Any) -> ml_collections.ConfigDict:
   """The `config.optim` block: AdamW with linear warmup, cosine decay and gradient clipping."""

@@ -40,7 +40,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict(dict(
         name="fusion_classifier", image=image, text=text, num_classes=len(shapes.ANSWERS), width=128,
         fusion_depth=2, num_heads=4, mlp_dim=512, **common.compute_settings()))
-    config.task = ml_collections.ConfigDict(dict(name="classification", label="answer_id", prompt="question"))
+    config.task = ml_collections.ConfigDict(dict(name="classification", label="answer_id",
+                                                 inputs={"image": "image", "text": "question"},
+                                                 unimodal_loss_weight=0.0))
   config.decode = common.decode_config()
   config.optim = common.optim_config(lr=1e-3, warmup_steps=100, weight_decay=1e-4)
 

@@ -11,7 +11,7 @@ from mmjax.nn.partitioning import DEFAULT_KERNEL_INIT, logical
 
 
 class FusionClassifier(nn.Module):
-  """(image, text) → logits f32[B, num_classes]: FusedEncoder's tokens (fused by a
+  """(image, text) → (logits f32[B, num_classes], aux{}): FusedEncoder's tokens (fused by a
   `fusion_depth`-layer Transformer), mean-pooled, then an MLP head."""
   image: dict
   num_classes: int
@@ -24,8 +24,12 @@ class FusionClassifier(nn.Module):
   param_dtype: Any = jnp.float32
   remat: str = "none"  # A policy of mmjax.nn.transformer.REMAT_POLICIES, for every Transformer block.
 
+  @property
+  def modalities(self) -> tuple[str, ...]:
+    return ("image",) + (("text",) if self.text is not None else ())
+
   @nn.compact
-  def __call__(self, image: jax.Array, text: jax.Array | None = None) -> jax.Array:
+  def __call__(self, image: jax.Array, text: jax.Array | None = None) -> tuple[jax.Array, dict]:
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     tokens, valid = FusedEncoder(self.image, self.text, self.width, self.fusion_depth, self.num_heads,
                                  self.mlp_dim, **kwargs, remat=self.remat, name="encoder")(image, text)
@@ -36,4 +40,4 @@ class FusionClassifier(nn.Module):
     logits = nn.Dense(self.num_classes, **kwargs, name="head",
                       kernel_init=logical(DEFAULT_KERNEL_INIT, ("mlp", None)),
                       bias_init=logical(nn.initializers.zeros, (None,)))(hidden)
-    return logits.astype(jnp.float32)
+    return logits.astype(jnp.float32), {"unimodal_logits": {}}

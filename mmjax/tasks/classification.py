@@ -1,4 +1,4 @@
-"""Classification of (image[, text]) inputs, e.g. VQA over a fixed answer set."""
+"""Classification of multimodal inputs: VQA over a fixed answer set, AV-Digits over text+image+audio."""
 from collections.abc import Callable
 
 import flax.linen as nn
@@ -11,30 +11,46 @@ from mmjax import errors
 
 
 class ClassificationTask:
-  """Cross-entropy on the integer label field `config.task.label` (e.g. "answer_id");
-  `config.task.prompt` names the optional text input ("question", or "")."""
+  """Cross-entropy on the integer label field `config.task.label` (e.g. "answer_id").
+
+  `config.task.inputs` maps each of the model's modalities to the batch field it reads, e.g.
+  {"image": "image", "text": "question"}; the model is called with them as keyword arguments
+  and returns (logits, aux). Fusions with per-modality heads (late, hybrid) put their logits in
+  aux["unimodal_logits"]; `config.task.unimodal_loss_weight` adds the mean of their
+  cross-entropies to the loss, so every head learns to classify on its own (a vote or a learned
+  weighting of heads that were never trained alone has nothing to combine).
+  """
 
   def __init__(self, task_config: ml_collections.ConfigDict, model: nn.Module):
-    if (task_config.prompt != "") != (model.text is not None):
-      raise errors.ConfigError(f"config.task.prompt={task_config.prompt!r} needs a text encoder "
-                               "(config.model.text) exactly when it is not empty.")
+    self.inputs = dict(task_config.inputs)
+    if set(self.inputs) != set(model.modalities):
+      raise errors.ConfigError(f"config.task.inputs feeds modalities {sorted(self.inputs)} but the model is "
+                               f"configured for {sorted(model.modalities)}; make them the same.")
     self.model = model
-    self.label, self.prompt = task_config.label, task_config.prompt or None
-    self.batch_keys = ("image", self.label) + ((self.prompt,) if self.prompt else ())
+    self.label = task_config.label
+    self.unimodal_loss_weight = task_config.unimodal_loss_weight
+    self.batch_keys = (self.label,) + tuple(self.inputs.values())
 
   def _apply(self, params, batch):
-    return self.model.apply({"params": params}, batch["image"], batch[self.prompt] if self.prompt else None)
+    return self.model.apply({"params": params}, **{m: batch[field] for m, field in self.inputs.items()})
 
   def init(self, rng: jax.Array, batch: dict[str, jax.Array]):
-    return self.model.init(rng, batch["image"], batch[self.prompt] if self.prompt else None)
+    return self.model.init(rng, **{m: batch[field] for m, field in self.inputs.items()})
 
   def loss_fn(self, params, batch: dict[str, jax.Array], rng: jax.Array) -> tuple[jax.Array, dict]:
     del rng
-    logits = self._apply(params, batch)
+    logits, aux = self._apply(params, batch)
     labels = batch[self.label]
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-    return loss, {"loss": loss, "accuracy": (logits.argmax(-1) == labels).mean()}
+    cross_entropy = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    metrics = {"cross_entropy": cross_entropy, "accuracy": (logits.argmax(-1) == labels).mean()}
+    loss = cross_entropy
+    if aux["unimodal_logits"] and self.unimodal_loss_weight:
+      unimodal = {m: optax.softmax_cross_entropy_with_integer_labels(x, labels).mean()
+                  for m, x in aux["unimodal_logits"].items()}
+      metrics.update({f"cross_entropy/{m}": value for m, value in unimodal.items()})
+      loss = loss + self.unimodal_loss_weight * sum(unimodal.values()) / len(unimodal)
+    return loss, {"loss": loss, **metrics}
 
   def predict_fns(self) -> dict[str, Callable]:
     """`classify(params, batch)` → int[B] predicted class ids."""
-    return {"classify": lambda params, batch: jnp.argmax(self._apply(params, batch), axis=-1)}
+    return {"classify": lambda params, batch: jnp.argmax(self._apply(params, batch)[0], axis=-1)}

@@ -75,6 +75,6 @@ def test_fusion_classifier_shapes_and_padding():
   image = jnp.zeros((2, 16, 16, 3))
   prompt = jnp.array([[9, 10, 3, 0], [11, 3, 0, 0]])
   params = jax.jit(model.init)(jax.random.PRNGKey(0), image, prompt)
-  logits = model.apply(params, image, prompt)
+  logits, _ = model.apply(params, image, prompt)
   assert logits.shape == (2, 7)
-  np.testing.assert_allclose(logits, model.apply(params, image, jnp.pad(prompt, ((0, 0), (0, 2)))), atol=1e-5)
+  np.testing.assert_allclose(logits, model.apply(params, image, jnp.pad(prompt, ((0, 0), (0, 2))))[0], atol=1e-5)

@@ -11,19 +11,20 @@ from mmjax.models import FusionClassifier
 
 IMAGE = dict(variant="Nano/8", width=32, num_heads=2)
 TEXT = dict(vocab_size=24, width=32, depth=1, num_heads=2, mlp_dim=64, max_len=8)
-TASK = ml_collections.ConfigDict(dict(name="classification", label="answer_id", prompt="question"))
+TASK = ml_collections.ConfigDict(dict(name="classification", label="answer_id",
+                                     inputs={"image": "image", "text": "question"}, unimodal_loss_weight=0.0))
 
 
 def test_loss_accuracy_and_predictions_agree_with_the_logits():
   model = FusionClassifier(image=IMAGE, text=TEXT, num_classes=5, width=32, num_heads=2, mlp_dim=64)
   task = tasks.ClassificationTask(TASK, model)
-  assert task.batch_keys == ("image", "answer_id", "question")
+  assert set(task.batch_keys) == {"image", "answer_id", "question"}
   rng = np.random.default_rng(0)
   batch = {"image": jnp.asarray(rng.uniform(-1, 1, (4, 16, 16, 3)), jnp.float32),
            "question": jnp.array([[5, 6, 3, 0], [7, 3, 0, 0], [9, 10, 11, 3], [4, 3, 0, 0]]),
            "answer_id": jnp.array([0, 1, 2, 3])}
   params = task.init(jax.random.PRNGKey(0), batch)["params"]
-  logits = model.apply({"params": params}, batch["image"], batch["question"])
+  logits, _ = model.apply({"params": params}, batch["image"], batch["question"])
   loss, metrics = task.loss_fn(params, batch, jax.random.PRNGKey(1))
   assert float(loss) == pytest.approx(float(optax.softmax_cross_entropy_with_integer_labels(
       logits, batch["answer_id"]).mean()), rel=1e-6)
@@ -32,7 +33,8 @@ def test_loss_accuracy_and_predictions_agree_with_the_logits():
   assert float(metrics["accuracy"]) == pytest.approx(float((predicted == batch["answer_id"]).mean()))
 
 
-def test_prompt_needs_a_text_encoder():
+def test_inputs_must_match_the_model_modalities():
   model = FusionClassifier(image=IMAGE, num_classes=5, width=32, num_heads=2, mlp_dim=64)
-  with pytest.raises(errors.ConfigError, match="needs a text encoder"):
+  with pytest.raises(errors.ConfigError, match=r"feeds modalities \['image', 'text'\] but the model is configured "
+                                               r"for \['image'\]"):
     tasks.ClassificationTask(TASK, model)
