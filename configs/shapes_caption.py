@@ -15,6 +15,7 @@ run with beam search by
 import ml_collections
 
 from configs import common
+from mmjax import ablation, errors
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -51,6 +52,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return config
 
 
-def sweep() -> list[dict]:
-  """The ablation grid: decoder depth."""
-  return [{"model.decoder.depth": depth} for depth in (2, 3, 4)]
+def sweep(name: str) -> ablation.Sweep:
+  """`decoder_depth`: 2, 3 or 4 decoder layers (python -m experiments.ablate --sweep=decoder_depth)."""
+  sweeps = {"decoder_depth": ablation.Sweep(
+      points=[{"model.decoder.depth": depth} for depth in (2, 3, 4)],
+      metrics=("eval/test/cider_d", "eval/heldout/cider_d"),
+      metric_names={"eval/test/cider_d": "CIDEr-D (test)", "eval/heldout/cider_d": "CIDEr-D (heldout)"})}
+  if name not in sweeps:
+    raise errors.ConfigError(f"Unknown sweep {name!r}; known sweeps: {sorted(sweeps)}.")
+  return sweeps[name]

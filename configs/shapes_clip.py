@@ -12,6 +12,7 @@ import math
 import ml_collections
 
 from configs import common
+from mmjax import ablation, errors
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -56,7 +57,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return config
 
 
-def sweep() -> list[dict]:
-  """The ablation grid: contrastive loss."""
-  return [{"task.loss": "softmax"},
-          {"task.loss": "sigmoid", "model.logit_bias_init": -10.0, "model.logit_scale_init": math.log(10.0)}]
+def sweep(name: str) -> ablation.Sweep:
+  """`loss`: softmax (CLIP) against sigmoid (SigLIP) (python -m experiments.ablate --sweep=loss)."""
+  sweeps = {"loss": ablation.Sweep(
+      points=[{"loss": "softmax"}, {"loss": "sigmoid"}],
+      metrics=("eval/test/i2t_r1", "eval/test/t2i_r1", "eval/heldout/i2t_r1"),
+      metric_names={"eval/test/i2t_r1": "I→T R@1 (test)", "eval/test/t2i_r1": "T→I R@1 (test)",
+                    "eval/heldout/i2t_r1": "I→T R@1 (heldout)"})}
+  if name not in sweeps:
+    raise errors.ConfigError(f"Unknown sweep {name!r}; known sweeps: {sorted(sweeps)}.")
+  return sweeps[name]

@@ -11,7 +11,7 @@ contrastive text tower's shape).
 import ml_collections
 
 from configs import common
-from mmjax import errors
+from mmjax import ablation, errors
 from mmjax.data import shapes
 
 HEADS = ("decoder", "classifier")
@@ -67,6 +67,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   return config
 
 
-def sweep() -> list[dict]:
-  """The ablation grid: learning rate."""
-  return [{"optim.lr": lr} for lr in (3e-4, 1e-3, 3e-3)]
+def sweep(name: str) -> ablation.Sweep:
+  """`head`: the generative decoder against the classifier; `lr`: the learning rate."""
+  metrics = dict(metrics=("eval/test/accuracy", "eval/heldout/accuracy"),
+                 metric_names={"eval/test/accuracy": "Accuracy (test)", "eval/heldout/accuracy": "Accuracy (heldout)"})
+  sweeps = {"head": ablation.Sweep(points=[{"head": head} for head in HEADS], **metrics),
+            "lr": ablation.Sweep(points=[{"optim.lr": lr} for lr in (3e-4, 1e-3, 3e-3)], **metrics)}
+  if name not in sweeps:
+    raise errors.ConfigError(f"Unknown sweep {name!r}; known sweeps: {sorted(sweeps)}.")
+  return sweeps[name]

@@ -33,6 +33,17 @@ def shapes_data_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def av_digits_data_dir(tmp_path_factory) -> str:
+  """A data_dir holding the prepared `av_digits/redundant_small` dataset."""
+  from mmjax import data as mmdata
+  from configs import common
+
+  data_dir = str(tmp_path_factory.mktemp("tfds_av_digits"))
+  mmdata.prepare(common.av_digits_data_config(variant="redundant_small", data_dir=data_dir))
+  return data_dir
+
+
+@pytest.fixture(scope="session")
 def clip_smoke_run(shapes_data_dir, tmp_path_factory) -> tuple[str, dict]:
   """(workdir, final metrics) of `configs/shapes_clip.py:smoke` trained from the command line."""
   import json

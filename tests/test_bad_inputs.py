@@ -49,7 +49,7 @@ BAD_CONFIGS = [
      r"Unknown split 'validation' .* available splits: \['heldout', 'test', 'train'\]"),
     ("empty split", {"evals.test.split": "test[:0]"}, errors.InputError, r"Split 'test\[:0\]' .* has no examples"),
     ("unknown evaluator", {"evals.test.type": "bleu"}, errors.ConfigError,
-     r"Unknown evaluator type 'bleu'; known: \['captioning', 'retrieval', 'vqa', 'zero_shot'\]"),
+     r"Unknown evaluator type 'bleu'; known: \['captioning', 'classification', 'retrieval', 'vqa', 'zero_shot'\]"),
     ("zero-shot template without the attribute", {"evals.zeroshot_colour.template": "a {shape}"},
      errors.ConfigError, r"template 'a \{shape\}' has no \{colour\} placeholder"),
     ("text longer than the context", {"data.text_len": 6}, errors.InputError,

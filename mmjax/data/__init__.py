@@ -1,7 +1,7 @@
 """Datasets, preprocessing, tokenizers and the input pipeline.
 
-Public entry points take the `config.data` block (see
-`configs.common.shapes_data_config`); `DATASETS` maps its `name` to a tfds builder.
+Public entry points take the `config.data` block (see `configs.common.shapes_data_config` and
+`av_digits_data_config`); `DATASETS` maps its `name` to a tfds builder and its preprocessing.
 """
 from mmjax.data.pipeline import (
     DATASETS,
@@ -15,10 +15,13 @@ from mmjax.data.pipeline import (
     train_loader,
     vqa_vocabulary,
 )
+from mmjax.data.av_digits import AvDigits
 from mmjax.data.shapes import Shapes
-from mmjax.data.tokenizer import Tokenizer, WordTokenizer, tokenize_to_length
+from mmjax.data.tokenizer import CharTokenizer, Tokenizer, WordTokenizer, tokenize_to_length
 
 __all__ = [
+    "AvDigits",
+    "CharTokenizer",
     "DATASETS",
     "Shapes",
     "Tokenizer",

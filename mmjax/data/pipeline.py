@@ -10,7 +10,8 @@ import fcntl
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from absl import flags
@@ -21,11 +22,48 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mmjax import errors
+from mmjax.data import av_digits
 from mmjax.data import preprocess
 from mmjax.data import shapes
 from mmjax.data import tokenizer as tokenizer_lib
 
-DATASETS = {"shapes": shapes.Shapes}
+# Per-example operations: (builder, tokenizer, data_config, train) → grain transforms applied in order.
+# Eval passes (train=False) keep the reference strings and must be deterministic (Map only).
+Operations = Callable[[tfds.core.DatasetBuilder, tokenizer_lib.Tokenizer, ml_collections.ConfigDict, bool],
+                      list[grain.transforms.Map | grain.transforms.RandomMap]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """What the pipeline needs to know of a dataset: its tfds builder, the tokenizer built from the
+  builder's metadata, the per-example operations, and the tfds decoders to skip (fields that the
+  operations decode themselves, in the loader's workers)."""
+  builder: type[tfds.core.GeneratorBasedBuilder]
+  tokenizer: Callable[[Mapping[str, Any]], tokenizer_lib.Tokenizer]
+  operations: Operations
+  decoders: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def _shapes_operations(builder, tokenizer, data_config, train):
+  operations = [preprocess.PreprocessExample(
+      tokenizer, builder.info.metadata["answers"], text_len=data_config.text_len,
+      question_len=data_config.question_len, answer_len=data_config.answer_len, keep_caption=not train)]
+  if train and data_config.hard_negatives:
+    operations.append(preprocess.AddHardNegative(tokenizer, data_config.text_len))
+  return operations
+
+
+def _av_digits_operations(builder, tokenizer, data_config, train):
+  del builder
+  return [av_digits.PreprocessAvDigits(tokenizer, text_len=data_config.text_len, keep_text=not train)]
+
+
+DATASETS = {
+    "shapes": Dataset(shapes.Shapes, lambda metadata: tokenizer_lib.WordTokenizer(metadata["vocab"]),
+                      _shapes_operations, decoders={"image": tfds.decode.SkipDecoding()}),
+    "av_digits": Dataset(av_digits.AvDigits, lambda metadata: tokenizer_lib.CharTokenizer(metadata["chars"]),
+                         _av_digits_operations),
+}
 
 # Read records in the thread (or worker) that preprocesses them. Grain's default
 # (16 reader threads, 500 records ahead) re-checks every buffered record per
@@ -37,7 +75,7 @@ _READ_OPTIONS = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
 def _builder(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   if data_config.name not in DATASETS:
     raise errors.ConfigError(f"Unknown dataset {data_config.name!r}; known datasets: {sorted(DATASETS)}.")
-  builder_cls = DATASETS[data_config.name]
+  builder_cls = DATASETS[data_config.name].builder
   # tfds' own message for an unknown config lists no names.
   if data_config.variant not in builder_cls.builder_configs:
     raise errors.ConfigError(f"Unknown variant {data_config.variant!r} of dataset {data_config.name!r}; "
@@ -68,8 +106,12 @@ def prepare(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   return builder
 
 
+def _dataset(builder: tfds.core.DatasetBuilder) -> Dataset:
+  return next(dataset for dataset in DATASETS.values() if isinstance(builder, dataset.builder))
+
+
 def _tokenizer(builder: tfds.core.DatasetBuilder) -> tokenizer_lib.Tokenizer:
-  return tokenizer_lib.WordTokenizer(builder.info.metadata["vocab"])
+  return _dataset(builder).tokenizer(builder.info.metadata)
 
 
 def get_tokenizer(data_config: ml_collections.ConfigDict) -> tokenizer_lib.Tokenizer:
@@ -91,14 +133,6 @@ def vqa_vocabulary(data_config: ml_collections.ConfigDict) -> dict[str, list[str
   return {key: list(metadata[key]) for key in ("answers", "question_types")}
 
 
-def _preprocess_example(builder: tfds.core.DatasetBuilder, tokenizer: tokenizer_lib.Tokenizer,
-                        data_config: ml_collections.ConfigDict, keep_caption: bool) -> preprocess.PreprocessExample:
-  """The per-example map of both train and eval batches, so they share every field and length."""
-  return preprocess.PreprocessExample(
-      tokenizer, builder.info.metadata["answers"], text_len=data_config.text_len,
-      question_len=data_config.question_len, answer_len=data_config.answer_len, keep_caption=keep_caption)
-
-
 def _check_split(builder: tfds.core.DatasetBuilder, split: str) -> int:
   """Number of examples in `split` (a name, or a tfds slice like "test[:256]")."""
   available = sorted(builder.info.splits)
@@ -117,8 +151,8 @@ def num_examples(data_config: ml_collections.ConfigDict, split: str) -> int:
 
 def _data_source(builder: tfds.core.DatasetBuilder, split: str) -> Sequence[dict[str, Any]]:
   _check_split(builder, split)
-  # Images stay PNG bytes here: PreprocessExample decodes them in the loader's workers.
-  return builder.as_data_source(split, decoders={"image": tfds.decode.SkipDecoding()})
+  # E.g. Shapes' images stay PNG bytes here: its PreprocessExample decodes them in the loader's workers.
+  return builder.as_data_source(split, decoders=dict(_dataset(builder).decoders))
 
 
 def field_values(data_config: ml_collections.ConfigDict, split: str,
@@ -200,14 +234,14 @@ def train_loader(data_config: ml_collections.ConfigDict, *, batch_size: int, see
   """Shuffled, endlessly repeated batches of the train split: this process's rows of each
   global batch (see GlobalBatchSampler).
 
-  `batch_size` is per process. Batches are dicts of numpy arrays: `image`
-  f32[B, H, W, 3] in [-1, 1], `text` i32[B, text_len], the VQA fields
+  `batch_size` is per process. Batches are dicts of numpy arrays whose fields depend on the
+  dataset. Shapes: `image` f32[B, H, W, 3] in [-1, 1], `text` i32[B, text_len], the VQA fields
   `question` i32[B, question_len], `answer` i32[B, answer_len], `answer_id` and
   `question_type` i32[B] (indices into `vqa_vocabulary`'s lists), and the int32
   labels `num_objects` [B] and `shape`, `colour`, `size`, `row`, `col` [B, 3]
   (padded with -1); with `data_config.hard_negatives`, also `negative_text`
-  i32[B, text_len] (see `shapes.hard_negative_caption`). `seed` is a
-  non-negative 32-bit integer.
+  i32[B, text_len] (see `shapes.hard_negative_caption`). AV-Digits: see
+  `av_digits.PreprocessAvDigits`. `seed` is a non-negative 32-bit integer.
   """
   if data_config.worker_count and not flags.FLAGS.is_parsed():
     # Grain 0.2.18 reads an absl flag when it starts workers, which raises
@@ -217,10 +251,7 @@ def train_loader(data_config: ml_collections.ConfigDict, *, batch_size: int, see
   source = _data_source(builder, "train")
   sampler = GlobalBatchSampler(len(source), global_batch_size=batch_size * jax.process_count(), seed=seed,
                                shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=True))
-  tokenizer = _tokenizer(builder)
-  operations = [_preprocess_example(builder, tokenizer, data_config, keep_caption=False)]
-  if data_config.hard_negatives:
-    operations.append(preprocess.AddHardNegative(tokenizer, data_config.text_len))
+  operations = _dataset(builder).operations(builder, _tokenizer(builder), data_config, True)
   operations.append(grain.transforms.Batch(batch_size, drop_remainder=True))
   data_loader = grain.DataLoader(
       data_source=source,
@@ -261,18 +292,24 @@ def eval_batches(data_config: ml_collections.ConfigDict, split: str, *,
   """
   builder = prepare(data_config)
   source = _data_source(builder, split)
-  example_fn = _preprocess_example(builder, _tokenizer(builder), data_config, keep_caption=True)
+  operations = _dataset(builder).operations(builder, _tokenizer(builder), data_config, False)
+
+  def example_fn(record: dict[str, Any]) -> dict[str, Any]:
+    for operation in operations:
+      record = operation.map(record)
+    return record
+
   process_count, process_index = jax.process_count(), jax.process_index()
   start = len(source) * process_index // process_count
   end = len(source) * (process_index + 1) // process_count
   # Shards differ in size by at most one example; every process loops as long as the largest.
   num_batches = _ceil_div(_ceil_div(len(source), process_count), batch_size)
   blank = {key: ("" if isinstance(value, str) else np.zeros_like(value))
-           for key, value in example_fn.map(source[0]).items()}
+           for key, value in example_fn(source[0]).items()}
 
   def batches() -> Iterator[dict[str, np.ndarray]]:
     for batch_start in range(start, start + num_batches * batch_size, batch_size):
       indices = list(range(batch_start, min(batch_start + batch_size, end)))
-      yield _stack([example_fn.map(example) for example in source.__getitems__(indices)], batch_size, blank)
+      yield _stack([example_fn(example) for example in source.__getitems__(indices)], batch_size, blank)
 
   return batches()

@@ -1,7 +1,7 @@
-"""Tokenizers: a Protocol the pipeline depends on, and a word-level implementation.
+"""Tokenizers: a Protocol the pipeline depends on, and word- and character-level implementations.
 
 Models only see the ids, so a WordPiece or BPE tokenizer can replace
-`WordTokenizer` by satisfying `Tokenizer`. Every implementation keeps
+`WordTokenizer` or `CharTokenizer` by satisfying `Tokenizer`. Every implementation keeps
 `pad_id == 0`: models build attention masks from `ids != 0`.
 """
 from __future__ import annotations
@@ -48,7 +48,27 @@ class Tokenizer(Protocol):
     ...
 
 
-class WordTokenizer:
+class _SpecialIds:
+  """Ids 0–3 of every tokenizer here: <pad>, <unk>, <bos>, <eos> (SPECIAL_TOKENS' order)."""
+
+  @property
+  def pad_id(self) -> int:
+    return 0
+
+  @property
+  def unk_id(self) -> int:
+    return 1
+
+  @property
+  def bos_id(self) -> int:
+    return 2
+
+  @property
+  def eos_id(self) -> int:
+    return 3
+
+
+class WordTokenizer(_SpecialIds):
   """Lower-cased words and punctuation marks, each looked up in a fixed vocabulary.
 
   Ids 0–3 are <pad>, <unk>, <bos>, <eos>; the words of `vocab` follow in the
@@ -69,22 +89,6 @@ class WordTokenizer:
   def vocab_size(self) -> int:
     return len(self._tokens)
 
-  @property
-  def pad_id(self) -> int:
-    return 0
-
-  @property
-  def unk_id(self) -> int:
-    return 1
-
-  @property
-  def bos_id(self) -> int:
-    return 2
-
-  @property
-  def eos_id(self) -> int:
-    return 3
-
   def encode(self, text: str) -> list[int]:
     return [self._ids.get(word, self.unk_id) for word in _TOKEN_PATTERN.findall(text.lower())]
 
@@ -98,6 +102,48 @@ class WordTokenizer:
       if token_id not in (self.pad_id, self.bos_id):
         words.append(self._tokens[token_id])
     return " ".join(words)
+
+
+class CharTokenizer(_SpecialIds):
+  """One id per character of a fixed character vocabulary, for text where spelling matters
+  (AV-Digits' typo-corrupted words, where a word vocabulary would map every typo to unk).
+
+  Ids 0–3 are <pad>, <unk>, <bos>, <eos>, as in WordTokenizer; the characters of `chars`
+  follow in the given order. Text is not lower-cased: case is part of the spelling.
+  Decoding shows unknown characters as U+FFFD (the Unicode replacement character).
+  """
+
+  UNK_CHAR = "\N{REPLACEMENT CHARACTER}"
+
+  def __init__(self, chars: Sequence[str]):
+    chars = list(chars)
+    not_chars = [char for char in chars if len(char) != 1]
+    if not_chars:
+      raise ValueError(f"Vocabulary entries {not_chars} are not single characters.")
+    if len(set(chars)) != len(chars):
+      raise ValueError("Vocabulary characters must be unique.")
+    self._chars = chars
+    self._ids = {char: i + len(SPECIAL_TOKENS) for i, char in enumerate(chars)}
+
+  @property
+  def vocab_size(self) -> int:
+    return len(SPECIAL_TOKENS) + len(self._chars)
+
+  def encode(self, text: str) -> list[int]:
+    return [self._ids.get(char, self.unk_id) for char in text]
+
+  def decode(self, ids: Sequence[int]) -> str:
+    chars = []
+    for token_id in map(int, ids):
+      if not 0 <= token_id < self.vocab_size:
+        raise ValueError(f"Token id {token_id} is outside the vocabulary of {self.vocab_size} tokens.")
+      if token_id == self.eos_id:
+        break
+      if token_id == self.unk_id:
+        chars.append(self.UNK_CHAR)
+      elif token_id >= len(SPECIAL_TOKENS):
+        chars.append(self._chars[token_id - len(SPECIAL_TOKENS)])
+    return "".join(chars)
 
 
 def tokenize_to_length(tokenizer: Tokenizer, text: str, length: int, length_key: str = "text_len") -> np.ndarray:

@@ -4,15 +4,20 @@ import jax.numpy as jnp
 import ml_collections
 
 from mmjax import errors
+from mmjax.models.audio_encoder import AUDIO_ENCODERS, AudioCNN, AudioSpectrogramTransformer
 from mmjax.models.captioner import Captioner
+from mmjax.models.cnn import ConvNet
+from mmjax.models.fusion import FUSIONS, FusionOutput, build_fusion
 from mmjax.models.fused_encoder import FusedEncoder
 from mmjax.models.fusion_classifier import FusionClassifier
 from mmjax.models.image_encoder import ViT, decode_variant
+from mmjax.models.multimodal_classifier import MultimodalClassifier
 from mmjax.models.text_decoder import TextDecoder
 from mmjax.models.text_encoder import TextTransformer
 from mmjax.models.two_tower import TwoTower
 
-MODELS = {"two_tower": TwoTower, "captioner": Captioner, "fusion_classifier": FusionClassifier}
+MODELS = {"two_tower": TwoTower, "captioner": Captioner, "fusion_classifier": FusionClassifier,
+          "multimodal_classifier": MultimodalClassifier}
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -36,5 +41,6 @@ def vocab_sizes(model_config: ml_collections.ConfigDict) -> dict[str, int]:
           for key in ("text", "decoder") if model_config.get(key) is not None}
 
 
-__all__ = ["MODELS", "build", "vocab_sizes", "Captioner", "FusedEncoder", "FusionClassifier", "TextDecoder",
-           "TextTransformer", "TwoTower", "ViT", "decode_variant"]
+__all__ = ["AUDIO_ENCODERS", "FUSIONS", "MODELS", "build", "build_fusion", "vocab_sizes", "AudioCNN",
+           "AudioSpectrogramTransformer", "Captioner", "ConvNet", "FusedEncoder", "FusionClassifier", "FusionOutput",
+           "MultimodalClassifier", "TextDecoder", "TextTransformer", "TwoTower", "ViT", "decode_variant"]

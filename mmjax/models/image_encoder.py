@@ -33,7 +33,8 @@ def decode_variant(variant: str) -> dict[str, int]:
 
 
 class ViT(nn.Module):
-  """image: f32[B, H, W, 3] → (pooled [B, width], aux{'tokens': [B, N, width]}).
+  """image: f32[B, H, W, channels] → (pooled [B, width], aux{'tokens': [B, N, width]}); `channels`
+  is 3 for RGB, 1 for grayscale such as MNIST.
 
   `variant` gives the defaults; any of width/depth/num_heads/mlp_dim/patch_size set to a
   value overrides it (e.g. the fixed bench_clip_s shape).
@@ -47,6 +48,7 @@ class ViT(nn.Module):
   pool: str = "cls"
   posemb: str = "learn"  # "learn" or "sincos2d" (fixed; positions are meaningful from step 0).
   max_tokens: int = 1025
+  channels: int = 3
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
   remat: str = "none"
@@ -60,9 +62,10 @@ class ViT(nn.Module):
 
   @nn.compact
   def __call__(self, image: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-    if image.ndim != 4 or image.shape[-1] != 3 or not jnp.issubdtype(image.dtype, jnp.floating):
-      raise errors.InputError(f"ViT expects images f32[B, H, W, 3] scaled to [-1, 1]; got {image.dtype}"
-                              f"{list(image.shape)}. Decode images with mmjax.data.preprocess.decode_image.")
+    if image.ndim != 4 or image.shape[-1] != self.channels or not jnp.issubdtype(image.dtype, jnp.floating):
+      raise errors.InputError(f"ViT expects images f32[B, H, W, {self.channels}] scaled to [-1, 1]; got {image.dtype}"
+                              f"{list(image.shape)}. Decode images with mmjax.data.preprocess.decode_image, or set "
+                              "the encoder's `channels` to the images' channel count.")
     dims = self.dims()
     x = mnn.PatchEmbed(dims["patch_size"], dims["width"], self.dtype, self.param_dtype,
                        name="patch_embed")(image.astype(self.dtype))

@@ -239,7 +239,7 @@ def test_unknown_and_empty_splits_are_clear_errors(data_config):
 def test_unknown_dataset_or_variant_lists_the_known_ones(shapes_data_dir):
   config = common.shapes_data_config(data_dir=shapes_data_dir)
   config.name = "circles"
-  with pytest.raises(ValueError, match=r"Unknown dataset 'circles'.*\['shapes'\]"):
+  with pytest.raises(ValueError, match=r"Unknown dataset 'circles'.*\['av_digits', 'shapes'\]"):
     mmdata.prepare(config)
   with pytest.raises(ValueError, match=r"Unknown variant 'tiny'.*\['default', 'small'\]"):
     mmdata.prepare(common.shapes_data_config(variant="tiny", data_dir=shapes_data_dir))
