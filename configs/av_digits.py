@@ -37,8 +37,8 @@ def _modalities(arg: ml_collections.ConfigDict) -> tuple[str, ...]:
 def _encoders(arg: ml_collections.ConfigDict, text_len) -> dict:
   image = {"vit": dict(kind="vit", variant="Nano/7", channels=1, pool="mean", posemb="sincos2d"),
            "cnn": dict(kind="cnn", widths=(16, 32, 64), width=64)}
-  audio = {"ast": dict(kind="ast", sample_rate=av_digits.SAMPLE_RATE, width=64, depth=2, num_heads=4, mlp_dim=128,
-                       patch_time=10, patch_freq=8),
+  audio = {"ast": dict(kind="ast", sample_rate=av_digits.SAMPLE_RATE, width=64, depth=1, num_heads=4, mlp_dim=128,
+                       patch_time=14, patch_freq=8),
            "cnn": dict(kind="cnn", sample_rate=av_digits.SAMPLE_RATE, widths=(16, 32, 64), width=64)}
   for name, choices in (("image", image), ("audio", audio)):
     if arg[name] not in choices:
@@ -57,7 +57,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     raise errors.ConfigError(f"Unknown fusion {arg.fusion!r}; known fusions: {sorted(fusion_lib.FUSIONS)}, "
                              f"and the unimodal baselines {sorted(UNIMODAL)}.")
   modalities = _modalities(arg)
-  config = common.run_config(total_steps=1500, batch_size=64, eval_batch_size=500, log_every_steps=100,
+  config = common.run_config(total_steps=1000, batch_size=64, eval_batch_size=500, log_every_steps=100,
                              checkpoint_every_steps=500)
   config.data = common.av_digits_data_config(variant=arg.variant + ("_small" if arg.smoke else ""), text_len=16)
   encoders = _encoders(arg, config.data.get_ref("text_len"))
@@ -74,7 +74,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       unimodal_loss_weight=1.0))
   config.optim = common.optim_config(lr=1e-3, warmup_steps=100, weight_decay=1e-4)
   config.evals = ml_collections.ConfigDict(dict(
-      test=dict(type="classification", split="test", every_steps=500, label="label",
+      test=dict(type="classification", split="test", every_steps=config.get_ref("total_steps"), label="label",
                 num_classes=config.model.get_ref("num_classes"), reliance=modalities),
   ))
   if arg.smoke:

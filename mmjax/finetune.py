@@ -1,6 +1,6 @@
 """Fine-tuning from a pretrained run: which towers to load from it, and which to freeze.
 
-A tower is a named subtree of the params (`image_encoder`, `text_encoder`), found at any
+A tower is a named subtree of the params (`image_encoder`, `audio_encoder`, `text_encoder`), found at any
 depth, so a Captioner (`encoder/image_encoder/...`) loads the tower a TwoTower saved at
 its top level.
 """
@@ -18,7 +18,7 @@ import numpy as np
 from mmjax import errors
 from mmjax.checkpoint import Checkpointer, has_checkpoint
 
-TOWERS = {"image": "image_encoder", "text": "text_encoder"}
+TOWERS = {"image": "image_encoder", "audio": "audio_encoder", "text": "text_encoder"}
 # Loaded whenever the pretrained run has them; the image tower must fit, the text tower only where it does.
 REQUIRED_TOWERS = ("image_encoder",)
 

@@ -57,14 +57,13 @@ class MultimodalClassifier(nn.Module):
     if not self.modalities:
       raise errors.ConfigError(f"config.model configures no modality; set at least one of {list(MODALITIES)}.")
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype, remat=self.remat)
-    encoders = {}
+    # Named like TwoTower's towers (`image_encoder`, ...), so `config.init_from` loads them (mmjax.finetune).
     if self.image is not None:
-      encoders["image"] = _image_encoder(**self.image, **kwargs)
+      self.image_encoder = _image_encoder(**self.image, **kwargs)
     if self.audio is not None:
-      encoders["audio"] = build_audio_encoder(**self.audio, **kwargs)
+      self.audio_encoder = build_audio_encoder(**self.audio, **kwargs)
     if self.text is not None:
-      encoders["text"] = TextTransformer(**self.text, **kwargs)
-    self.encoders = encoders
+      self.text_encoder = TextTransformer(**self.text, **kwargs)
     self.projections = {m: nn.Dense(self.width, dtype=self.dtype, param_dtype=self.param_dtype,
                                     kernel_init=logical(DEFAULT_KERNEL_INIT, (None, "embed")),
                                     bias_init=logical(nn.initializers.zeros, ("embed",)))
@@ -78,7 +77,7 @@ class MultimodalClassifier(nn.Module):
     """{modality: input} → ({modality: tokens f32[B, N_m, width]}, {modality: valid bool[B, N_m]})."""
     tokens, masks = {}, {}
     for modality in self.modalities:
-      _, aux = self.encoders[modality](inputs[modality])
+      _, aux = getattr(self, f"{modality}_encoder")(inputs[modality])
       tokens[modality] = self.projections[modality](aux["tokens"])
       masks[modality] = aux["mask"] if "mask" in aux else jnp.ones(aux["tokens"].shape[:2], bool)
     return tokens, masks
