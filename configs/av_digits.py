@@ -74,13 +74,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       unimodal_loss_weight=1.0))
   config.optim = common.optim_config(lr=1e-3, warmup_steps=100, weight_decay=1e-4)
   config.evals = ml_collections.ConfigDict(dict(
-      test=dict(type="classification", split="test", every_steps=config.get_ref("total_steps"), label="label",
+      # Evaluated at the end (every_steps is set to total_steps below).
+      test=dict(type="classification", split="test", every_steps=0, label="label",
                 num_classes=config.model.get_ref("num_classes"), reliance=modalities),
   ))
   if arg.smoke:
     common.smoke_run_settings(config)
   if arg.steps:
     config.total_steps = arg.steps
+  config.evals.test.every_steps = config.total_steps
   config.lock()
   return config
 

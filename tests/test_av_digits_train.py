@@ -23,6 +23,7 @@ def test_smoke_run_reports_accuracy_f1_and_modality_reliance(av_digits_data_dir,
 
 def test_unimodal_baseline_and_bad_args():
   config = av_digits.get_config("fusion=audio_only,smoke")
+  assert config.total_steps == 60 and config.evals.test.every_steps == 60  # The smoke run's own length.
   assert config.model.image is None and config.model.text is None and config.model.audio is not None
   assert dict(config.task.inputs) == {"audio": "audio"} and tuple(config.evals.test.reliance) == ("audio",)
   with pytest.raises(errors.ConfigError, match="known fusions: .*'early'.*image_only"):
