@@ -8,7 +8,8 @@ from mmjax import errors, trainer
 from tests.helpers import smoke_config
 
 
-@pytest.mark.parametrize("fusion", ["late_vote"])  # Per-modality heads and their losses; each fusion alone: test_fusion.
+# Per-modality heads and their losses; every fusion on its own is covered by tests/models/test_fusion.py.
+@pytest.mark.parametrize("fusion", ["late_vote"])
 def test_smoke_run_reports_accuracy_f1_and_modality_reliance(av_digits_data_dir, tmp_path, fusion):
   config = smoke_config(av_digits_data_dir, av_digits, **{"model.fusion": fusion})
   final = trainer.train(config, str(tmp_path))
