@@ -6,6 +6,8 @@ from collections.abc import Mapping
 import jax
 from tensorboardX import SummaryWriter
 
+FINAL_METRICS_FILE = "final_metrics.json"
+
 
 class MetricWriter:
   """Writes scalars from process 0 only; other processes get a writer that does nothing."""
@@ -29,7 +31,12 @@ class MetricWriter:
     resume those are computed again and re-logged, so keeping them would leave duplicates in
     metrics.jsonl. A torn last line (a crash mid-write) is dropped too."""
     self._purge_step = step + 1  # TensorBoard hides events from earlier runs at these steps.
-    if not self.enabled or not os.path.exists(self.jsonl_path):
+    if not self.enabled:
+      return
+    final = os.path.join(os.path.dirname(self.jsonl_path), FINAL_METRICS_FILE)
+    if os.path.exists(final):
+      os.remove(final)  # The run goes on, so its final metrics are yet to come.
+    if not os.path.exists(self.jsonl_path):
       return
 
     def keep(row: dict) -> bool:
@@ -57,6 +64,16 @@ class MetricWriter:
       self.tensorboard.add_scalar(name, value, step)
     with open(self.jsonl_path, "a") as f:
       f.write(json.dumps({"step": step, **{k: float(v) for k, v in scalars.items()}}) + "\n")
+
+  def write_final(self, step: int, metrics: Mapping[str, float]) -> None:
+    """`final_metrics.json`: the final step and metrics of a finished run, written atomically last, so
+    its presence means the run is complete (the ablation runner reads it)."""
+    if not self.enabled:
+      return
+    path = os.path.join(os.path.dirname(self.jsonl_path), FINAL_METRICS_FILE)
+    with open(path + ".tmp", "w") as f:
+      json.dump({"step": step, **{k: float(v) for k, v in metrics.items()}}, f, indent=1, sort_keys=True)
+    os.replace(path + ".tmp", path)
 
   def close(self) -> None:
     if self._tensorboard is not None:

@@ -364,6 +364,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       writer.close()
       return {}
     final = run_evals(step, list(config.evals))
+    writer.write_final(step, final)
     writer.close()
     return final
 
