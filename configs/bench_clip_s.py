@@ -23,7 +23,7 @@ from configs import common
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = common.parse_arg(arg, smoke=False)
-  config = common.run_config(total_steps=1000, batch_size=64, eval_batch_size=64)
+  config = common.run(total_steps=1000, batch_size=64, eval_batch_size=64)
   config.bench = ml_collections.ConfigDict(dict(
       image_size=64,
       text_len=32,
@@ -39,14 +39,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       loader_batches=30,
   ))
   # As configs/shapes_clip.py reads it: the longest Shapes caption is 16 words + end-of-text.
-  config.data = common.shapes_data_config(variant="small" if arg.smoke else "default", text_len=18)
+  config.data = common.shapes_data(smoke=arg.smoke, text_len=18)
 
   tower = dict(width=256, depth=4, num_heads=4, mlp_dim=1024)
   config.model = ml_collections.ConfigDict(dict(
       name="two_tower",
       # 64 patches + the class token: the learned position table has exactly 65 rows.
-      image=dict(variant="Micro/8", patch_size=8, pool="cls", posemb="learn", max_tokens=65, **tower),
-      text=dict(vocab_size=8192, max_len=config.bench.get_ref("text_len"), causal=True, pool="last",
+      image=dict(name="vit", variant="Micro/8", patch_size=8, pool="cls", posemb="learn", max_tokens=65, **tower),
+      text=dict(name="transformer", vocab_size=8192, max_len=config.bench.get_ref("text_len"), causal=True, pool="last",
                 **tower),
       embed_dim=256,
       logit_scale_init=math.log(1 / 0.07),
@@ -55,17 +55,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   ))
   config.task = ml_collections.ConfigDict(dict(name="contrastive", loss="softmax"))
   # warmup 0 and end_lr_factor 1: a constant learning rate.
-  config.optim = common.optim_config(lr=1e-3, warmup_steps=0, weight_decay=0.01, b2=0.999,
-                                     end_lr_factor=1.0, grad_clip_norm=None)
+  config.optim = common.optim(lr=1e-3, warmup_steps=0, weight_decay=0.01, b2=0.999, end_lr_factor=1.0,
+                              grad_clip_norm=None)
   config.evals = ml_collections.ConfigDict()
 
-  if arg.smoke:
-    config.update(batch_size=8, eval_batch_size=8)
-    config.bench.update(image_size=16, text_len=8, warmup_steps=1, windows=2, window_steps=2,
-                        matmul_size=256, matmul_runs=3, loader_batches=2)
-    small = dict(width=32, depth=1, num_heads=2, mlp_dim=64)
-    config.model.image.update(max_tokens=5, **small)
-    config.model.text.update(vocab_size=64, **small)
-    config.model.embed_dim = 32
-  config.lock()
-  return config
+  small = dict(width=32, depth=1, num_heads=2, mlp_dim=64)
+  return common.finish(config, arg, smoke_model={
+      "batch_size": 8, "eval_batch_size": 8,
+      **{f"bench.{k}": v for k, v in dict(image_size=16, text_len=8, warmup_steps=1, windows=2, window_steps=2,
+                                          matmul_size=256, matmul_runs=3, loader_batches=2).items()},
+      "model.image.max_tokens": 5, **{f"model.image.{k}": v for k, v in small.items()},
+      "model.text.vocab_size": 64, **{f"model.text.{k}": v for k, v in small.items()}, "model.embed_dim": 32})

@@ -1,12 +1,17 @@
-"""Shared config blocks and the `arg` parser used by every experiment config.
+"""Shared config blocks, the `arg` parser and the smoke shrink used by every experiment config.
 
-A config file exposes `get_config(arg: str | None)` where `arg` is a short
-comma-separated string such as `"smoke,loss=sigmoid"`; `parse_arg` turns it into
-typed values (the type of each default decides how the string is parsed).
+A config file exposes `get_config(arg: str | None)` where `arg` is a short comma-separated string such as
+`"smoke,loss=sigmoid"` (`parse_arg` turns it into typed values), and may expose `SWEEPS`, a plain dict of
+ablation grids (see mmjax.ablation). Configs are data: they import this module, the standard library and
+ml_collections only (mmjax.errors for the error type), never jax or the rest of mmjax, so loading one is
+instant. Values that belong to a dataset (number of classes, sample rate, vocabulary) are not here: they
+come from the dataset's metadata when a run is built. Block selectors are called `name` everywhere
+(`model.name`, `model.encoders.image.name`, `task.name`, `evals.<key>.name`, `data.name`).
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import ml_collections
@@ -15,6 +20,40 @@ from mmjax import errors
 
 DEFAULT_DATA_DIR = os.environ.get(
     "MMJAX_DATA_DIR", os.path.join(os.path.expanduser("~"), ".cache", "mmjax", "tensorflow_datasets"))
+
+# Keys that may change between starts of one workdir (mmjax.trainer.workdir checks every other key against
+# the workdir's config.json). Most change how a run is laid out, logged, saved or evaluated, not what it
+# computes: the mesh, sharding rules, gradient accumulation and remat are tested to give the same training
+# (tests/trainer). The schedule's scalars are here too, because lowering the learning rate after a divergence
+# or extending `total_steps` are the usual ways to continue a run; they leave every array in the checkpoint
+# the same shape. `decode` only changes evaluation, and `init_from` is ignored once the workdir has a
+# checkpoint of its own.
+RESUME_SAFE_KEYS = ("total_steps", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
+                    "eval_batch_size", "evals", "decode", "mesh", "sharding_rules", "grad_accum_steps",
+                    "model.remat", "data.data_dir", "data.worker_count", "optim.lr", "optim.warmup_steps",
+                    "optim.end_lr_factor", "optim.weight_decay", "init_from", "resume_safe_keys")
+
+# What `smoke` does to every config's run: 60 steps at batch 64, logging every 10 steps, checkpoints and
+# evals every 30 (a config adds its own model shrink).
+SMOKE_RUN = {"total_steps": 60, "batch_size": 64, "eval_batch_size": 128, "log_every_steps": 10,
+             "checkpoint_every_steps": 30, "optim.warmup_steps": 10}
+SMOKE_EVAL_EVERY = 30
+
+# Logical axis → mesh axes, for every model here (every weight is named with these axes). The batch is
+# split over `data` and `fsdp`; weights' `embed` dimension over `fsdp` (ZeRO-3: gathered just before use);
+# attention heads, the MLP's hidden units and the vocabulary over `model` (Megatron-style tensor
+# parallelism: each model shard computes its heads and hidden units, and one all-reduce per block sums
+# them). A mesh axis is used once per array: activations [batch, length, embed] are split over the batch only.
+TRANSFORMER_SHARDING_RULES = (
+    ("batch", ("data", "fsdp")),
+    ("embed", "fsdp"),
+    ("heads", "model"),
+    ("mlp", "model"),
+    ("vocab", "model"),
+    ("length", None),
+    ("kv", None),
+    ("joint", None),
+)
 
 
 def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
@@ -45,50 +84,41 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
   return result
 
 
-def shapes_data_config(variant: str = "default", data_dir: str = DEFAULT_DATA_DIR,
-                       text_len: int = 24, question_len: int = 14, answer_len: int = 2,
-                       worker_count: int = 0, hard_negatives: bool = False) -> ml_collections.ConfigDict:
-  """The `config.data` block for the offline Shapes dataset.
+def shapes_data(*, smoke: bool, text_len: int, question_len: int = 14, answer_len: int = 2,
+                hard_negatives: bool = False) -> ml_collections.ConfigDict:
+  """The `config.data` block for the offline Shapes dataset (mmjax.data.shapes).
 
-  `variant` is the tfds builder config: "default" (the full dataset) or "small" (tests, smoke runs).
-  `text_len`, `question_len` and `answer_len` are the token lengths (eos included) of the caption,
-  the VQA question and the VQA answer.
-  `hard_negatives` adds a `negative_text` field to training batches, which the contrastive task
-  uses as extra negatives (see `mmjax.data.shapes.hard_negative_caption`).
+  `smoke` picks the tfds builder config "small" (tests, smoke runs) instead of "default".
+  `text_len`, `question_len` and `answer_len` are the token lengths (eos included) of the caption, the VQA
+  question and the VQA answer. `hard_negatives` adds a `negative_text` field to training batches, which the
+  contrastive task uses as extra negatives (mmjax.data.shapes.hard_negative_caption). `worker_count`: the
+  loader's worker processes (0: decode in the training process).
   """
   return ml_collections.ConfigDict(dict(
-      name="shapes",
-      variant=variant,
-      data_dir=data_dir,
-      text_len=text_len,
-      question_len=question_len,
-      answer_len=answer_len,
-      worker_count=worker_count,
-      hard_negatives=hard_negatives,
-  ))
+      name="shapes", variant="small" if smoke else "default", data_dir=DEFAULT_DATA_DIR, text_len=text_len,
+      question_len=question_len, answer_len=answer_len, worker_count=0, hard_negatives=hard_negatives))
 
 
-def av_digits_data_config(variant: str = "redundant", data_dir: str = DEFAULT_DATA_DIR, text_len: int = 16,
-                          worker_count: int = 0) -> ml_collections.ConfigDict:
+def av_digits_data(*, variant: str, smoke: bool) -> ml_collections.ConfigDict:
   """The `config.data` block for the offline AV-Digits dataset (mmjax.data.av_digits).
 
-  `variant` is the tfds builder config: "redundant" or "synergy", or their "_small" versions
-  (tests, smoke runs). `text_len` is the number word's length in characters, eos included.
+  `variant` is "redundant" or "synergy"; `smoke` picks its "_small" builder config (tests, smoke runs).
+  `text_len` is the number word's length in characters, eos included.
   """
-  return ml_collections.ConfigDict(dict(name="av_digits", variant=variant, data_dir=data_dir, text_len=text_len,
-                                        worker_count=worker_count))
+  return ml_collections.ConfigDict(dict(name="av_digits", variant=variant + ("_small" if smoke else ""),
+                                        data_dir=DEFAULT_DATA_DIR, text_len=16, worker_count=0))
 
 
-def optim_config(lr: float = 1e-3, warmup_steps: int = 100, weight_decay: float = 1e-4,
-                 **overrides: Any) -> ml_collections.ConfigDict:
-  """The `config.optim` block: AdamW with linear warmup, cosine decay and gradient clipping."""
+def optim(*, lr: float, warmup_steps: int, weight_decay: float, **overrides: Any) -> ml_collections.ConfigDict:
+  """The `config.optim` block: AdamW with linear warmup, cosine decay to `end_lr_factor`·lr, and gradient
+  clipping at `grad_clip_norm` (0 or None: none)."""
   config = dict(lr=lr, warmup_steps=warmup_steps, weight_decay=weight_decay, b1=0.9, b2=0.98,
                 end_lr_factor=0.0, grad_clip_norm=1.0)
   config.update(overrides)
   return ml_collections.ConfigDict(config)
 
 
-def decode_config(**overrides: Any) -> ml_collections.ConfigDict:
+def decode() -> ml_collections.ConfigDict:
   """The `config.decode` block of text-generation tasks (see mmjax.decoding).
 
   method: "greedy", "beam" or "sample"; max_len: tokens to generate (0: the target field's
@@ -96,67 +126,53 @@ def decode_config(**overrides: Any) -> ml_collections.ConfigDict:
   vocabulary; kv_cache: False recomputes every position per token (a reference, slow);
   seed: the sampling rng.
   """
-  config = dict(method="greedy", max_len=0, beam_size=4, length_penalty=0.6, temperature=1.0, top_k=0,
-                kv_cache=True, seed=0)
-  config.update(overrides)
-  return ml_collections.ConfigDict(config)
+  return ml_collections.ConfigDict(dict(method="greedy", max_len=0, beam_size=4, length_penalty=0.6,
+                                        temperature=1.0, top_k=0, kv_cache=True, seed=0))
 
 
-def compute_settings(dtype: str = "float32", remat: str = "none") -> dict[str, str]:
+def compute_settings() -> dict[str, str]:
   """The `config.model` keys of how a model computes, not what: `dtype` of activations and matmuls
   ("bfloat16": mixed precision, with softmax, norms' statistics and losses kept in float32), the
   float32 `param_dtype` of the weights and optimizer, and the `remat` policy of every Transformer
-  block (mmjax.nn.transformer.REMAT_POLICIES: "none", "full", "dots", "dots_no_batch")."""
-  return dict(dtype=dtype, param_dtype="float32", remat=remat)
+  block (mmjax.nn.REMAT_POLICIES: "none", "full", "dots", "dots_no_batch")."""
+  return dict(dtype="float32", param_dtype="float32", remat="none")
 
 
-# Logical axis → mesh axes, for the Transformer families (two_tower, captioner, fusion_classifier:
-# every weight is named with these axes). The batch is split over `data` and `fsdp`; weights'
-# `embed` dimension over `fsdp` (ZeRO-3: gathered just before use); attention heads, the MLP's
-# hidden units and the vocabulary over `model` (Megatron-style tensor parallelism: each model
-# shard computes its heads and hidden units, and one all-reduce per block sums them). A mesh
-# axis is used once per array: activations [batch, length, embed] are split over the batch only.
-TRANSFORMER_SHARDING_RULES = (
-    ("batch", ("data", "fsdp")),
-    ("embed", "fsdp"),
-    ("heads", "model"),
-    ("mlp", "model"),
-    ("vocab", "model"),
-    ("length", None),
-    ("kv", None),
-    ("joint", None),
-)
-
-
-def run_config(**overrides: Any) -> ml_collections.ConfigDict:
-  """Top-level run settings shared by every experiment (seed, steps, mesh, logging)."""
-  config = ml_collections.ConfigDict(dict(
+def run(*, total_steps: int, batch_size: int, eval_batch_size: int, log_every_steps: int = 50,
+        checkpoint_every_steps: int = 500) -> ml_collections.ConfigDict:
+  """Top-level run settings shared by every experiment (seed, steps, batch, mesh, logging, fine-tuning)."""
+  return ml_collections.ConfigDict(dict(
       seed=0,
-      total_steps=1000,
-      batch_size=256,
-      # Micro-batches per batch: the same gradient at 1/M of the activation memory (mmjax.accumulation).
+      total_steps=total_steps,
+      batch_size=batch_size,  # Global, over every process and device.
+      # Micro-batches per batch: the same gradient at 1/M of the activation memory (mmjax.tasks.accumulation).
       grad_accum_steps=1,
-      eval_batch_size=512,
-      log_every_steps=50,
-      checkpoint_every_steps=500,
+      eval_batch_size=eval_batch_size,
+      log_every_steps=log_every_steps,
+      checkpoint_every_steps=checkpoint_every_steps,
       keep_checkpoints=2,
       # Device mesh: −1 is the rest of the devices. E.g. {"data": 2, "fsdp": 2, "model": 2} on 8.
       mesh=ml_collections.ConfigDict({"data": -1, "fsdp": 1, "model": 1}),
       sharding_rules=TRANSFORMER_SHARDING_RULES,
       # Fine-tuning: a workdir whose newest checkpoint initialises the towers both models share
-      # (used only when this workdir has no checkpoint of its own), and the towers to freeze.
+      # (used only when this workdir has no checkpoint of its own), and the towers to freeze ("image,text").
       init_from="",
       freeze="",
+      resume_safe_keys=RESUME_SAFE_KEYS,
   ))
-  config.update(overrides)
+
+
+def finish(config: ml_collections.ConfigDict, arg: ml_collections.ConfigDict,
+           smoke_model: Mapping[str, Any] | None = None) -> ml_collections.ConfigDict:
+  """The last step of every get_config: with `arg.smoke`, the run shrunk by SMOKE_RUN (every periodic eval
+  every SMOKE_EVAL_EVERY steps) and the model by `smoke_model` (flattened keys, e.g. {"model.embed_dim": 64});
+  `arg.steps` > 0 sets total_steps; then the config is locked (a mistyped key is an error)."""
+  if arg.get("smoke"):
+    config.update_from_flattened_dict({**SMOKE_RUN, **(smoke_model or {})})
+    for evaluator in config.evals.values():
+      if evaluator.every_steps:  # 0: at the end only.
+        evaluator.every_steps = SMOKE_EVAL_EVERY
+  if arg.get("steps"):
+    config.total_steps = arg.steps
+  config.lock()
   return config
-
-
-def smoke_run_settings(config: ml_collections.ConfigDict) -> None:
-  """Shrinks a config's run to a smoke test's: 60 steps at batch 64, logging every 10 steps,
-  checkpoints and evals every 30. Configs set `config.evals` and `config.optim` before calling it."""
-  config.update(total_steps=60, batch_size=64, eval_batch_size=128, log_every_steps=10,
-                checkpoint_every_steps=30)
-  config.optim.warmup_steps = 10
-  for evaluator in config.evals.values():
-    evaluator.every_steps = 30

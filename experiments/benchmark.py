@@ -5,14 +5,14 @@ r"""Measured speed figures, printed as a table and, last, one JSON line.
 
 `train` (the default): the real train step of a contrastive `--config` (default
 configs/bench_clip_s.py) — task, model, optimizer, sharded state and jit with donation built
-as mmjax.trainer builds them — on random batches of `config.bench`'s image size and text
+as mmjax.trainer.build_run builds them — on random batches of `config.bench`'s image size and text
 length. Reported: steps/s and examples/s (the median of `config.bench.windows` timed windows
 after a warm-up), the step's GFLOP from XLA's cost analysis beside an analytic count of the
 model's matmuls, the float32 matmul peak measured in the same process (a 2048x2048 `jnp.dot`),
 MFU = achieved GFLOP/s / peak, compile time, page faults and system seconds per step, peak RSS,
 and how fast the Shapes training loader alone produces examples against what the step consumes
 (`--nomeasure_loader` skips it). `--nokeep_freed_memory` leaves glibc malloc as it is (see
-mmjax.runtime.keep_freed_memory), to measure what that setting brings.
+mmjax.trainer.host_memory.keep_freed_memory), to measure what that setting brings.
 
 `decode`: tokens/s of greedy decoding with the KV cache and with full recomputation (the
 decoder rerun over every position for each new token), for the decoder of a captioning
@@ -27,15 +27,15 @@ import statistics
 import time
 
 from absl import app, flags
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
+from experiments import launch
 from mmjax import data as mmdata
-from mmjax import decoding, errors, finetune, models, optim, runtime, sharding, tasks, trainer
+from mmjax import decoding, errors, models, trainer
 from mmjax.data.tokenizer import WordTokenizer
 
 _BENCHMARK = flags.DEFINE_enum("benchmark", "train", ["train", "decode"], "What to measure.")
@@ -81,7 +81,7 @@ def analytic_train_gflop(config: ml_collections.ConfigDict) -> float:
   XLA's count.
   """
   image, text = config.model.image, config.model.text
-  image_dims = models.ViT(**image).dims()
+  image_dims = models.build_encoder("image", image).dims()
   patches = (config.bench.image_size // image_dims["patch_size"]) ** 2
 
   def encoder(tokens: int, width: int, depth: int, mlp_dim: int) -> int:
@@ -118,7 +118,6 @@ def _usage() -> np.ndarray:
 
 def loader_examples_per_s(data_config: ml_collections.ConfigDict, batch_size: int, batches: int) -> float:
   """Examples/s of the training loader alone, over `batches` batches after a first one."""
-  trainer.prepare_data(data_config)
   loader = mmdata.train_loader(data_config, batch_size=batch_size, seed=0)
   next(loader)
   start = time.perf_counter()
@@ -133,19 +132,15 @@ def train_benchmark(config: ml_collections.ConfigDict, measure_loader: bool = Tr
     raise errors.ConfigError(f"The train benchmark feeds image-text pairs: --config must be a contrastive "
                              f"config; got task {config.task.name!r}.")
   bench = config.bench
-  mesh = sharding.make_mesh(config.mesh)
-  rules = sharding.rules_for_mesh(config.sharding_rules, mesh)
-  task = tasks.build(config, models.build(config.model), WordTokenizer(()))
-  tx, schedule = optim.make_optimizer(config.optim, config.total_steps, finetune.parse_towers(config.freeze))
   rng = np.random.default_rng(config.seed)
   host_batches = [random_batch(config, rng) for _ in range(4)]
-  init = trainer._state_init(task, tx, host_batches[0])
-  _, state_sharding = trainer.abstract_state(init, config.seed, mesh, rules)
+  example = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in host_batches[0].items()}
+  run = trainer.build_run(config, example=example)
   peak = matmul_peak_gflops(bench.matmul_size, bench.matmul_runs)
-  with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-    state = jax.jit(lambda rng: nn.unbox(init(rng)), out_shardings=state_sharding)(jax.random.PRNGKey(config.seed))
-    batches = [sharding.to_global_batch(batch, mesh, rules) for batch in host_batches]
-    step_fn = trainer.jit_train_step(task, tx, schedule, mesh, rules, state_sharding, config.grad_accum_steps)
+  with run.context():
+    state = run.init_state()
+    batches = [run.to_device(batch) for batch in host_batches]
+    step_fn = run.jit_train_step()
     start = time.perf_counter()
     compiled = step_fn.lower(state, batches[0]).compile()
     compile_s = time.perf_counter() - start
@@ -217,10 +212,10 @@ def decode_benchmark(config, batch_size: int, lengths: list[int], repeats: int) 
   model = models.build(model_config)
   image_size = 48
   rng = np.random.default_rng(0)
-  image = jnp.asarray(rng.uniform(-1, 1, size=(batch_size, image_size, image_size, 3)), jnp.float32)
+  inputs = {"image": jnp.asarray(rng.uniform(-1, 1, size=(batch_size, image_size, image_size, 3)), jnp.float32)}
   decoder_input = jnp.zeros((1, 2), jnp.int32)
-  params = jax.jit(model.init)(jax.random.PRNGKey(0), image[:1], decoder_input)
-  encoded, mask = jax.jit(lambda p, x: model.apply(p, x, method=model.encode))(params, image)
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), {"image": inputs["image"][:1]}, decoder_input)
+  encoded, mask = jax.jit(lambda p, x: model.apply(p, x, method=model.encode_tokens))(params, inputs)
 
   def greedy(params, encoded, mask, length, kv_cache):
     state = model.apply(params, encoded, mask, length, kv_cache, method=model.init_decode_state)
@@ -265,7 +260,7 @@ def _print_decode_table(result: dict) -> None:
 
 def main(argv):
   del argv
-  allocator = _KEEP_FREED_MEMORY.value and runtime.keep_freed_memory()  # Before JAX starts its threads.
+  allocator = launch.start(keep_freed_memory=_KEEP_FREED_MEMORY.value)
   with errors.reported_to_user():
     if _BENCHMARK.value == "train":
       result = train_benchmark(_CONFIG.value, _MEASURE_LOADER.value)

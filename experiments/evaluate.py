@@ -1,12 +1,11 @@
 r"""Evaluates the newest checkpoint of a workdir with the config it was trained with.
 
   python -m experiments.evaluate --workdir=runs/shapes_clip
-  python -m experiments.evaluate --workdir=runs/shapes_clip --config.eval_batch_size=256
+  python -m experiments.evaluate --workdir=runs/caption --config.decode.method=beam --config.decode.beam_size=4
 
 Prints the metrics as one JSON object. `--config.<key>=<value>` overrides the stored config.
 """
 import json
-import logging
 import os
 import sys
 
@@ -14,7 +13,8 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from mmjax import distributed, errors, trainer
+from experiments import launch
+from mmjax import errors, trainer
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by experiments.train.")
 flags.mark_flag_as_required("workdir")
@@ -27,7 +27,7 @@ def _stored_config(argv: list[str]) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict()  # absl reports the missing --workdir.
   path = os.path.join(os.path.expanduser(workdir), "config.json")
   if not os.path.exists(path):
-    sys.exit(f"{path} does not exist: --workdir must be a directory written by experiments.train.")
+    sys.exit(f"error: {path} does not exist: --workdir must be a directory written by experiments.train.")
   with open(path) as f:
     return ml_collections.ConfigDict(json.load(f))
 
@@ -37,9 +37,9 @@ _CONFIG = config_flags.DEFINE_config_dict("config", _stored_config(sys.argv), lo
 
 def main(argv):
   del argv
-  logging.getLogger().setLevel(logging.INFO)
+  launch.start()
   with errors.reported_to_user():
-    distributed.initialize_from_flags()
+    launch.join_processes()
     metrics = trainer.evaluate(_CONFIG.value, _WORKDIR.value)
   print(json.dumps(metrics, indent=1, sort_keys=True))
 

@@ -26,8 +26,7 @@ METHODS = ("greedy", "beam", "sample")
 def check_decode_config(decode_config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError naming the unknown method or every out-of-range value of `decode_config`."""
   c = decode_config
-  if c.method not in METHODS:
-    raise errors.ConfigError(f"Unknown decode method {c.method!r}; known methods: {list(METHODS)}.")
+  errors.check_choice(c.method, METHODS, "decode method", "config.decode.method")
   problems = [f"{name} must be {rule}; got {value!r}" for name, value, ok, rule in (
       ("max_len", c.max_len, c.max_len >= 0, "≥ 0 (0: the caller's length)"),
       ("beam_size", c.beam_size, c.beam_size >= 1, "≥ 1"),
@@ -148,16 +147,31 @@ def beam_search(step_fn: StepFn, cache: Cache, *, beam_size: int, max_len: int, 
   return tokens, scores
 
 
+def within_vocabulary(step_fn: StepFn, vocab_size: int) -> StepFn:
+  """`step_fn` whose logits beyond the first `vocab_size` ids are -inf, so no method ever picks an id that no
+  token has (a model's output layer may be wider than its tokenizer's vocabulary)."""
+  def masked(tokens, index, cache):
+    logits, cache = step_fn(tokens, index, cache)
+    if logits.shape[-1] <= vocab_size:
+      return logits, cache
+    return jnp.where(jnp.arange(logits.shape[-1]) < vocab_size, logits, -jnp.inf), cache
+  return masked
+
+
 def decode(step_fn: StepFn, cache: Cache, decode_config: ml_collections.ConfigDict, *, bos_id: int,
-           eos_id: int | None, rng: jax.Array | None = None, max_len: int | None = None) -> jax.Array:
+           eos_id: int | None, rng: jax.Array | None = None, max_len: int | None = None,
+           vocab_size: int | None = None) -> jax.Array:
   """Output tokens i32[N, max_len] by `decode_config.method` (beam: the best beam).
 
   decode_config has fields method (one of METHODS), max_len, beam_size, length_penalty (beam),
   temperature and top_k (sample; rng is needed when temperature > 0). A decode_config.max_len of
   0 leaves the length to the caller, which passes it as `max_len` (e.g. the target's length).
+  `vocab_size` (the tokenizer's) keeps every method to ids below it.
   """
   check_decode_config(decode_config)
   c = decode_config
+  if vocab_size is not None:
+    step_fn = within_vocabulary(step_fn, vocab_size)
   max_len = max_len or c.max_len
   if max_len < 1:
     raise ValueError("decode_config.max_len=0 leaves the length to the caller: pass decode(..., max_len=...).")

@@ -6,14 +6,15 @@ Public entry points take the `config.data` block (see `configs.common.shapes_dat
 from mmjax.data.pipeline import (
     DATASETS,
     TrainLoader,
-    class_names,
+    element_spec,
     eval_batches,
     field_values,
     get_tokenizer,
+    label_names,
     num_examples,
     prepare,
+    sample_rate,
     train_loader,
-    vqa_vocabulary,
 )
 from mmjax.data.av_digits import AvDigits
 from mmjax.data.shapes import Shapes
@@ -27,13 +28,14 @@ __all__ = [
     "Tokenizer",
     "TrainLoader",
     "WordTokenizer",
-    "class_names",
+    "element_spec",
     "eval_batches",
     "field_values",
     "get_tokenizer",
+    "label_names",
     "num_examples",
     "prepare",
+    "sample_rate",
     "tokenize_to_length",
     "train_loader",
-    "vqa_vocabulary",
 ]

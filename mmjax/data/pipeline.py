@@ -36,11 +36,13 @@ Operations = Callable[[tfds.core.DatasetBuilder, tokenizer_lib.Tokenizer, ml_col
 @dataclasses.dataclass(frozen=True)
 class Dataset:
   """What the pipeline needs to know of a dataset: its tfds builder, the tokenizer built from the
-  builder's metadata, the per-example operations, and the tfds decoders to skip (fields that the
-  operations decode themselves, in the loader's workers)."""
+  builder's metadata, the per-example operations, the names of its integer label fields' values
+  ({batch field: [name of id 0, name of id 1, ...]}, from the metadata), and the tfds decoders to skip
+  (fields that the operations decode themselves, in the loader's workers)."""
   builder: type[tfds.core.GeneratorBasedBuilder]
   tokenizer: Callable[[Mapping[str, Any]], tokenizer_lib.Tokenizer]
   operations: Operations
+  label_names: Callable[[Mapping[str, Any]], dict[str, list[str]]]
   decoders: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
@@ -58,11 +60,20 @@ def _av_digits_operations(builder, tokenizer, data_config, train):
   return [av_digits.PreprocessAvDigits(tokenizer, text_len=data_config.text_len, keep_text=not train)]
 
 
+def _shapes_label_names(metadata: Mapping[str, Any]) -> dict[str, list[str]]:
+  return {"answer_id": list(metadata["answers"]), "question_type": list(metadata["question_types"]),
+          **{field: list(metadata[field + "s"]) for field in ("shape", "colour", "size")}}
+
+
+def _av_digits_label_names(metadata: Mapping[str, Any]) -> dict[str, list[str]]:
+  return {field: list(metadata["label_names"]) for field in ("label", "image_digit", "audio_digit", "text_digit")}
+
+
 DATASETS = {
     "shapes": Dataset(shapes.Shapes, lambda metadata: tokenizer_lib.WordTokenizer(metadata["vocab"]),
-                      _shapes_operations, decoders={"image": tfds.decode.SkipDecoding()}),
+                      _shapes_operations, _shapes_label_names, decoders={"image": tfds.decode.SkipDecoding()}),
     "av_digits": Dataset(av_digits.AvDigits, lambda metadata: tokenizer_lib.CharTokenizer(metadata["chars"]),
-                         _av_digits_operations),
+                         _av_digits_operations, _av_digits_label_names),
 }
 
 # Read records in the thread (or worker) that preprocesses them. Grain's default
@@ -73,9 +84,7 @@ _READ_OPTIONS = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
 
 
 def _builder(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
-  if data_config.name not in DATASETS:
-    raise errors.ConfigError(f"Unknown dataset {data_config.name!r}; known datasets: {sorted(DATASETS)}.")
-  builder_cls = DATASETS[data_config.name].builder
+  builder_cls = errors.lookup(DATASETS, data_config.name, "dataset", "config.data.name").builder
   # tfds' own message for an unknown config lists no names.
   if data_config.variant not in builder_cls.builder_configs:
     raise errors.ConfigError(f"Unknown variant {data_config.variant!r} of dataset {data_config.name!r}; "
@@ -119,18 +128,34 @@ def get_tokenizer(data_config: ml_collections.ConfigDict) -> tokenizer_lib.Token
   return _tokenizer(prepare(data_config))
 
 
-def class_names(data_config: ml_collections.ConfigDict) -> dict[str, list[str]]:
-  """Names of the label ids, keyed by the batch field they label:
-  {"shape": [...], "colour": [...], "size": [...]}."""
-  metadata = prepare(data_config).info.metadata
-  return {field: list(metadata[field + "s"]) for field in ("shape", "colour", "size")}
+def label_names(data_config: ml_collections.ConfigDict) -> dict[str, list[str]]:
+  """Names of the ids of each integer label field, keyed by the batch field: e.g. Shapes'
+  {"answer_id": ["no", "yes", ...], "question_type": [...], "shape": [...], "colour": [...], "size": [...]}.
+  A classifier over a field has len(label_names[field]) classes."""
+  builder = prepare(data_config)
+  return _dataset(builder).label_names(builder.info.metadata)
 
 
-def vqa_vocabulary(data_config: ml_collections.ConfigDict) -> dict[str, list[str]]:
-  """Names of the VQA ids: {"answers": [...], "question_types": [...]}, indexed by the
-  batch fields `answer_id` and `question_type`."""
-  metadata = prepare(data_config).info.metadata
-  return {key: list(metadata[key]) for key in ("answers", "question_types")}
+def sample_rate(data_config: ml_collections.ConfigDict) -> int | None:
+  """The sample rate (Hz) of the dataset's audio, or None if it has none."""
+  return prepare(data_config).info.metadata.get("sample_rate")
+
+
+def element_spec(data_config: ml_collections.ConfigDict) -> dict[str, jax.ShapeDtypeStruct]:
+  """Shape and dtype of every numeric field of one training example (no batch dimension), to shape a
+  model's parameters without opening a training loader: the training preprocessing of one record of the
+  first split (a held-out one where there is one)."""
+  builder = prepare(data_config)
+  splits = sorted(builder.info.splits, key=lambda name: name == "train")
+  source = _data_source(builder, splits[0])
+  example = source[0]
+  for operation in _dataset(builder).operations(builder, _tokenizer(builder), data_config, True):
+    if isinstance(operation, grain.transforms.RandomMap):
+      example = operation.random_map(example, np.random.default_rng(0))
+    else:
+      example = operation.map(example)
+  return {key: jax.ShapeDtypeStruct(np.shape(value), np.asarray(value).dtype) for key, value in example.items()
+          if np.asarray(value).dtype.kind in "biuf"}
 
 
 def _check_split(builder: tfds.core.DatasetBuilder, split: str) -> int:
@@ -244,9 +269,11 @@ def train_loader(data_config: ml_collections.ConfigDict, *, batch_size: int, see
   `av_digits.PreprocessAvDigits`. `seed` is a non-negative 32-bit integer.
   """
   if data_config.worker_count and not flags.FLAGS.is_parsed():
-    # Grain 0.2.18 reads an absl flag when it starts workers, which raises
-    # unless flags were parsed: absl.app.run parses them, pytest and notebooks don't.
-    flags.FLAGS.mark_as_parsed()
+    # Grain 0.2.18 reads an absl flag when it starts workers, which raises unless flags were parsed.
+    raise errors.ConfigError(
+        f"config.data.worker_count={data_config.worker_count} starts Grain worker processes, which read absl flags: "
+        "outside the mmjax scripts (which parse them), call absl.flags.FLAGS.mark_as_parsed() first, or set "
+        "worker_count=0.")
   builder = prepare(data_config)
   source = _data_source(builder, "train")
   sampler = GlobalBatchSampler(len(source), global_batch_size=batch_size * jax.process_count(), seed=seed,

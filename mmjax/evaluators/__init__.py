@@ -1,6 +1,9 @@
-"""Evaluators as data: `config.evals.<name> = {type, split, every_steps, ...}`."""
+"""Evaluators as data: `config.evals.<key> = {name, split, every_steps, ...}`, `name` picking the evaluator."""
+import ml_collections
+
 from mmjax import data as mmdata
 from mmjax import errors
+from mmjax.evaluators.common import SplitEvaluator
 from mmjax.evaluators.classification import ClassificationEvaluator, classification_metrics
 from mmjax.evaluators.captioning import CaptioningEvaluator, caption_metrics, token_accuracy
 from mmjax.evaluators.retrieval import RetrievalEvaluator, recall_at_k
@@ -11,14 +14,14 @@ EVALUATORS = {"retrieval": RetrievalEvaluator, "zero_shot": ZeroShotEvaluator, "
               "vqa": VqaEvaluator, "classification": ClassificationEvaluator}
 
 
-def build(eval_config, *, data_config, **kwargs):
-  """The evaluator of `eval_config`; its split is checked now, not at the first eval mid-run."""
-  if eval_config.type not in EVALUATORS:
-    raise errors.ConfigError(f"Unknown evaluator type {eval_config.type!r}; known: {sorted(EVALUATORS)}.")
+def build(key: str, eval_config: ml_collections.ConfigDict, *, data_config: ml_collections.ConfigDict,
+          **kwargs) -> SplitEvaluator:
+  """The evaluator of `config.evals.<key>`; its split is checked now, not at the first eval mid-run."""
+  evaluator = errors.lookup(EVALUATORS, eval_config.name, "evaluator", f"config.evals.{key}.name")
   mmdata.num_examples(data_config, eval_config.split)  # Raises for a missing or empty split.
-  return EVALUATORS[eval_config.type](eval_config, data_config=data_config, **kwargs)
+  return evaluator(key, eval_config, data_config=data_config, **kwargs)
 
 
-__all__ = ["EVALUATORS", "build", "CaptioningEvaluator", "ClassificationEvaluator", "RetrievalEvaluator",
+__all__ = ["EVALUATORS", "SplitEvaluator", "build", "CaptioningEvaluator", "ClassificationEvaluator", "RetrievalEvaluator",
            "VqaEvaluator", "ZeroShotEvaluator", "caption_metrics", "class_prompts", "classification_metrics",
            "majority_answers", "recall_at_k", "token_accuracy", "vqa_accuracy", "zero_shot_accuracy"]

@@ -39,8 +39,10 @@ def token_accuracy(generated: np.ndarray, targets: np.ndarray) -> float:
 class CaptioningEvaluator(SplitEvaluator):
   """Decodes a caption for every image of `split` (with `config.decode`) and scores it."""
 
-  def __init__(self, eval_config: ml_collections.ConfigDict, **kwargs):
-    super().__init__(eval_config, **kwargs)
+  headline = ("bleu4", "cider_d", "exact_match")
+
+  def __init__(self, key: str, eval_config: ml_collections.ConfigDict, **kwargs):
+    super().__init__(key, eval_config, **kwargs)
     self.tokenizer = mmdata.get_tokenizer(self.data_config)
 
   def run(self, params) -> dict[str, float]:

@@ -6,6 +6,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from sklearn import metrics as sk_metrics
 
+from mmjax import data as mmdata
 from mmjax import errors
 from mmjax.evaluators.common import SplitEvaluator, numeric_fields
 
@@ -49,12 +50,19 @@ class ClassificationEvaluator(SplitEvaluator):
   catches a model that only uses a modality's presence. The shuffle is seeded, so reruns agree.
   """
 
-  def __init__(self, eval_config: ml_collections.ConfigDict, **kwargs):
-    super().__init__(eval_config, **kwargs)
+  headline = ("accuracy", "macro_f1")
+
+  def __init__(self, key: str, eval_config: ml_collections.ConfigDict, **kwargs):
+    super().__init__(key, eval_config, **kwargs)
     if "classify" not in self.predict_fns:
       raise errors.ConfigError(f"The classification evaluator needs a task that classifies; this one predicts "
                                f"{sorted(self.predict_fns)}.")
-    self.label, self.num_classes = eval_config.label, eval_config.num_classes
+    self.label = eval_config.label
+    names = mmdata.label_names(self.data_config)
+    if self.label not in names:
+      raise errors.ConfigError(f"config.evals.{key}.label={self.label!r} is not a label field of the dataset; "
+                               f"its label fields: {sorted(names)}.")
+    self.num_classes = len(names[self.label])
     self.reliance: Sequence[str] = tuple(eval_config.reliance)
 
   def run(self, params) -> dict[str, float]:
@@ -67,7 +75,7 @@ class ClassificationEvaluator(SplitEvaluator):
       local = numeric_fields(batch)
       missing = sorted({self.label, *self.reliance} - set(local))
       if missing:
-        raise errors.ConfigError(f"config.evals.{self.split}: batches have no field(s) {missing}; fields are "
+        raise errors.ConfigError(f"config.evals.{self.key}: batches have no field(s) {missing}; fields are "
                                  f"{sorted(local)}. Fix `label` / `reliance` in the eval config.")
       for kind, field, ablate in variants:
         inputs = local if ablate is None else ablate(local, field, rng)

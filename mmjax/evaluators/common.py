@@ -51,18 +51,24 @@ def predict_over(batches: Iterable[Batch], predict: Callable[[Batch], jax.Array]
 
 
 class SplitEvaluator:
-  """The base of every evaluator: one `config.evals.<name>` block (`self.config`, whose `split`
+  """The base of every evaluator: one `config.evals.<key>` block (`self.config`, whose `split`
   it reads), the data config, the task's jitted predict functions, the per-process batch size and
-  the function that makes global device batches."""
+  the function that makes global device batches. Subclasses implement `run(params) -> {metric: value}`;
+  `headline` names the metrics the train loop shows after each eval."""
+  headline: tuple[str, ...] = ()
 
-  def __init__(self, eval_config: ml_collections.ConfigDict, *, data_config: ml_collections.ConfigDict,
+  def __init__(self, key: str, eval_config: ml_collections.ConfigDict, *, data_config: ml_collections.ConfigDict,
                predict_fns: Mapping[str, Callable], batch_size: int, to_device: Callable):
+    self.key = key
     self.config = eval_config
     self.split = eval_config.split
     self.data_config = data_config
     self.predict_fns = predict_fns
     self.batch_size = batch_size
     self.to_device = to_device
+
+  def run(self, params) -> dict[str, float]:
+    raise NotImplementedError
 
   def batches(self) -> Iterator[dict[str, np.ndarray]]:
     """One pass over this process's shard of the split (see mmjax.data.eval_batches)."""

@@ -31,6 +31,8 @@ def recall_at_k(image_emb: np.ndarray, text_emb: np.ndarray, groups: np.ndarray,
 class RetrievalEvaluator(SplitEvaluator):
   """R@1/5/10 both ways on a split; every example is a candidate (≥ 1000 on Shapes' test split)."""
 
+  headline = ("i2t_r1", "t2i_r1", "i2t_r5", "t2i_r5")
+
   def run(self, params) -> dict[str, float]:
     def embed_pair(batch):
       """[B, 2D]: image and text embeddings side by side, so one pass collects both."""

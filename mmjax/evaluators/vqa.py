@@ -38,14 +38,16 @@ class VqaEvaluator(SplitEvaluator):
   (the "prior" baseline of the VQA papers).
   """
 
-  def __init__(self, eval_config: ml_collections.ConfigDict, **kwargs):
-    super().__init__(eval_config, **kwargs)
+  headline = ("accuracy", "majority_accuracy")
+
+  def __init__(self, key: str, eval_config: ml_collections.ConfigDict, **kwargs):
+    super().__init__(key, eval_config, **kwargs)
     if not {"generate", "classify"} & set(self.predict_fns):
       raise errors.ConfigError(f"The vqa evaluator needs a task that generates or classifies answers; this "
                                f"one predicts {sorted(self.predict_fns)}.")
     self.tokenizer = mmdata.get_tokenizer(self.data_config)
-    vocabulary = mmdata.vqa_vocabulary(self.data_config)
-    self.answer_names, self.type_names = vocabulary["answers"], vocabulary["question_types"]
+    names = mmdata.label_names(self.data_config)
+    self.answer_names, self.type_names = names["answer_id"], names["question_type"]
     train = mmdata.field_values(self.data_config, "train", ("answer", "question_type"))
     self.majority = majority_answers(train["answer"], train["question_type"])
 

@@ -40,10 +40,12 @@ def zero_shot_accuracy(image_emb: np.ndarray, class_emb: np.ndarray, labels: np.
 class ZeroShotEvaluator(SplitEvaluator):
   """Classifies `attribute` of the single object in one-object scenes of `split`."""
 
-  def __init__(self, eval_config: ml_collections.ConfigDict, **kwargs):
-    super().__init__(eval_config, **kwargs)
+  headline = ("accuracy", "chance")
+
+  def __init__(self, key: str, eval_config: ml_collections.ConfigDict, **kwargs):
+    super().__init__(key, eval_config, **kwargs)
     # Built now so that a bad template or attribute fails before training, not at the first eval.
-    self.prompts = class_prompts(eval_config.template, eval_config.attribute, mmdata.class_names(self.data_config))
+    self.prompts = class_prompts(eval_config.template, eval_config.attribute, mmdata.label_names(self.data_config))
 
   def _class_embeddings(self, params, prompts: list[list[str]]) -> np.ndarray:
     tokenizer = mmdata.get_tokenizer(self.data_config)

@@ -1,44 +1,41 @@
-"""Encoder–decoder for text generation: captioning, and generative VQA (the question is a prompt)."""
+"""Encoder–decoder for text generation: captioning, generative VQA (the question is an input), speech to text."""
+from collections.abc import Mapping
 from typing import Any
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from mmjax.models.fused_encoder import FusedEncoder
+from mmjax import errors
+from mmjax.models.fusion import check_yields_tokens
+from mmjax.models.multimodal_encoder import MultimodalEncoder
 from mmjax.models.text_decoder import DecodeState, TextDecoder
 
 
-class Captioner(nn.Module):
-  """p(y | x_image, x_text) = Π_t p(y_t | y_<t, FusedEncoder(x_image, x_text)).
+class Captioner(MultimodalEncoder):
+  """p(y | inputs) = Π_t p(y_t | y_<t, fused tokens of the inputs).
 
-  `image`, `text` and `decoder` are the keyword arguments of ViT, TextTransformer (None:
-  no text input, as in captioning) and TextDecoder; the encoders' tokens are projected to
-  the decoder's width and, with `fusion_depth` > 0, fused by a Transformer of the decoder's
-  heads and MLP size (see FusedEncoder).
+  The inputs' encoders and fusion are MultimodalEncoder's; the fusion must yield tokens (a token-level
+  fusion: mmjax.models.fusion.TOKEN_LEVEL), which a TextDecoder of the fusion's `width` cross-attends to.
+  `decoder` holds the TextDecoder's other fields (vocab_size, depth, num_heads, mlp_dim, max_len, ...).
   """
-  image: dict
-  decoder: dict
-  text: dict | None = None
-  fusion_depth: int = 0
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
-  remat: str = "none"  # A policy of mmjax.nn.transformer.REMAT_POLICIES, for every Transformer block.
+  decoder: Mapping[str, Any] | None = None
 
   def setup(self):
-    kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype, remat=self.remat)
-    self.text_decoder = TextDecoder(**self.decoder, **kwargs)
-    decoder = self.text_decoder
-    self.encoder = FusedEncoder(self.image, self.text, width=decoder.width, fusion_depth=self.fusion_depth,
-                                num_heads=decoder.num_heads, mlp_dim=decoder.mlp_dim, **kwargs)
+    check_yields_tokens(self.fusion)
+    if not self.decoder:
+      raise errors.ConfigError("A captioner needs config.model.decoder (vocab_size, depth, num_heads, mlp_dim, "
+                               "max_len).")
+    super().setup()
+    self.text_decoder = TextDecoder(**self.decoder, width=self.width, dtype=self.dtype, param_dtype=self.param_dtype,
+                                    remat=self.remat)
 
-  def encode(self, image: jax.Array, text: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-    """→ (tokens [B, N, width], valid bool[B, N]) that the decoder attends to."""
-    return self.encoder(image, text)
+  def encode_tokens(self, inputs: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    """→ (fused tokens [B, N, width], valid bool[B, N]) that the decoder attends to."""
+    fused = self.encode(inputs)
+    return fused.tokens, fused.mask
 
-  def __call__(self, image: jax.Array, decoder_input: jax.Array, text: jax.Array | None = None) -> jax.Array:
+  def __call__(self, inputs: Mapping[str, jax.Array], decoder_input: jax.Array) -> jax.Array:
     """Teacher forcing: decoder_input int[B, L] (bos, y_0, …, y_{L-2}) → logits f32[B, L, V] for y."""
-    return self.text_decoder(decoder_input, *self.encode(image, text))
+    return self.text_decoder(decoder_input, *self.encode_tokens(inputs))
 
   def init_decode_state(self, encoded: jax.Array, encoded_mask: jax.Array, length: int,
                         kv_cache: bool = True) -> DecodeState:

@@ -8,8 +8,6 @@ from jax import lax
 
 from mmjax import errors
 from mmjax import nn as mnn
-from mmjax.nn.partitioning import DEFAULT_KERNEL_INIT, logical
-from mmjax.nn.transformer import rematerialized
 
 # The decoding state: a dict whose leaves all lead with the batch dimension, so beam search can
 # tile and re-gather it by row (see mmjax.decoding).
@@ -28,7 +26,7 @@ class TextDecoder(nn.Module):
   `tie_embedding` reuses the input embedding as the output projection.
   """
   vocab_size: int
-  width: int = 128
+  width: int
   depth: int = 2
   num_heads: int = 4
   mlp_dim: int = 512
@@ -42,17 +40,15 @@ class TextDecoder(nn.Module):
     if self.width % self.num_heads:
       raise errors.ConfigError(f"Decoder width {self.width} is not divisible by num_heads={self.num_heads}.")
     self.embed = nn.Embed(self.vocab_size, self.width, dtype=self.dtype, param_dtype=self.param_dtype,
-                          embedding_init=logical(nn.initializers.normal(0.02), ("vocab", "embed")))
-    self.pos_embedding = self.param("pos_embedding", logical(nn.initializers.normal(0.02), (None, "embed")),
+                          embedding_init=mnn.logical(nn.initializers.normal(0.02), ("vocab", "embed")))
+    self.pos_embedding = self.param("pos_embedding", mnn.logical(nn.initializers.normal(0.02), (None, "embed")),
                                     (self.max_len, self.width), self.param_dtype)
-    block = rematerialized(mnn.DecoderBlock, self.remat)
+    block = mnn.rematerialized(mnn.DecoderBlock, self.remat)
     self.blocks = [block(self.num_heads, self.mlp_dim, self.dtype, self.param_dtype)
                    for _ in range(self.depth)]
     self.ln_final = mnn.layer_norm(None, self.dtype, self.param_dtype)
     if not self.tie_embedding:
-      self.head = nn.Dense(self.vocab_size, dtype=self.dtype, param_dtype=self.param_dtype,
-                           kernel_init=logical(DEFAULT_KERNEL_INIT, ("embed", "vocab")),
-                           bias_init=logical(nn.initializers.zeros, ("vocab",)))
+      self.head = mnn.dense(self.vocab_size, ("embed", "vocab"), self.dtype, self.param_dtype)
 
   def _check_length(self, length: int) -> None:
     if length > self.max_len:

@@ -1,4 +1,5 @@
 """CLIP/SigLIP two-tower model: image and text encoders projected into one normalised space."""
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -6,9 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mmjax.models.image_encoder import ViT
-from mmjax.models.text_encoder import TextTransformer
-from mmjax.nn.partitioning import DEFAULT_KERNEL_INIT, logical
+from mmjax import nn as mnn
+from mmjax.models.encoders import build_encoder
 
 
 def _normalize(x: jax.Array) -> jax.Array:
@@ -19,27 +19,25 @@ def _normalize(x: jax.Array) -> jax.Array:
 class TwoTower(nn.Module):
   """Encodes images and texts into unit vectors of size `embed_dim`.
 
-  `image` and `text` are the keyword arguments of `ViT` and `TextTransformer`.
-  `logit_scale_init` is log(1/temperature); `logit_bias_init` adds SigLIP's learnable bias
-  (None: no bias, as in CLIP).
+  `image` and `text` are the encoders' config blocks ({"name": "vit", ...}, {"name": "transformer", ...};
+  see mmjax.models.encoders). `logit_scale_init` is log(1/temperature); `logit_bias_init` adds SigLIP's
+  learnable bias (None: no bias, as in CLIP).
   """
-  image: dict
-  text: dict
-  embed_dim: int = 128
+  image: Mapping[str, Any]
+  text: Mapping[str, Any]
+  embed_dim: int
   logit_scale_init: float = float(np.log(1 / 0.07))
   logit_bias_init: float | None = None
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
-  remat: str = "none"  # A policy of mmjax.nn.transformer.REMAT_POLICIES, for every Transformer block.
+  remat: str = "none"  # A policy of mmjax.nn.REMAT_POLICIES, for every Transformer block.
 
   def setup(self):
     kwargs = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    self.image_encoder = ViT(**self.image, **kwargs, remat=self.remat)
-    self.text_encoder = TextTransformer(**self.text, **kwargs, remat=self.remat)
-    proj = dict(features=self.embed_dim, use_bias=False, **kwargs,
-                kernel_init=logical(DEFAULT_KERNEL_INIT, ("embed", "joint")))
-    self.image_proj = nn.Dense(**proj)
-    self.text_proj = nn.Dense(**proj)
+    self.image_encoder = build_encoder("image", self.image, **kwargs, remat=self.remat)
+    self.text_encoder = build_encoder("text", self.text, **kwargs, remat=self.remat)
+    self.image_proj = mnn.dense(self.embed_dim, ("embed", "joint"), **kwargs, use_bias=False)
+    self.text_proj = mnn.dense(self.embed_dim, ("embed", "joint"), **kwargs, use_bias=False)
     self.logit_scale = self.param("logit_scale", nn.initializers.constant(self.logit_scale_init),
                                   (), jnp.float32)
     if self.logit_bias_init is not None:

@@ -1,11 +1,11 @@
-"""The Transformer feed-forward block."""
+"""The Transformer feed-forward block, and the MLP head that turns a vector into class scores."""
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mmjax.nn.partitioning import DEFAULT_KERNEL_INIT, logical
+from mmjax.nn.partitioning import dense
 
 
 class MlpBlock(nn.Module):
@@ -17,10 +17,20 @@ class MlpBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     features = x.shape[-1]
-    x = nn.Dense(self.mlp_dim, dtype=self.dtype, param_dtype=self.param_dtype, name="fc1",
-                 kernel_init=logical(DEFAULT_KERNEL_INIT, ("embed", "mlp")),
-                 bias_init=logical(nn.initializers.zeros, ("mlp",)))(x)
+    x = dense(self.mlp_dim, ("embed", "mlp"), self.dtype, self.param_dtype, "fc1")(x)
     x = nn.with_logical_constraint(nn.gelu(x), ("batch", "length", "mlp"))
-    return nn.Dense(features, dtype=self.dtype, param_dtype=self.param_dtype, name="fc2",
-                    kernel_init=logical(DEFAULT_KERNEL_INIT, ("mlp", "embed")),
-                    bias_init=logical(nn.initializers.zeros, ("embed",)))(x)
+    return dense(features, ("mlp", "embed"), self.dtype, self.param_dtype, "fc2")(x)
+
+
+class ClassifierHead(nn.Module):
+  """[B, D] → Dense(mlp_dim) → GELU → Dense(num_classes) → f32[B, num_classes]."""
+  mlp_dim: int
+  num_classes: int
+  dtype: Any = jnp.float32
+  param_dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = dense(self.mlp_dim, ("embed", "mlp"), self.dtype, self.param_dtype, "hidden")(x)
+    x = nn.with_logical_constraint(nn.gelu(x), ("batch", "mlp"))
+    return dense(self.num_classes, ("mlp", None), self.dtype, self.param_dtype, "logits")(x).astype(jnp.float32)

@@ -25,6 +25,5 @@ POOLINGS = {"cls": _first, "mean": _mean, "last": _last}
 
 
 def pool_tokens(tokens: jax.Array, mask: jax.Array, kind: str) -> jax.Array:
-  if kind not in POOLINGS:
-    raise errors.ConfigError(f"Unknown pooling {kind!r}; known: {sorted(POOLINGS)}.")
-  return POOLINGS[kind](tokens, mask)
+  """tokens [B, L, D] with valid mask bool[B, L] → [B, D], by one of POOLINGS."""
+  return errors.lookup(POOLINGS, kind, "pooling")(tokens, mask)

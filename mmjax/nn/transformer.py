@@ -32,8 +32,7 @@ REMAT_POLICIES = {
 
 def rematerialized(block: type[nn.Module], policy: str) -> type[nn.Module]:
   """`block`, wrapped in nn.remat with the named policy (param paths are unchanged)."""
-  if policy not in REMAT_POLICIES:
-    raise errors.ConfigError(f"Unknown remat policy {policy!r} (config.model.remat); known: {list(REMAT_POLICIES)}.")
+  errors.check_choice(policy, REMAT_POLICIES, "remat policy", "config.model.remat")
   if REMAT_POLICIES[policy] is None:
     return block
   return nn.remat(block, policy=REMAT_POLICIES[policy])

@@ -7,35 +7,33 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from mmjax import errors
+from mmjax.tasks.base import Task
+from mmjax.tasks.inputs import ModelInputs
 
 
-class ClassificationTask:
+class ClassificationTask(Task):
   """Cross-entropy on the integer label field `config.task.label` (e.g. "answer_id").
 
   `config.task.inputs` maps each of the model's modalities to the batch field it reads, e.g.
-  {"image": "image", "text": "question"}; the model is called with them as keyword arguments
-  and returns (logits, aux). Fusions with per-modality heads (late, hybrid) put their logits in
+  {"image": "image", "text": "question"}; the model takes the {modality: array} dict and returns
+  (logits, aux). Fusions with per-modality heads (late, hybrid) put their logits in
   aux["unimodal_logits"]; `config.task.unimodal_loss_weight` adds the mean of their
   cross-entropies to the loss, so every head learns to classify on its own (a vote or a learned
   weighting of heads that were never trained alone has nothing to combine).
   """
 
   def __init__(self, task_config: ml_collections.ConfigDict, model: nn.Module):
-    self.inputs = dict(task_config.inputs)
-    if set(self.inputs) != set(model.modalities):
-      raise errors.ConfigError(f"config.task.inputs feeds modalities {sorted(self.inputs)} but the model is "
-                               f"configured for {sorted(model.modalities)}; make them the same.")
     self.model = model
+    self.inputs = ModelInputs(task_config.inputs, model)
     self.label = task_config.label
     self.unimodal_loss_weight = task_config.unimodal_loss_weight
-    self.batch_keys = (self.label,) + tuple(self.inputs.values())
+    self.batch_keys = (*self.inputs.fields, self.label)
 
   def _apply(self, params, batch):
-    return self.model.apply({"params": params}, **{m: batch[field] for m, field in self.inputs.items()})
+    return self.model.apply({"params": params}, self.inputs(batch))
 
   def init(self, rng: jax.Array, batch: dict[str, jax.Array]):
-    return self.model.init(rng, **{m: batch[field] for m, field in self.inputs.items()})
+    return self.model.init(rng, self.inputs(batch))
 
   def loss_fn(self, params, batch: dict[str, jax.Array], rng: jax.Array) -> tuple[jax.Array, dict]:
     del rng

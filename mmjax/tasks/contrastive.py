@@ -8,7 +8,9 @@ from jax import lax
 import ml_collections
 import optax
 
-from mmjax import accumulation, errors
+from mmjax import errors
+from mmjax.tasks import accumulation
+from mmjax.tasks.base import Task
 
 # Unit image, text and (optional) hard-negative text embeddings of one batch.
 Embeddings = tuple[jax.Array, jax.Array, jax.Array | None]
@@ -50,7 +52,7 @@ def sigmoid_contrastive_loss(image_emb: jax.Array, text_emb: jax.Array, logit_sc
 LOSSES = ("softmax", "sigmoid")
 
 
-class ContrastiveTask:
+class ContrastiveTask(Task):
   """loss_fn and predict_fns for a two-tower model; `config.task.loss` picks the loss.
 
   A batch may carry `negative_text` (from `config.data.hard_negatives`): captions
@@ -58,10 +60,10 @@ class ContrastiveTask:
   """
 
   batch_keys = ("image", "text", "negative_text")
+  optional_keys = ("negative_text",)
 
   def __init__(self, task_config: ml_collections.ConfigDict, model: nn.Module):
-    if task_config.loss not in LOSSES:
-      raise errors.ConfigError(f"Unknown contrastive loss {task_config.loss!r}; known: {list(LOSSES)}.")
+    errors.check_choice(task_config.loss, LOSSES, "contrastive loss", "config.task.loss")
     if (task_config.loss == "sigmoid") != (model.logit_bias_init is not None):
       raise errors.ConfigError("The sigmoid loss needs a learnable bias and the softmax loss has none: set "
                                "config.model.logit_bias_init (e.g. -10.0) iff config.task.loss='sigmoid'.")
@@ -94,8 +96,8 @@ class ContrastiveTask:
     del rng  # The model is deterministic (no dropout).
     return self._loss(params, self._embed(params, batch))
 
-  def accumulated_value_and_grad(self, params, batch: dict[str, jax.Array], rng: jax.Array,
-                                 steps: int) -> tuple[tuple[jax.Array, dict], dict]:
+  def value_and_grad(self, params, batch: dict[str, jax.Array], rng: jax.Array,
+                     steps: int = 1) -> tuple[tuple[jax.Array, dict], dict]:
     """The full batch's loss and gradient, computed `steps` micro-batches at a time (GradCache,
     Gao et al. 2021).
 
@@ -106,6 +108,8 @@ class ContrastiveTask:
     back-propagate that slice of the embedding gradient into the towers. Activation memory is
     that of one micro-batch, plus the [B, D] embeddings.
     """
+    if steps == 1:
+      return super().value_and_grad(params, batch, rng)
     del rng
     micro_batches = accumulation.split_micro_batches(batch, steps)
     micro_embeddings = lax.map(lambda micro: self._embed(params, micro), micro_batches)

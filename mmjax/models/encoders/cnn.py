@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from mmjax import errors
 from mmjax import nn as mnn
-from mmjax.nn.partitioning import DEFAULT_KERNEL_INIT, logical
+from mmjax.nn.partitioning import dense, logical
 from mmjax.nn.transformer import rematerialized
 
 # He init for convolutions followed by GELU; output channels carry the "embed" axis (as in PatchEmbed).
@@ -94,9 +94,7 @@ class ConvNet(nn.Module):
         x = block(features, stride, self.norm_groups, self.dtype, self.param_dtype,
                   name=f"stage{stage}_block{index}")(x)
     tokens = x.reshape(x.shape[0], -1, x.shape[-1])
-    tokens = nn.Dense(self.width, dtype=self.dtype, param_dtype=self.param_dtype, name="head",
-                      kernel_init=logical(DEFAULT_KERNEL_INIT, (None, "embed")),
-                      bias_init=logical(nn.initializers.zeros, ("embed",)))(tokens)
+    tokens = dense(self.width, (None, "embed"), self.dtype, self.param_dtype, "head")(tokens)
     tokens = mnn.layer_norm("ln_final", self.dtype, self.param_dtype)(tokens)
     tokens = nn.with_logical_constraint(tokens, ("batch", "length", "embed"))
     mask = jnp.ones(tokens.shape[:2], bool)

@@ -1,8 +1,8 @@
-"""Fine-tuning from a pretrained run: which towers to load from it, and which to freeze.
+"""Fine-tuning, in one place: `config.init_from` (towers loaded from a pretrained run) and `config.freeze`
+(towers that get no updates).
 
 A tower is a named subtree of the params (`image_encoder`, `audio_encoder`, `text_encoder`), found at any
-depth, so a Captioner (`encoder/image_encoder/...`) loads the tower a TwoTower saved at
-its top level.
+depth, so a model that nests it loads the tower a TwoTower saved at its top level.
 """
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from typing import Any
 import flax.linen as nn
 import jax
 import numpy as np
+import optax
 
 from mmjax import errors
-from mmjax.checkpoint import Checkpointer, has_checkpoint
+from mmjax.trainer import checkpoint
 
 TOWERS = {"image": "image_encoder", "audio": "audio_encoder", "text": "text_encoder"}
 # Loaded whenever the pretrained run has them; the image tower must fit, the text tower only where it does.
@@ -60,14 +61,10 @@ def _shapes(tree) -> tuple[Any, list[tuple[int, ...]]]:
 def load_pretrained_params(workdir: str) -> tuple[dict[str, Any], int]:
   """(params as numpy arrays, step) of the newest good checkpoint of a pretrained `workdir`."""
   directory = os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
-  if not has_checkpoint(directory):
+  if not checkpoint.has_checkpoint(directory):
     raise errors.ConfigError(f"config.init_from={workdir!r} has no checkpoint in {directory}; train that run "
                              "first, or fix the path.")
-  checkpointer = Checkpointer(directory, max_to_keep=None)
-  try:
-    state, _, step = checkpointer.restore_latest(None, host_state=False)
-  finally:
-    checkpointer.close()
+  state, step = checkpoint.restore_newest(directory)
   return jax.device_get(state["params"]), step
 
 
@@ -86,8 +83,8 @@ def load_towers(params: Mapping[str, Any], pretrained: Mapping[str, Any]) -> tup
         params = _replace(params, path, pretrained[tower])
         loaded.append("/".join(path))
       elif tower in REQUIRED_TOWERS:
-        raise errors.ConfigError(f"The pretrained {tower} does not fit {'/'.join(path)}: make "
-                                 f"config.model.{tower.split('_')[0]} match the pretrained run's.")
+        raise errors.ConfigError(f"The pretrained {tower} does not fit {'/'.join(path)}: make this model's "
+                                 f"{tower.removesuffix('_encoder')} encoder config match the pretrained run's.")
       else:
         logging.warning("Not loading the pretrained %s into %s: its shapes differ.", tower, "/".join(path))
   if not loaded:
@@ -108,3 +105,27 @@ def freeze_labels(params: Mapping[str, Any], frozen: Sequence[str]) -> Any:
   # A param still boxed with its logical axis names (as when the optimizer state is shaped
   # for sharding) is one leaf, so the labels stay a prefix of the boxed tree.
   return jax.tree_util.tree_map_with_path(label, params, is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata))
+
+
+def with_frozen_towers(tx: optax.GradientTransformation, freeze: str) -> optax.GradientTransformation:
+  """`tx` for every param but those under the towers `freeze` names ("image,text"), which get zero updates
+  and no optimizer state (and whose gradients do not count towards the clipping norm)."""
+  frozen = parse_towers(freeze)
+  if not frozen:
+    return tx
+  return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
+                               lambda params: freeze_labels(params, frozen))
+
+
+def init_from(state: Any, workdir: str, state_sharding: Any) -> Any:
+  """`state` (a TrainState) with the towers of `workdir`'s newest checkpoint loaded into its params, placed
+  as `state_sharding` says (each process supplies its own shards)."""
+  pretrained, step = load_pretrained_params(workdir)
+  params, loaded = load_towers(state.params, pretrained)
+  logging.info("Initialised %s from step %d of %s.", ", ".join(loaded), step, workdir)
+
+  def place(leaf, leaf_sharding):
+    if isinstance(leaf, jax.Array):
+      return leaf
+    return jax.make_array_from_callback(leaf.shape, leaf_sharding, lambda index: leaf[index])
+  return state.replace(params=jax.tree.map(place, params, state_sharding.params))

@@ -3,7 +3,9 @@
 Resuming with a config that changes the model, the optimizer, the data or the
 seed would either fail deep inside a checkpoint restore or, worse, silently
 train a different run than the one the checkpoints came from. So a restart is
-compared with the stored config first, and every key that differs is named.
+compared with the stored config first, and every key that differs is named,
+except the config's own `resume_safe_keys` (see configs/common.py: keys that
+change how a run is laid out, logged, saved or evaluated, not what it computes).
 """
 from __future__ import annotations
 
@@ -18,18 +20,6 @@ from mmjax import errors
 
 CONFIG_FILE = "config.json"
 
-# Keys that may change between starts of one workdir. Most affect how a run is
-# laid out, logged, saved or evaluated, not what it computes. The schedule's
-# scalars are here too, because lowering the learning rate after a divergence
-# or extending `total_steps` are the usual ways to continue a run; they leave
-# every array in the checkpoint the same shape. `decode` only changes evaluation, and
-# `init_from` is ignored once the workdir has a checkpoint of its own.
-RESUME_SAFE_KEYS = ("total_steps", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
-                    "eval_batch_size", "evals", "mesh", "sharding_rules", "data.data_dir",
-                    "data.worker_count", "optim.lr", "optim.warmup_steps", "optim.end_lr_factor",
-                    "optim.weight_decay", "decode", "init_from", "grad_accum_steps", "model.remat")
-
-
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
   if isinstance(tree, dict):
     flat = {}
@@ -39,8 +29,8 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
   return {prefix[:-1]: tree}
 
 
-def _resume_safe(key: str) -> bool:
-  return any(key == safe or key.startswith(safe + ".") for safe in RESUME_SAFE_KEYS)
+def _resume_safe(key: str, safe_keys: tuple[str, ...]) -> bool:
+  return any(key == safe or key.startswith(safe + ".") for safe in safe_keys)
 
 
 def config_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -51,12 +41,13 @@ def _show(flat: dict[str, Any], key: str) -> str:
   return json.dumps(flat[key]) if key in flat else "(absent)"
 
 
-def resume_breaking_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-  """`key: old → new` for every key outside RESUME_SAFE_KEYS whose value differs."""
+def resume_breaking_changes(old: dict[str, Any], new: dict[str, Any], safe_keys: tuple[str, ...]) -> list[str]:
+  """`key: old → new` for every key whose value differs, except `safe_keys` (and the keys under them)."""
   old_flat, new_flat = _flatten(old), _flatten(new)
   return [f"{key}: {_show(old_flat, key)} → {_show(new_flat, key)}"
           for key in sorted(old_flat.keys() | new_flat.keys())
-          if not _resume_safe(key) and (key in old_flat, old_flat.get(key)) != (key in new_flat, new_flat.get(key))]
+          if not _resume_safe(key, safe_keys)
+          and (key in old_flat, old_flat.get(key)) != (key in new_flat, new_flat.get(key))]
 
 
 def check_resumable(config: ml_collections.ConfigDict, workdir: str, has_checkpoint: bool) -> None:
@@ -70,7 +61,7 @@ def check_resumable(config: ml_collections.ConfigDict, workdir: str, has_checkpo
     except json.JSONDecodeError as e:
       raise errors.ConfigError(f"{path} is not valid JSON ({e}); restore it from a backup or delete "
                                "it to resume with the new config unchecked.") from e
-  changes = resume_breaking_changes(stored, config_json(config))
+  changes = resume_breaking_changes(stored, config_json(config), tuple(config.resume_safe_keys))
   if changes:
     listed = "\n  ".join(changes)
     raise errors.ConfigError(

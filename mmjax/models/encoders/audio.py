@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from mmjax import errors
 from mmjax import nn as mnn
-from mmjax.models.cnn import ConvNet
+from mmjax.models.encoders.cnn import ConvNet
 from mmjax.nn import spectrogram as spec
 
 
@@ -25,7 +25,7 @@ class LogMelFrontEnd(nn.Module):
   its per-utterance standardisation `spectrogram.standardize`). Frames of `window_ms` every `hop_ms`,
   unpadded: frames = 1 + (T − window) // hop, 98 for 1 s at 8 kHz with the defaults.
   """
-  sample_rate: int = 8000
+  sample_rate: int  # Of the input waveform; set from the dataset's metadata when a run is built.
   window_ms: float = 25.0
   hop_ms: float = 10.0
   num_mel_bins: int = 40
@@ -61,8 +61,7 @@ class AudioSpectrogramTransformer(LogMelFrontEnd):
 
   @nn.compact
   def __call__(self, waveform: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
-    if self.pool not in ("mean", "cls"):
-      raise errors.ConfigError(f"Unknown AST pool {self.pool!r}; known: ['cls', 'mean'].")
+    errors.check_choice(self.pool, ("cls", "mean"), "AST pool")
     if self.num_mel_bins % self.patch_freq:
       raise errors.ConfigError(f"num_mel_bins={self.num_mel_bins} is not divisible by patch_freq={self.patch_freq}; "
                                "change one of them.")
@@ -110,11 +109,3 @@ class AudioCNN(LogMelFrontEnd):
     return pooled, {**aux, "spectrogram": log_mel}
 
 
-AUDIO_ENCODERS = {"ast": AudioSpectrogramTransformer, "cnn": AudioCNN}
-
-
-def build_audio_encoder(kind: str, **kwargs: Any) -> nn.Module:
-  """AUDIO_ENCODERS[kind](**kwargs), e.g. build_audio_encoder("ast", width=64, depth=2)."""
-  if kind not in AUDIO_ENCODERS:
-    raise errors.ConfigError(f"Unknown audio encoder {kind!r}; known: {sorted(AUDIO_ENCODERS)}.")
-  return AUDIO_ENCODERS[kind](**kwargs)

@@ -5,8 +5,8 @@ activation memory is that of B/M examples. For a loss that is a mean (over examp
 target tokens) the full-batch gradient is the weighted mean of the micro-batch gradients,
 each weighted by how many units its loss averages (`task.loss_weight`). A loss whose terms
 couple examples, such as a contrastive loss whose negatives are the rest of the batch, is not
-such a mean; a task then provides its own `accumulated_value_and_grad` (see
-ContrastiveTask's, which follows GradCache).
+such a mean; a task then overrides `Task.value_and_grad` (see ContrastiveTask's, which follows
+GradCache).
 """
 from collections.abc import Callable
 
@@ -58,12 +58,3 @@ def weighted_value_and_grad(loss_fn: Callable, loss_weight: Callable, steps: int
     metrics, grads = jax.tree.map(lambda x: x / weight.astype(x.dtype), (metrics, grads))
     return (metrics["loss"], metrics), grads
   return value_and_grad
-
-
-def value_and_grad_fn(task, steps: int) -> ValueAndGrad:
-  """(params, batch, rng) → ((loss, metrics), grads) of `task` over `steps` micro-batches."""
-  if steps == 1:
-    return jax.value_and_grad(task.loss_fn, has_aux=True)
-  if hasattr(task, "accumulated_value_and_grad"):
-    return lambda params, batch, rng: task.accumulated_value_and_grad(params, batch, rng, steps)
-  return weighted_value_and_grad(task.loss_fn, getattr(task, "loss_weight", count_rows), steps)

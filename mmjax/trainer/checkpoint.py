@@ -14,7 +14,6 @@ import orbax.checkpoint as ocp
 from mmjax import errors
 
 
-
 def has_checkpoint(directory: str) -> bool:
   """Whether `directory` holds a finished checkpoint step (orbax names steps by their number)."""
   return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
@@ -121,3 +120,14 @@ class Checkpointer:
 
   def close(self) -> None:
     self.manager.close()
+
+
+def restore_newest(directory: str) -> tuple[Any, int]:
+  """(state as saved, step) of the newest good step of another run's checkpoint `directory` (arrays only,
+  restored as saved: e.g. a pretrained run's params to fine-tune from)."""
+  checkpointer = Checkpointer(directory, max_to_keep=None)
+  try:
+    state, _, step = checkpointer.restore_latest(None, host_state=False)
+  finally:
+    checkpointer.close()
+  return state, step

@@ -1,11 +1,9 @@
-"""The optax optimizer built from `config.optim`."""
-from collections.abc import Sequence
-
+"""The optax optimizer built from `config.optim`: gradient clipping, AdamW, warmup + cosine decay."""
 import jax
 import ml_collections
 import optax
 
-from mmjax import errors, finetune
+from mmjax import errors
 
 
 def decay_mask(params):
@@ -39,13 +37,10 @@ def make_schedule(optim_config: ml_collections.ConfigDict, total_steps: int) -> 
       decay_steps=total_steps, end_value=optim_config.lr * optim_config.end_lr_factor)
 
 
-def make_optimizer(optim_config: ml_collections.ConfigDict, total_steps: int,
-                   frozen: Sequence[str] = ()) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """Gradient clipping → AdamW with warmup + cosine schedule and a decay mask.
-
-  `frozen` towers (e.g. "image_encoder", see mmjax.finetune) get zero updates and no
-  optimizer state, and their gradients do not count towards the clipping norm.
-  """
+def make_optimizer(optim_config: ml_collections.ConfigDict,
+                   total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """Gradient clipping → AdamW with warmup + cosine schedule and a decay mask. (Frozen towers are
+  mmjax.trainer.finetune's: it wraps this optimizer.)"""
   check_optim_config(optim_config)
   schedule = make_schedule(optim_config, total_steps)
   parts = []
@@ -53,8 +48,4 @@ def make_optimizer(optim_config: ml_collections.ConfigDict, total_steps: int,
     parts.append(optax.clip_by_global_norm(optim_config.grad_clip_norm))
   parts.append(optax.adamw(schedule, b1=optim_config.b1, b2=optim_config.b2,
                            weight_decay=optim_config.weight_decay, mask=decay_mask))
-  tx = optax.chain(*parts)
-  if frozen:
-    tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
-                               lambda params: finetune.freeze_labels(params, frozen))
-  return tx, schedule
+  return optax.chain(*parts), schedule

@@ -33,8 +33,8 @@ def decode_variant(variant: str) -> dict[str, int]:
 
 
 class ViT(nn.Module):
-  """image: f32[B, H, W, channels] → (pooled [B, width], aux{'tokens': [B, N, width]}); `channels`
-  is 3 for RGB, 1 for grayscale such as MNIST.
+  """image: f32[B, H, W, channels] → (pooled [B, width], aux{'tokens': [B, N, width], 'mask': bool[B, N]});
+  `channels` is 3 for RGB, 1 for grayscale such as MNIST. Every token is valid (the mask is all True).
 
   `variant` gives the defaults; any of width/depth/num_heads/mlp_dim/patch_size set to a
   value overrides it (e.g. the fixed bench_clip_s shape).
@@ -72,8 +72,8 @@ class ViT(nn.Module):
     if self.posemb == "sincos2d":
       grid = (image.shape[1] // dims["patch_size"], image.shape[2] // dims["patch_size"])
       x = x + mnn.sincos_2d(*grid, dims["width"]).astype(x.dtype)
-    elif self.posemb != "learn":
-      raise errors.ConfigError(f"Unknown ViT posemb {self.posemb!r}; known: ['learn', 'sincos2d'].")
+    else:
+      errors.check_choice(self.posemb, ("learn", "sincos2d"), "ViT posemb")
     if self.pool == "cls":
       cls = self.param("cls", mnn.partitioning.logical(nn.initializers.zeros, (None, None, "embed")),
                        (1, 1, dims["width"]), self.param_dtype)
@@ -83,5 +83,5 @@ class ViT(nn.Module):
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
     x = mnn.Encoder(dims["depth"], dims["num_heads"], dims["mlp_dim"], self.dtype,
                     self.param_dtype, self.remat, name="encoder")(x)
-    pooled = mnn.pool_tokens(x, jnp.ones(x.shape[:2], bool), self.pool)
-    return pooled, {"tokens": x}
+    mask = jnp.ones(x.shape[:2], bool)
+    return mnn.pool_tokens(x, mask, self.pool), {"tokens": x, "mask": mask}

@@ -1,0 +1,40 @@
+"""What every script does first: quiet logging, the host allocator setting, and joining a multi-process run.
+
+The multi-process flags (mmjax.parallel.distributed) live here, with the scripts, and default to the
+environment variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID.
+"""
+import os
+
+from absl import flags
+from absl import logging as absl_logging
+
+from mmjax.parallel import distributed
+from mmjax.trainer import host_memory
+
+_COORDINATOR_ADDRESS = flags.DEFINE_string(
+    "coordinator_address", os.environ.get("JAX_COORDINATOR_ADDRESS"),
+    "host:port of process 0, reachable from every process (env JAX_COORDINATOR_ADDRESS).")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", int(os.environ.get("JAX_NUM_PROCESSES", "1")),
+    "Number of processes in the run (env JAX_NUM_PROCESSES); 1: no jax.distributed.")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", int(os.environ["JAX_PROCESS_ID"]) if "JAX_PROCESS_ID" in os.environ else None,
+    "This process's index in [0, num_processes) (env JAX_PROCESS_ID).")
+_AUTO = flags.DEFINE_bool(
+    "distributed_auto", False,
+    "Let jax.distributed detect coordinator, process count and id (Cloud TPU pods, SLURM, Open MPI).")
+
+
+def start(keep_freed_memory: bool = True) -> bool:
+  """First thing in a script's main(): logs only warnings and errors unless `--verbosity` is given (absl's
+  flag: 0 shows INFO, from mmjax and every library), and keeps the memory jitted steps free in malloc
+  (mmjax.trainer.host_memory; before JAX starts its threads). Returns whether that allocator setting holds."""
+  if not flags.FLAGS["verbosity"].present:
+    absl_logging.set_verbosity(absl_logging.WARNING)
+  return keep_freed_memory and host_memory.keep_freed_memory()
+
+
+def join_processes() -> None:
+  """jax.distributed.initialize when the flags describe several processes; before any device is touched."""
+  distributed.initialize(coordinator_address=_COORDINATOR_ADDRESS.value, num_processes=_NUM_PROCESSES.value,
+                         process_id=_PROCESS_ID.value, auto=_AUTO.value)

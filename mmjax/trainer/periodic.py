@@ -1,0 +1,96 @@
+"""When the loop logs, evaluates, checkpoints and agrees to stop: the periodic work, in one testable place."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import time
+from collections.abc import Mapping
+
+import jax
+import ml_collections
+import numpy as np
+from jax.experimental import multihost_utils
+
+from mmjax import errors
+
+INTERVAL_KEYS = ("total_steps", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints")
+
+
+def check_intervals(config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError naming every loop setting (steps, intervals) that is not a positive int (an eval's
+  `every_steps` may be 0: at the end only)."""
+  def bad(value, least: int) -> bool:
+    return isinstance(value, bool) or not isinstance(value, int) or value < least
+
+  problems = [f"config.{name}={config[name]!r}" for name in INTERVAL_KEYS if bad(config[name], 1)]
+  if problems:
+    raise errors.ConfigError(f"{', '.join(problems)}: each must be a positive integer.")
+  problems = [f"config.evals.{name}.every_steps={c.every_steps!r}" for name, c in config.evals.items()
+              if bad(c.every_steps, 0)]
+  if problems:
+    raise errors.ConfigError(f"{', '.join(problems)}: each must be an integer ≥ 0 (0: evaluate at the end only).")
+
+
+@dataclasses.dataclass(frozen=True)
+class Due:
+  """What the loop does after a step."""
+  log: bool
+  evals: tuple[str, ...]  # Evaluators due mid-run (the final step runs every evaluator after the loop).
+  checkpoint: bool  # Also after any step at which the run agrees to stop (StopRequest.agreed).
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """The intervals of `config`: which work is due after which step."""
+  total_steps: int
+  log_every: int
+  checkpoint_every: int
+  eval_every: Mapping[str, int]
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> Schedule:
+    check_intervals(config)
+    return cls(config.total_steps, config.log_every_steps, config.checkpoint_every_steps,
+               {name: c.every_steps for name, c in config.evals.items()})
+
+  def due(self, step: int) -> Due:
+    """After `step` (the count of finished steps). The last step logs and checkpoints; its evals run after
+    the loop, once the final checkpoint is safe."""
+    last = step == self.total_steps
+    return Due(log=step % self.log_every == 0 or last,
+               evals=tuple(n for n, every in self.eval_every.items() if every and step % every == 0 and not last),
+               checkpoint=step % self.checkpoint_every == 0 or last)
+
+
+class StopRequest:
+  """SIGTERM (preemption) or Ctrl-C asks the loop to save and stop after the current step.
+  A second Ctrl-C interrupts at once."""
+
+  def __init__(self):
+    self.requested = False
+    self.requested_at: float | None = None
+
+  def __enter__(self) -> StopRequest:
+    self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    logging.warning("Received %s: saving a checkpoint and stopping.", signal.Signals(signum).name)
+    self.requested, self.requested_at = True, time.time()
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+  def __exit__(self, *exc):
+    for s, handler in self.previous.items():
+      signal.signal(s, handler)
+
+  def agreed(self, step: int, every_steps: int) -> bool:
+    """Whether to stop after `step`. Every process must stop at the same step, or the others wait
+    forever in the next step's collectives: with several processes the requests are gathered
+    (a collective itself, so only every `every_steps`, the log interval) and any one stops all."""
+    if jax.process_count() == 1:
+      return self.requested
+    if step % every_steps:
+      return False
+    return bool(multihost_utils.process_allgather(np.asarray(self.requested)).any())
