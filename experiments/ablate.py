@@ -6,10 +6,24 @@ r"""Runs a config's ablation sweep over seeds and writes paper-style tables and 
   python -m experiments.ablate --config=configs/av_digits.py --sweep=fusion --seeds=3 \
       --workdir=runs/ablate_fusion --report_only
 
-Every point of the config's `sweep(name)` (an mmjax.ablation.Sweep) is trained with seeds
-seed_offset .. seed_offset+seeds-1, each run by `python -m experiments.train` in
-`<workdir>/runs/<run_id>`. The workdir gets `results.csv` (one row per run: its point, seed, status,
-error, wall seconds and final metrics), `table.md`, `table.tex` and `plot.png` (mean ± std per cell).
+`--sweep` names an entry of the config file's `SWEEPS` dict, plain data beside `get_config`:
+
+  SWEEPS = {
+      "fusion": dict(
+          points=[{"variant": "redundant", "fusion": "early"}, {"variant": "redundant", "fusion": "late_mean"}],
+          metrics=["eval/test/accuracy", "eval/test/macro_f1"],
+          columns="variant",                                # Optional: the point key of the column groups.
+          metric_names={"eval/test/accuracy": "Accuracy"},  # Optional: display names.
+          lower_is_better=[],                               # Optional: metrics whose lowest mean is best.
+      ),
+  }
+
+A point's keys without a dot are get_config args (merged into those of `--config=file.py:args`), dotted
+keys are config overrides (`"optim.lr": 3e-4`); see mmjax.ablation.Sweep. Every point is trained with
+seeds seed_offset .. seed_offset+seeds-1, each run by `python -m experiments.train` in
+`<workdir>/runs/<run_id>`, its result read from the `final_metrics.json` the run writes when it completes.
+The workdir gets `results.csv` (one row per run: its point, seed, status, error, wall seconds, final step
+and final metrics), `table.md`, `table.tex` and `plot.png` (mean ± std per cell).
 Rerunning the same command skips finished runs and retries failed ones (`--noretry_failed` keeps
 them); several processes may work on one workdir at once. Exits 1 if any run of the sweep failed.
 """
@@ -19,9 +33,9 @@ from absl import app, flags
 
 from mmjax import ablation, errors
 
-_CONFIG = flags.DEFINE_string("config", None, "Config file[:args] with a `sweep(name)` function; the args are "
-                              "merged with each point's get_config args (the point's value wins).")
-_SWEEP = flags.DEFINE_string("sweep", None, "Name of the sweep, passed to the config's `sweep(name)`.")
+_CONFIG = flags.DEFINE_string("config", None, "Config file[:args] with a SWEEPS dict; the args are merged with "
+                              "each point's get_config args (the point's value wins).")
+_SWEEP = flags.DEFINE_string("sweep", None, "Name of the sweep: a key of the config's SWEEPS dict.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the runs, results.csv, the tables and the plot.")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Seeds per point: seed_offset .. seed_offset+seeds-1 (--config.seed).")
 _SEED_OFFSET = flags.DEFINE_integer("seed_offset", 0, "The first seed.")

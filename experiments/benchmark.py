@@ -195,7 +195,8 @@ def _print_train_table(result: dict) -> None:
           ("XLA / analytic", "xla_over_analytic_gflop", ".3f"), ("achieved GFLOP/s", "achieved_gflops", ".1f"),
           ("f32 matmul peak GFLOP/s", "peak_matmul_gflops", ".1f"), ("MFU", "mfu", ".3f"),
           ("compile s", "compile_s", ".1f"), ("page faults/step", "page_faults_per_step", ".0f"),
-          ("system s/step", "system_s_per_step", ".3f"), ("cores busy", "cores_busy", ".2f"), ("step temporaries MiB", "step_temp_mb", ".0f"),
+          ("system s/step", "system_s_per_step", ".3f"), ("cores busy", "cores_busy", ".2f"),
+          ("step temporaries MiB", "step_temp_mb", ".0f"),
           ("peak RSS MiB", "peak_rss_mb", ".0f"), ("loader examples/s", "loader_examples_per_s", ".0f"),
           ("loader / training examples/s", "loader_over_training", ".1f")]
   for label, key, spec in rows:

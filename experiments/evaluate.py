@@ -14,7 +14,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from experiments import launch
-from mmjax import errors, trainer
+from mmjax import errors
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by experiments.train.")
 flags.mark_flag_as_required("workdir")
@@ -38,6 +38,8 @@ _CONFIG = config_flags.DEFINE_config_dict("config", _stored_config(sys.argv), lo
 def main(argv):
   del argv
   launch.start()
+  from mmjax import trainer
+
   with errors.reported_to_user():
     launch.join_processes()
     metrics = trainer.evaluate(_CONFIG.value, _WORKDIR.value)

@@ -1,15 +1,13 @@
 """What every script does first: quiet logging, the host allocator setting, and joining a multi-process run.
 
 The multi-process flags (mmjax.parallel.distributed) live here, with the scripts, and default to the
-environment variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID.
+environment variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID. The scripts import
+JAX (through mmjax) only in main(), so a bad flag or config is reported within a second.
 """
 import os
 
 from absl import flags
 from absl import logging as absl_logging
-
-from mmjax.parallel import distributed
-from mmjax.trainer import host_memory
 
 _COORDINATOR_ADDRESS = flags.DEFINE_string(
     "coordinator_address", os.environ.get("JAX_COORDINATOR_ADDRESS"),
@@ -29,6 +27,8 @@ def start(keep_freed_memory: bool = True) -> bool:
   """First thing in a script's main(): logs only warnings and errors unless `--verbosity` is given (absl's
   flag: 0 shows INFO, from mmjax and every library), and keeps the memory jitted steps free in malloc
   (mmjax.trainer.host_memory; before JAX starts its threads). Returns whether that allocator setting holds."""
+  from mmjax.trainer import host_memory  # Here, so that flag errors are reported before JAX is imported.
+
   if not flags.FLAGS["verbosity"].present:
     absl_logging.set_verbosity(absl_logging.WARNING)
   return keep_freed_memory and host_memory.keep_freed_memory()
@@ -36,5 +36,7 @@ def start(keep_freed_memory: bool = True) -> bool:
 
 def join_processes() -> None:
   """jax.distributed.initialize when the flags describe several processes; before any device is touched."""
+  from mmjax.parallel import distributed
+
   distributed.initialize(coordinator_address=_COORDINATOR_ADDRESS.value, num_processes=_NUM_PROCESSES.value,
                          process_id=_PROCESS_ID.value, auto=_AUTO.value)

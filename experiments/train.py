@@ -15,7 +15,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from experiments import launch
-from mmjax import errors, trainer
+from mmjax import errors
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:arg].", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and config.json.")
@@ -25,6 +25,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   del argv
   launch.start()
+  from mmjax import trainer
+
   with errors.reported_to_user():
     launch.join_processes()
     metrics = trainer.train(_CONFIG.value, _WORKDIR.value)

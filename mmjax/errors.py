@@ -68,8 +68,10 @@ def parse_flags(argv: list[str]) -> list[str]:
   type, bad config arg) becomes `error: <message>` and exit code 2 instead of a traceback."""
   try:
     remaining = flags.FLAGS(argv)
-    if "config" in flags.FLAGS:
-      flags.FLAGS["config"].value.keys()  # A config file loads lazily; its errors belong here.
+    # A config file (ml_collections' --config) loads lazily, on first use; its errors belong here. The
+    # attribute lookup raises a failed load's error; a plain string --config (experiments.ablate) has no keys.
+    if "config" in flags.FLAGS and hasattr(flags.FLAGS["config"].value, "keys"):
+      flags.FLAGS["config"].value.keys()
     return remaining
   except (UserError, KeyError, AttributeError, OSError, flags.Error) as e:
     # The innermost UserError: config_flags re-raises one from get_config (a bad config arg) as

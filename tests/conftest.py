@@ -19,6 +19,10 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettemp
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 1024**3))  # Bytes; least recently used go.
 
 import pytest  # noqa: E402
+from absl import flags  # noqa: E402
+
+# Grain 0.2.18 reads an absl flag when it starts loader workers; the scripts parse flags, pytest does not.
+flags.FLAGS.mark_as_parsed()
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +32,9 @@ def shapes_data_dir(tmp_path_factory) -> str:
   from configs import common
 
   data_dir = str(tmp_path_factory.mktemp("tfds"))
-  mmdata.prepare(common.shapes_data_config(variant="small", data_dir=data_dir))
+  data_config = common.shapes_data(smoke=True, text_len=18)
+  data_config.data_dir = data_dir
+  mmdata.prepare(data_config)
   return data_dir
 
 
@@ -39,18 +45,26 @@ def av_digits_data_dir(tmp_path_factory) -> str:
   from configs import common
 
   data_dir = str(tmp_path_factory.mktemp("tfds_av_digits"))
-  mmdata.prepare(common.av_digits_data_config(variant="redundant_small", data_dir=data_dir))
+  data_config = common.av_digits_data(variant="redundant", smoke=True)
+  data_config.data_dir = data_dir
+  mmdata.prepare(data_config)
   return data_dir
 
 
 @pytest.fixture(scope="session")
 def clip_smoke_run(shapes_data_dir, tmp_path_factory) -> tuple[str, dict]:
-  """(workdir, final metrics) of `configs/shapes_clip.py:smoke` trained from the command line."""
+  """(workdir, final metrics) of `configs/shapes_clip.py:smoke` trained from the command line; the final
+  metrics as the run wrote them to final_metrics.json, after checking the script printed the same."""
   import json
+  import os
 
   from tests.helpers import run_module
 
   workdir = str(tmp_path_factory.mktemp("clip_smoke"))
   result = run_module("experiments.train", "--config=configs/shapes_clip.py:smoke",
                       f"--config.data.data_dir={shapes_data_dir}", f"--workdir={workdir}")
-  return workdir, json.loads(result.stdout[result.stdout.index("{"):])
+  with open(os.path.join(workdir, "final_metrics.json")) as f:
+    final = json.load(f)
+  printed = json.loads(result.stdout[result.stdout.index("{"):])
+  assert printed == {"workdir": workdir, **{k: v for k, v in final.items() if k != "step"}}
+  return workdir, final

@@ -1,6 +1,8 @@
-"""Helpers shared by tests that train."""
+"""Helpers shared by tests: smoke configs on the test dataset, a workdir's metrics, running a script, and
+the ways a checkpoint step can be damaged."""
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -9,15 +11,14 @@ import ml_collections
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def smoke_config(data_dir: str, module=None, **overrides) -> ml_collections.ConfigDict:
-  """`module`'s (default configs/shapes_clip.py) smoke config on the test dataset, with
+def smoke_config(data_dir: str, module=None, arg: str = "smoke", **overrides) -> ml_collections.ConfigDict:
+  """`module`'s (default configs/shapes_clip.py) config for `arg` (default "smoke") on the test dataset, with
   `overrides` ("a.b": value) applied."""
   from configs import shapes_clip
 
-  config = (module or shapes_clip).get_config("smoke")
+  config = (module or shapes_clip).get_config(arg)
   config.data.data_dir = data_dir
-  for key, value in overrides.items():
-    config.update_from_flattened_dict({key: value})
+  config.update_from_flattened_dict(overrides)
   return config
 
 
@@ -29,6 +30,34 @@ def read_metrics(workdir: str) -> list[dict]:
 def run_module(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
   """Runs `python -m module args` from the repo root, failing with its output if it fails."""
   result = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout, env=dict(os.environ, PYTHONPATH=REPO))
+                          text=True, timeout=timeout)
   assert result.returncode == 0, f"{module} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
   return result
+
+
+def _files(step_dir: pathlib.Path) -> list[pathlib.Path]:
+  return sorted(p for p in step_dir.rglob("*") if p.is_file())
+
+
+def _truncate_largest_data_file(step_dir: pathlib.Path) -> None:
+  largest = max((p for p in _files(step_dir / "state") if "METADATA" not in p.name), key=lambda p: p.stat().st_size)
+  largest.write_bytes(largest.read_bytes()[: largest.stat().st_size // 2])
+
+
+def _zero_fill_metadata(step_dir: pathlib.Path) -> None:
+  for path in _files(step_dir):
+    if "METADATA" in path.name:
+      path.write_bytes(b"\0" * path.stat().st_size)
+
+
+def _empty_step_dir(step_dir: pathlib.Path) -> None:
+  for path in sorted(step_dir.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+    path.unlink() if path.is_file() else path.rmdir()
+
+
+# Ways a checkpoint step directory gets damaged (a crash mid-write, a full disk, a bad copy).
+CORRUPTIONS = {
+    "truncated data file": _truncate_largest_data_file,
+    "zero-filled metadata": _zero_fill_metadata,
+    "empty step directory": _empty_step_dir,
+}

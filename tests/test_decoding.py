@@ -204,7 +204,8 @@ def test_sampling_frequencies_follow_temperature_and_top_k():
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"method": "nucleus"}, r"Unknown decode method 'nucleus'; known methods: \['greedy', 'beam', 'sample'\]"),
+    ({"method": "nucleus"},
+     r"Unknown decode method 'nucleus' \(config.decode.method\); known: \['greedy', 'beam', 'sample'\]"),
     ({"beam_size": 0}, r"decode_config.beam_size must be ≥ 1; got 0"),
     ({"temperature": -0.5}, r"decode_config.temperature must be ≥ 0 \(0: greedy\); got -0.5"),
     ({"top_k": -1}, r"decode_config.top_k must be ≥ 0 .*; got -1"),
@@ -226,3 +227,18 @@ def test_decode_length_from_the_caller_when_config_max_len_is_0():
   assert decoding.decode(step_fn, cache, config, bos_id=BOS, eos_id=EOS, max_len=3).shape == (2, 3)
   with pytest.raises(ValueError, match=r"pass decode\(\.\.\., max_len=\.\.\.\)"):
     decoding.decode(step_fn, cache, config, bos_id=BOS, eos_id=EOS)
+
+
+@pytest.mark.parametrize("method", ["greedy", "beam", "sample"])
+def test_no_method_picks_an_id_beyond_the_vocabulary(method):
+  """A model whose output layer is wider than the tokenizer (ids 6 and 7 here have no token) and prefers
+  exactly those ids: `vocab_size` keeps every method to ids the tokenizer can decode."""
+  step_fn, cache = toy_model(3, 5)
+  favour_extra = lambda tokens, index, cache: (lambda logits, c: (logits.at[:, 6:].add(100.0), c))(
+      *step_fn(tokens, index, cache))
+  config = decode_config(method=method)
+  unmasked = decoding.decode(favour_extra, cache, config, bos_id=BOS, eos_id=EOS, rng=jax.random.key(0))
+  assert (np.asarray(unmasked) >= 6).any(), "the toy model does pick the extra ids"
+  tokens = decoding.decode(favour_extra, cache, config, bos_id=BOS, eos_id=EOS, rng=jax.random.key(0),
+                           vocab_size=6)
+  assert np.asarray(tokens).max() < 6 and (np.asarray(tokens)[:, 0] > 0).all()

@@ -22,6 +22,7 @@ def build(key: str, eval_config: ml_collections.ConfigDict, *, data_config: ml_c
   return evaluator(key, eval_config, data_config=data_config, **kwargs)
 
 
-__all__ = ["EVALUATORS", "SplitEvaluator", "build", "CaptioningEvaluator", "ClassificationEvaluator", "RetrievalEvaluator",
-           "VqaEvaluator", "ZeroShotEvaluator", "caption_metrics", "class_prompts", "classification_metrics",
-           "majority_answers", "recall_at_k", "token_accuracy", "vqa_accuracy", "zero_shot_accuracy"]
+__all__ = ["EVALUATORS", "SplitEvaluator", "build", "CaptioningEvaluator", "ClassificationEvaluator",
+           "RetrievalEvaluator", "VqaEvaluator", "ZeroShotEvaluator", "caption_metrics", "class_prompts",
+           "classification_metrics", "majority_answers", "recall_at_k", "token_accuracy", "vqa_accuracy",
+           "zero_shot_accuracy"]

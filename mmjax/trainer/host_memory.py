@@ -29,8 +29,9 @@ def keep_freed_memory() -> bool:
   """
   try:
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    libc.gnu_get_libc_version  # Only glibc has it, and only glibc's mallopt takes these parameters.
-  except (OSError, AttributeError):
+  except OSError:
+    return False
+  if not hasattr(libc, "gnu_get_libc_version"):  # Only glibc has it, and only glibc's mallopt takes these settings.
     return False
   # M_TRIM_THRESHOLD -1: never trim (mallopt(3)).
   settings = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, -1))

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 import jax
 import ml_collections
 import numpy as np
-import tqdm
+from tqdm import auto as tqdm
 
 from mmjax import data as mmdata
 from mmjax import errors

@@ -143,6 +143,12 @@ def make_train_step(task: tasks.Task, tx: optax.GradientTransformation, schedule
   return train_step
 
 
+def build_task(config: ml_collections.ConfigDict, tokenizer: mmdata.Tokenizer | None = None) -> tasks.Task:
+  """The task of `config` with its model, the dataset's values (classes, sample rate) filled in."""
+  tokenizer = tokenizer or mmdata.get_tokenizer(config.data)
+  return tasks.build(config, models.build(config.model, **_data_values(config)), tokenizer)
+
+
 def build_run(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] | None = None,
               example: Spec | None = None) -> Run:
   """Builds everything of `config` but the arrays: checks the config against the devices and the dataset
@@ -157,7 +163,7 @@ def build_run(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] |
     if vocab_size < tokenizer.vocab_size:
       raise errors.ConfigError(f"{key}={vocab_size} is smaller than the tokenizer's vocabulary "
                                f"({tokenizer.vocab_size}); raise it.")
-  task = tasks.build(config, models.build(config.model, **_data_values(config)), tokenizer)
+  task = build_task(config, tokenizer)
   tx, schedule = optimizer.make_optimizer(config.optim, config.total_steps)
   tx = finetune.with_frozen_towers(tx, config.freeze)
   example = example if example is not None else mmdata.element_spec(config.data)

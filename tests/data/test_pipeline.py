@@ -6,6 +6,7 @@ import re
 from concurrent import futures
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -21,9 +22,16 @@ TRAIN_FIELDS = {"image", "text", "num_objects"} | LABEL_FIELDS | VQA_FIELDS
 EVAL_FIELDS = TRAIN_FIELDS | {"caption", "question_text", "valid"}
 
 
+def _config(data_dir: str, **fields) -> ml_collections.ConfigDict:
+  """The small Shapes variant's data block in `data_dir`, with `fields` changed."""
+  config = common.shapes_data(smoke=True, text_len=18)
+  config.update(data_dir=data_dir, **fields)
+  return config
+
+
 @pytest.fixture(scope="module")
 def data_config(shapes_data_dir):
-  return common.shapes_data_config(variant="small", data_dir=shapes_data_dir)
+  return _config(shapes_data_dir)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +69,7 @@ def test_prepare_reuses_prepared_data(data_config):
 
 
 def test_concurrent_first_use_generates_once(tmp_path):
-  config = common.shapes_data_config(variant="small", data_dir=str(tmp_path))
+  config = _config(str(tmp_path))
   with futures.ThreadPoolExecutor(2) as pool:
     builders = list(pool.map(lambda _: mmdata.prepare(config), range(2)))
   assert all(builder.is_prepared() for builder in builders)
@@ -72,8 +80,10 @@ def test_dataset_facts(data_config):
   assert mmdata.num_examples(data_config, "train") == 2048
   assert mmdata.num_examples(data_config, "heldout") == 512
   assert mmdata.num_examples(data_config, "test[:100]") == 100
-  assert mmdata.class_names(data_config) == {
-      "shape": list(shapes.SHAPES), "colour": list(shapes.COLOURS), "size": list(shapes.SIZES)}
+  assert mmdata.label_names(data_config) == {
+      "shape": list(shapes.SHAPES), "colour": list(shapes.COLOURS), "size": list(shapes.SIZES),
+      "answer_id": list(shapes.ANSWERS), "question_type": list(shapes.QUESTION_TYPES)}
+  assert mmdata.sample_rate(data_config) is None
   tokenizer = mmdata.get_tokenizer(data_config)
   assert tokenizer.pad_id == 0 and tokenizer.vocab_size == 4 + len(shapes.VOCAB)
 
@@ -101,21 +111,32 @@ def _assert_vqa_fields(batch, data_config, batch_size, num_valid):
   assert batch["answer"].dtype == np.int32 and batch["answer"].shape == (batch_size, data_config.answer_len)
   for field in ("answer_id", "question_type"):
     assert batch[field].dtype == np.int32 and batch[field].shape == (batch_size,)
-  vocabulary = mmdata.vqa_vocabulary(data_config)
+  names = mmdata.label_names(data_config)
   tokenizer = mmdata.get_tokenizer(data_config)
   questions = [tokenizer.decode(q) for q in batch["question"][:num_valid]]
   answers = [tokenizer.decode(a) for a in batch["answer"][:num_valid]]
-  assert answers == [vocabulary["answers"][i] for i in batch["answer_id"][:num_valid]]
+  assert answers == [names["answer_id"][i] for i in batch["answer_id"][:num_valid]]
   starts = {"count": "how many", "colour": "what colour", "shape": "what shape", "exists": "is there a",
             "relation": "is the"}
-  types = [vocabulary["question_types"][t] for t in batch["question_type"][:num_valid]]
+  types = [names["question_type"][t] for t in batch["question_type"][:num_valid]]
   assert all(q.startswith(starts[t]) for q, t in zip(questions, types))
   return questions
 
 
-def test_vqa_vocabulary_names_the_answer_and_question_type_ids(data_config):
-  assert mmdata.vqa_vocabulary(data_config) == {
-      "answers": list(shapes.ANSWERS), "question_types": list(shapes.QUESTION_TYPES)}
+@pytest.mark.parametrize("hard_negatives", [False, True])
+def test_element_spec_is_a_training_example_without_reading_train(data_config, hard_negatives, monkeypatch):
+  """The shapes that size a model's parameters: those of a real training batch's rows, read from a held-out
+  split (evaluation never opens the train split)."""
+  config = _config(data_config.data_dir, hard_negatives=hard_negatives)
+  batch = next(mmdata.train_loader(config, batch_size=8, seed=0))
+  opened = []
+  builder_cls = type(mmdata.prepare(config))
+  original = builder_cls.as_data_source
+  monkeypatch.setattr(builder_cls, "as_data_source",
+                      lambda self, split, **kwargs: opened.append(split) or original(self, split, **kwargs))
+  spec = mmdata.element_spec(config)
+  assert "train" not in opened and opened
+  assert {k: (v.shape, v.dtype) for k, v in spec.items()} == {k: (v.shape[1:], v.dtype) for k, v in batch.items()}
 
 
 def test_train_and_eval_batches_carry_the_vqa_fields(data_config):
@@ -165,7 +186,7 @@ def test_an_epoch_is_a_permutation_of_the_train_split(data_config, captions):
 
 
 def test_hard_negatives_are_other_captions_of_the_same_scene(data_config):
-  config = common.shapes_data_config(variant="small", data_dir=data_config.data_dir, hard_negatives=True)
+  config = _config(data_config.data_dir, hard_negatives=True)
   batch = next(mmdata.train_loader(config, batch_size=64, seed=0))
   assert set(batch) == TRAIN_FIELDS | {"negative_text"}
   assert batch["negative_text"].shape == batch["text"].shape
@@ -181,8 +202,7 @@ def test_hard_negatives_are_other_captions_of_the_same_scene(data_config):
 
 @pytest.mark.parametrize("worker_count,hard_negatives", [(0, False), (2, False), (0, True)])
 def test_restored_loader_continues_with_the_next_batch(data_config, worker_count, hard_negatives):
-  config = common.shapes_data_config(variant="small", data_dir=data_config.data_dir, worker_count=worker_count,
-                                     hard_negatives=hard_negatives)
+  config = _config(data_config.data_dir, worker_count=worker_count, hard_negatives=hard_negatives)
   loader = mmdata.train_loader(config, batch_size=32, seed=7)
   _take(loader, 3)
   state = json.loads(json.dumps(loader.get_state()))
@@ -237,15 +257,13 @@ def test_unknown_and_empty_splits_are_clear_errors(data_config):
 
 
 def test_unknown_dataset_or_variant_lists_the_known_ones(shapes_data_dir):
-  config = common.shapes_data_config(data_dir=shapes_data_dir)
-  config.name = "circles"
   with pytest.raises(ValueError, match=r"Unknown dataset 'circles'.*\['av_digits', 'shapes'\]"):
-    mmdata.prepare(config)
+    mmdata.prepare(_config(shapes_data_dir, name="circles"))
   with pytest.raises(ValueError, match=r"Unknown variant 'tiny'.*\['default', 'small'\]"):
-    mmdata.prepare(common.shapes_data_config(variant="tiny", data_dir=shapes_data_dir))
+    mmdata.prepare(_config(shapes_data_dir, variant="tiny"))
 
 
 def test_too_short_text_len_fails_loudly(data_config):
-  config = common.shapes_data_config(variant="small", data_dir=data_config.data_dir, text_len=6)
+  config = _config(data_config.data_dir, text_len=6)
   with pytest.raises(ValueError, match="text_len"):
     next(mmdata.train_loader(config, batch_size=64, seed=0))

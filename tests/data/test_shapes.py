@@ -9,7 +9,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from configs import common
+from configs import shapes_vqa
 from mmjax.data import shapes
 from mmjax.data import tokenizer as tokenizer_lib
 from mmjax.data.preprocess import scene_objects
@@ -297,7 +297,7 @@ def test_vqa_answers_match_the_scene(drawn, small_records):
 
 
 def test_questions_and_answers_fit_the_configured_lengths(drawn):
-  config = common.shapes_data_config()
+  config = shapes_vqa.get_config().data
   tokenizer = tokenizer_lib.WordTokenizer(shapes.VOCAB)
   questions = {question for split in SPLITS for _, (question, _, _) in drawn[split]}
   longest = max(questions, key=lambda q: len(tokenizer.encode(q)))

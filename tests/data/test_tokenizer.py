@@ -77,8 +77,8 @@ def test_too_long_text_names_text_count_and_config_key(tokenizer):
   assert "text_len" in message
 
 
-def test_longest_caption_fits_the_default_text_len(tokenizer):
-  from configs import common
+def test_longest_caption_fits_the_configs_text_len(tokenizer):
+  from configs import shapes_clip
   # "left of" is the longest connective, so three objects in one row make the longest caption.
   longest = shapes.caption_for([shapes.SceneObject(0, 0, 0, 0, col) for col in range(3)])
-  assert len(tokenizer.encode(longest)) + 1 <= common.shapes_data_config().text_len
+  assert len(tokenizer.encode(longest)) + 1 <= shapes_clip.get_config().data.text_len

@@ -8,12 +8,12 @@ import pytest
 
 from configs import common
 from mmjax import errors
-from mmjax.models.audio_encoder import AUDIO_ENCODERS, AudioCNN, AudioSpectrogramTransformer, build_audio_encoder
-from mmjax.models.cnn import ConvNet
-from mmjax.models.image_encoder import ViT
+from mmjax.models.encoders import ENCODERS, AudioCNN, AudioSpectrogramTransformer, ConvNet, ViT, build_encoder
 
-TINY_AST = dict(width=32, depth=1, num_heads=2, mlp_dim=64, patch_time=4, patch_freq=8)
+RATE = 8000
+TINY_AST = dict(sample_rate=RATE, width=32, depth=1, num_heads=2, mlp_dim=64, patch_time=4, patch_freq=8)
 TINY_CNN = dict(widths=(8, 16), width=32)
+TINY_AUDIO_CNN = dict(sample_rate=RATE, **TINY_CNN)
 HALF_SECOND = 4000  # Samples at 8 kHz: 1 + (4000 − 200) // 80 = 48 frames.
 
 
@@ -35,7 +35,7 @@ def _init_apply(model, x):
 @pytest.mark.parametrize("model,tokens", [
     (AudioSpectrogramTransformer(**TINY_AST), 12 * 5),  # 48 frames / 4 × 40 mels / 8.
     (AudioSpectrogramTransformer(**TINY_AST, pool="cls"), 1 + 12 * 5),
-    (AudioCNN(**TINY_CNN), 12 * 10),  # 48×40 → stem stride 2 → 24×20 → 12×10.
+    (AudioCNN(**TINY_AUDIO_CNN), 12 * 10),  # 48×40 → stem stride 2 → 24×20 → 12×10.
     (AudioSpectrogramTransformer(**{**TINY_AST, "patch_time": 5}), 9 * 5),  # 48 frames cropped to 45.
 ])
 def test_audio_encoder_shapes(model, tokens):
@@ -63,7 +63,7 @@ def test_vit_takes_one_channel_images_when_configured_for_them():
     _init_apply(ViT(variant="Nano/7"), jnp.zeros((2, 28, 28, 1)))
 
 
-@pytest.mark.parametrize("model", [AudioSpectrogramTransformer(**TINY_AST, pool="cls"), AudioCNN(**TINY_CNN)],
+@pytest.mark.parametrize("model", [AudioSpectrogramTransformer(**TINY_AST, pool="cls"), AudioCNN(**TINY_AUDIO_CNN)],
                          ids=["ast", "cnn"])
 def test_gradients_are_finite_and_reach_every_param(model):
   waveform = jax.random.normal(_key(1), (2, HALF_SECOND))
@@ -88,7 +88,7 @@ def test_gradients_are_finite_and_reach_every_param(model):
 
 @pytest.mark.parametrize("model", [AudioSpectrogramTransformer, AudioCNN], ids=["ast", "cnn"])
 def test_bfloat16_compute_with_float32_params(model):
-  kwargs = TINY_AST if model is AudioSpectrogramTransformer else TINY_CNN
+  kwargs = TINY_AST if model is AudioSpectrogramTransformer else TINY_AUDIO_CNN
   waveform = jax.random.normal(_key(1), (2, HALF_SECOND))
   params, (reference, _) = _init_apply(model(**kwargs), waveform)
   bf16 = model(**kwargs, dtype=jnp.bfloat16)
@@ -103,7 +103,7 @@ def test_bfloat16_compute_with_float32_params(model):
 def test_remat_changes_nothing():
   model, x = ConvNet(**TINY_CNN), jax.random.normal(_key(1), (2, 16, 16, 1))
   params = nn.unbox(jax.jit(model.init)(_key(0), x))
-  grads = jax.jit(lambda p, x: [jax.grad(lambda p: m.apply(p, x)[0].sum())(p)
+  grads = jax.jit(lambda p, x: [jax.grad(lambda p, m=m: m.apply(p, x)[0].sum())(p)
                                 for m in (model, ConvNet(**TINY_CNN, remat="full"))])(params, x)
   for expected, got in zip(*map(jax.tree.leaves, grads)):
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
@@ -112,7 +112,7 @@ def test_remat_changes_nothing():
 def test_params_use_only_logical_axes_the_mesh_rules_know():
   known = {name for name, _ in common.TRANSFORMER_SHARDING_RULES} | {None}
   waveform = jnp.zeros((1, HALF_SECOND))
-  for model in (AudioSpectrogramTransformer(**TINY_AST, pool="cls"), AudioCNN(**TINY_CNN)):
+  for model in (AudioSpectrogramTransformer(**TINY_AST, pool="cls"), AudioCNN(**TINY_AUDIO_CNN)):
     specs = nn.get_partition_spec(jax.eval_shape(model.init, _key(0), waveform))
     is_spec = lambda x: isinstance(x, jax.sharding.PartitionSpec)  # noqa: E731
     for path, spec in jax.tree_util.tree_leaves_with_path(specs, is_leaf=is_spec):
@@ -120,11 +120,17 @@ def test_params_use_only_logical_axes_the_mesh_rules_know():
       assert set(spec) <= known, f"{jax.tree_util.keystr(path)}: {spec}"
 
 
-def test_build_audio_encoder():
-  assert isinstance(build_audio_encoder("cnn", width=16), AudioCNN)
-  assert set(AUDIO_ENCODERS) == {"ast", "cnn"}
+def test_build_encoder_by_name():
+  assert isinstance(build_encoder("audio", {"name": "cnn", "width": 16}, sample_rate=RATE), AudioCNN)
+  assert isinstance(build_encoder("image", {"name": "cnn", "width": 16}), ConvNet)
+  assert {m: sorted(e) for m, e in ENCODERS.items()} == {"image": ["cnn", "vit"], "audio": ["ast", "cnn"],
+                                                          "text": ["transformer"]}
   with pytest.raises(errors.ConfigError, match=r"Unknown audio encoder 'wav2vec'; known: \['ast', 'cnn'\]"):
-    build_audio_encoder("wav2vec")
+    build_encoder("audio", {"name": "wav2vec"})
+  with pytest.raises(errors.ConfigError, match=r"Unknown modality 'smell'"):
+    build_encoder("smell", {"name": "cnn"})
+  with pytest.raises(errors.ConfigError, match=r"has no `name`; set one of \['cnn', 'vit'\]"):
+    build_encoder("image", {"variant": "S/16"})
 
 
 @pytest.mark.parametrize("model,waveform,error,message", [
@@ -134,9 +140,10 @@ def test_build_audio_encoder():
      r"3 spectrogram frames are fewer than patch_time=4"),
     (AudioSpectrogramTransformer(**TINY_AST, pool="max"), jnp.zeros((1, HALF_SECOND)), errors.ConfigError,
      r"Unknown AST pool 'max'"),
-    (AudioCNN(**TINY_CNN), jnp.zeros((1, 2, HALF_SECOND)), errors.InputError, r"expects waveforms f32\[B, T\]"),
-    (AudioCNN(**TINY_CNN), jnp.zeros((1, 100)), errors.InputError, r"shorter than one window of 200 samples"),
-    (AudioCNN(widths=(8, 12)), jnp.zeros((1, HALF_SECOND)), errors.ConfigError, r"divisible by norm_groups=8"),
+    (AudioCNN(**TINY_AUDIO_CNN), jnp.zeros((1, 2, HALF_SECOND)), errors.InputError, r"expects waveforms f32\[B, T\]"),
+    (AudioCNN(**TINY_AUDIO_CNN), jnp.zeros((1, 100)), errors.InputError, r"shorter than one window of 200 samples"),
+    (AudioCNN(sample_rate=RATE, widths=(8, 12)), jnp.zeros((1, HALF_SECOND)), errors.ConfigError,
+     r"divisible by norm_groups=8"),
 ])
 def test_bad_config_or_input_is_named(model, waveform, error, message):
   with pytest.raises(error, match=message):

@@ -24,7 +24,7 @@ SIZES = {"image": 5, "audio": 7, "text": 4}  # Token counts per modality; `token
 NAMES = sorted(SIZES)
 KWARGS = dict(width=WIDTH, mlp_dim=32, num_classes=CLASSES)
 EXTRA = {"bottleneck": dict(depth=2, fusion_layer=1)}  # One unimodal layer, then one bottleneck layer.
-LAYERED = ("cross_attention", "bottleneck", "mult")
+LAYERED = ("concat", "cross_attention", "bottleneck", "mult")
 # These programs are run a few times on tiny inputs: without XLA's backend optimisations they compile
 # in about half the time (mult: 13 s instead of 24 s on a loaded 2-core CPU).
 FAST_COMPILE = {"xla_backend_optimization_level": 0}
@@ -96,7 +96,9 @@ def compiled():
 
 def _outputs(output: fusion.FusionOutput) -> dict[str, np.ndarray]:
   """pooled, logits, unimodal logits and the fused tokens (padding zeroed), as numpy arrays by name."""
-  arrays = {"pooled": output.pooled, "tokens": jnp.where(output.mask[..., None], output.tokens, 0)}
+  arrays = {"pooled": output.pooled}
+  if output.tokens is not None:
+    arrays["tokens"] = jnp.where(output.mask[..., None], output.tokens, 0)
   if output.logits is not None:
     arrays["logits"] = output.logits
   for name, logits in (output.unimodal_logits or {}).items():
@@ -116,9 +118,7 @@ def test_outputs_have_the_interface_shapes(compiled, name):
   f = compiled(name)
   tokens, masks = _inputs(3)
   output, grads, _ = f.run(f.params, tokens, masks)
-  length = output.tokens.shape[1]
-  assert output.tokens.shape == (BATCH, length, WIDTH) and output.mask.shape == (BATCH, length)
-  assert output.mask.dtype == bool and output.pooled.shape == (BATCH, WIDTH)
+  assert output.pooled.shape == (BATCH, WIDTH)
   if name in fusion.DECISION_LEVEL:
     assert output.logits.shape == (BATCH, CLASSES) and output.logits.dtype == jnp.float32
   else:
@@ -128,6 +128,14 @@ def test_outputs_have_the_interface_shapes(compiled, name):
     assert all(v.shape == (BATCH, CLASSES) for v in output.unimodal_logits.values())
   else:
     assert output.unimodal_logits is None
+  for value in jax.tree.leaves((output, grads)):
+    assert np.isfinite(value).all()
+  if name not in fusion.TOKEN_LEVEL:
+    assert output.tokens is None and output.mask is None
+    return
+  length = output.tokens.shape[1]
+  assert output.tokens.shape == (BATCH, length, WIDTH) and output.mask.shape == (BATCH, length)
+  assert output.mask.dtype == bool
   # Token layout: the modalities in sorted order (then MBT's bottlenecks), except attention's queries.
   if name == "cross_attention":
     assert length == 4 and output.mask.all()
@@ -135,8 +143,6 @@ def test_outputs_have_the_interface_shapes(compiled, name):
     expected_mask = np.concatenate([masks[n] for n in NAMES], 1)
     np.testing.assert_array_equal(output.mask[:, :expected_mask.shape[1]], expected_mask)
     assert length == sum(SIZES.values()) + (4 if name == "bottleneck" else 0)
-  for value in jax.tree.leaves((output, grads)):
-    assert np.isfinite(value).all()
 
 
 @pytest.mark.parametrize("name", list(fusion.FUSIONS))
@@ -191,7 +197,7 @@ def test_permuting_tokens_within_a_modality_leaves_pooled_and_logits_unchanged(c
     order = np.random.default_rng(seed).permutation(SIZES[n])
     permuted, _, _ = f.run(f.params, dict(tokens, **{n: tokens[n][:, order]}), dict(masks, **{n: masks[n][:, order]}))
     expected = output
-    if name != "cross_attention":  # Where this modality's tokens sit in the fused sequence.
+    if name in fusion.TOKEN_LEVEL and name != "cross_attention":  # Where the modality's tokens sit when fused.
       start = sum(SIZES[m] for m in NAMES[:NAMES.index(n)])
       positions = np.arange(output.tokens.shape[1])
       positions[start:start + SIZES[n]] = start + order
@@ -267,7 +273,7 @@ def test_late_fusions_combine_their_unimodal_logits(compiled):
 
 
 def test_config_errors_name_the_problem():
-  with pytest.raises(errors.ConfigError, match="Unknown fusion 'x'; known fusions: ") as error:
+  with pytest.raises(errors.ConfigError, match=r"Unknown fusion 'x' \(config.model.fusion\); known: ") as error:
     fusion.build_fusion("x", **KWARGS)
   assert all(name in str(error.value) for name in fusion.FUSIONS)
   with pytest.raises(errors.ConfigError, match="fusion_layer=3"):
@@ -275,6 +281,18 @@ def test_config_errors_name_the_problem():
   with pytest.raises(errors.ConfigError, match="num_classes"):
     fusion.build_fusion("late_vote", width=WIDTH, mlp_dim=32)
   fusion.build_fusion("cross_attention", width=WIDTH, mlp_dim=32)  # Needs no num_classes.
+
+
+@pytest.mark.parametrize("name", list(fusion.FUSIONS))
+def test_a_decoder_takes_exactly_the_fusions_that_yield_tokens(name):
+  """The decoder's check is the fusions' own `yields_tokens`: the token-level ones pass, every other one is a
+  ConfigError that names the ones a decoder can use."""
+  if name in fusion.TOKEN_LEVEL:
+    fusion.check_yields_tokens(name)
+    return
+  with pytest.raises(errors.ConfigError, match=rf"fusion='{name}' yields no fused tokens .* use one of "
+                                               r"\['bottleneck', 'concat', 'cross_attention', 'mult'\]"):
+    fusion.check_yields_tokens(name)
 
 
 def test_input_errors_name_the_modality():

@@ -1,11 +1,12 @@
-"""Forward shapes, masks and size decoding of the encoders and the two-tower model."""
+"""Forward shapes, masks and size decoding of the ViT and text encoders and the two-tower model."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from mmjax import nn as mnn
-from mmjax.models import TextTransformer, TwoTower, ViT, decode_variant
+from mmjax.models import TwoTower
+from mmjax.models.encoders import TextTransformer, ViT, decode_variant
 
 TEXT = dict(vocab_size=32, width=32, depth=2, num_heads=2, mlp_dim=64, max_len=12)
 
@@ -68,7 +69,8 @@ def test_last_pooling_takes_end_of_text():
 
 
 def test_two_tower_outputs_unit_embeddings():
-  model = TwoTower(image=dict(variant="Nano/8"), text=TEXT, embed_dim=16, logit_bias_init=-10.0)
+  model = TwoTower(image=dict(name="vit", variant="Nano/8"), text=dict(name="transformer", **TEXT), embed_dim=16,
+                   logit_bias_init=-10.0)
   image, text = jnp.ones((3, 16, 16, 3)), jnp.array([[4, 5, 3, 0]] * 3)
   params = jax.jit(model.init)(jax.random.PRNGKey(0), image, text)
   (image_emb, text_emb), aux = jax.jit(model.apply)(params, image, text)
@@ -77,7 +79,8 @@ def test_two_tower_outputs_unit_embeddings():
   np.testing.assert_allclose(jnp.linalg.norm(text_emb, axis=-1), 1, rtol=1e-5)
   np.testing.assert_allclose(aux["logit_bias"], -10.0)
   # The named entry points agree with the joint call.
-  np.testing.assert_allclose(jax.jit(lambda p, x: model.apply(p, x, method=model.encode_image))(params, image)[0], image_emb, atol=1e-6)
+  encode_image = jax.jit(lambda p, x: model.apply(p, x, method=model.encode_image))
+  np.testing.assert_allclose(encode_image(params, image)[0], image_emb, atol=1e-6)
 
 
 def test_sincos_2d_table():

@@ -5,12 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import shapes_caption, shapes_clip
-from mmjax import models, optim, tasks, trainer
 from mmjax import data as mmdata
+from mmjax import trainer
 
 
 def _task(config):
-  return tasks.build(config, models.build(config.model), mmdata.get_tokenizer(config.data))
+  return trainer.build_task(config)
 
 
 def _config(module, data_dir: str, **model_overrides):
@@ -70,14 +70,14 @@ def test_remat_policies_choose_what_the_backward_pass_recomputes(shapes_data_dir
 
 
 def _train_losses(config, batches) -> np.ndarray:
-  task = _task(config)
-  tx, schedule = optim.make_optimizer(config.optim, config.total_steps)
-  state = jax.jit(lambda rng: nn.unbox(trainer._state_init(task, tx, batches[0])(rng)))(jax.random.PRNGKey(0))
-  step = jax.jit(trainer.make_train_step(task, tx, schedule))
+  """The train loss of each batch, by the trainer's own init and step on one device."""
+  run = trainer.build_run(config, devices=jax.devices()[:1])
   losses = []
-  for batch in batches:
-    state, metrics = step(state, batch)
-    losses.append(float(metrics["loss"]))
+  with run.context():
+    state, step = run.init_state(), run.jit_train_step()
+    for batch in batches:
+      state, metrics = step(state, batch)
+      losses.append(float(metrics["loss"]))
   return np.array(losses)
 
 

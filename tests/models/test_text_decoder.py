@@ -1,14 +1,12 @@
-"""The text decoder: KV-cached steps equal the teacher-forced pass; Captioner and FusionClassifier."""
+"""The text decoder: KV-cached steps equal the teacher-forced pass."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mmjax.models import Captioner, FusionClassifier, TextDecoder
+from mmjax.models import TextDecoder
 
 DECODER = dict(vocab_size=24, width=32, depth=2, num_heads=4, mlp_dim=64, max_len=10)
-IMAGE = dict(variant="Nano/8", width=32, num_heads=2)
-TEXT = dict(vocab_size=24, width=32, depth=1, num_heads=2, mlp_dim=64, max_len=8)
 
 
 def _decoder_inputs(batch=3, length=7, encoded_len=5):
@@ -54,27 +52,3 @@ def test_decoder_rejects_too_long_inputs():
   tokens, encoded, mask = _decoder_inputs(length=DECODER["max_len"] + 1)
   with pytest.raises(ValueError, match="exceeds the decoder's max_len=10"):
     decoder.init(jax.random.PRNGKey(0), tokens, encoded, mask)
-
-
-def test_captioner_prompt_padding_changes_nothing():
-  model = Captioner(image=IMAGE, text=TEXT, decoder=DECODER)
-  image = jnp.zeros((2, 16, 16, 3))
-  decoder_input = jnp.array([[2, 5, 6], [2, 7, 8]])
-  prompt = jnp.array([[9, 10, 3, 0], [11, 3, 0, 0]])
-  params = jax.jit(model.init)(jax.random.PRNGKey(0), image, decoder_input, prompt)
-  logits = model.apply(params, image, decoder_input, prompt)
-  assert logits.shape == (2, 3, DECODER["vocab_size"])
-  longer = jnp.pad(prompt, ((0, 0), (0, 3)))
-  np.testing.assert_allclose(logits, model.apply(params, image, decoder_input, longer), atol=1e-5)
-  with pytest.raises(ValueError, match="called without text input"):
-    model.apply(params, image, decoder_input)
-
-
-def test_fusion_classifier_shapes_and_padding():
-  model = FusionClassifier(image=IMAGE, text=TEXT, num_classes=7, width=32, num_heads=2, mlp_dim=64)
-  image = jnp.zeros((2, 16, 16, 3))
-  prompt = jnp.array([[9, 10, 3, 0], [11, 3, 0, 0]])
-  params = jax.jit(model.init)(jax.random.PRNGKey(0), image, prompt)
-  logits, _ = model.apply(params, image, prompt)
-  assert logits.shape == (2, 7)
-  np.testing.assert_allclose(logits, model.apply(params, image, jnp.pad(prompt, ((0, 0), (0, 2))))[0], atol=1e-5)

@@ -7,16 +7,17 @@ import optax
 import pytest
 
 from mmjax import errors, tasks
-from mmjax.models import FusionClassifier
+from mmjax.models import Classifier
 
-IMAGE = dict(variant="Nano/8", width=32, num_heads=2)
-TEXT = dict(vocab_size=24, width=32, depth=1, num_heads=2, mlp_dim=64, max_len=8)
+IMAGE = dict(name="vit", variant="Nano/8", width=32, num_heads=2)
+TEXT = dict(name="transformer", vocab_size=24, width=32, depth=1, num_heads=2, mlp_dim=64, max_len=8)
+FUSED = dict(fusion="concat", width=32, fusion_depth=1, num_heads=2, mlp_dim=64, num_classes=5)
 TASK = ml_collections.ConfigDict(dict(name="classification", label="answer_id",
                                      inputs={"image": "image", "text": "question"}, unimodal_loss_weight=0.0))
 
 
 def test_loss_accuracy_and_predictions_agree_with_the_logits():
-  model = FusionClassifier(image=IMAGE, text=TEXT, num_classes=5, width=32, num_heads=2, mlp_dim=64)
+  model = Classifier(encoders={"image": IMAGE, "text": TEXT}, **FUSED)
   task = tasks.ClassificationTask(TASK, model)
   assert set(task.batch_keys) == {"image", "answer_id", "question"}
   rng = np.random.default_rng(0)
@@ -24,7 +25,7 @@ def test_loss_accuracy_and_predictions_agree_with_the_logits():
            "question": jnp.array([[5, 6, 3, 0], [7, 3, 0, 0], [9, 10, 11, 3], [4, 3, 0, 0]]),
            "answer_id": jnp.array([0, 1, 2, 3])}
   params = task.init(jax.random.PRNGKey(0), batch)["params"]
-  logits, _ = model.apply({"params": params}, batch["image"], batch["question"])
+  logits, _ = model.apply({"params": params}, {"image": batch["image"], "text": batch["question"]})
   loss, metrics = task.loss_fn(params, batch, jax.random.PRNGKey(1))
   assert float(loss) == pytest.approx(float(optax.softmax_cross_entropy_with_integer_labels(
       logits, batch["answer_id"]).mean()), rel=1e-6)
@@ -34,7 +35,7 @@ def test_loss_accuracy_and_predictions_agree_with_the_logits():
 
 
 def test_inputs_must_match_the_model_modalities():
-  model = FusionClassifier(image=IMAGE, num_classes=5, width=32, num_heads=2, mlp_dim=64)
+  model = Classifier(encoders={"image": IMAGE}, **FUSED)
   with pytest.raises(errors.ConfigError, match=r"feeds modalities \['image', 'text'\] but the model is configured "
-                                               r"for \['image'\]"):
+                                               r"for \['image'\] \(config.model.encoders\)"):
     tasks.ClassificationTask(TASK, model)

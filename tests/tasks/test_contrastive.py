@@ -17,8 +17,8 @@ def test_softmax_loss_is_symmetric_average():
   image = jnp.array([[1.0, 0.0], [0.6, 0.8]])
   text = jnp.array([[0.8, 0.6], [0.0, 1.0]])
   logits = 2.0 * np.asarray(image) @ np.asarray(text).T
-  def ce(l):
-    return np.mean(np.log(np.exp(l).sum(1)) - np.diag(l))
+  def ce(logits):
+    return np.mean(np.log(np.exp(logits).sum(1)) - np.diag(logits))
   expected = (ce(logits) + ce(logits.T)) / 2
   np.testing.assert_allclose(softmax_contrastive_loss(image, text, jnp.log(2.0)), expected, rtol=1e-6)
 
@@ -37,8 +37,8 @@ def test_softmax_loss_adds_negatives_to_image_to_text_only():
   negatives = jnp.array([[0.6, 0.8], [1.0, 0.0], [0.0, -1.0]])
   logits = 2.0 * np.asarray(image) @ np.asarray(text).T
   i2t_logits = np.concatenate([logits, 2.0 * np.asarray(image) @ np.asarray(negatives).T], axis=1)
-  def ce(l):
-    return np.mean(np.log(np.exp(l).sum(1)) - np.diag(l))
+  def ce(logits):
+    return np.mean(np.log(np.exp(logits).sum(1)) - np.diag(logits))
   expected = (ce(i2t_logits) + ce(logits.T)) / 2
   got = softmax_contrastive_loss(image, text, jnp.log(2.0), negative_emb=negatives)
   np.testing.assert_allclose(got, expected, rtol=1e-6)

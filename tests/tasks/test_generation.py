@@ -10,10 +10,13 @@ from mmjax import models, tasks
 from mmjax.data.tokenizer import WordTokenizer
 
 TOKENIZER = WordTokenizer(["w%d" % i for i in range(20)])
+# A decoder table wider than the tokenizer's vocabulary, as configs round it up: decoding must not pick the
+# ids no token has.
 MODEL = ml_collections.ConfigDict(dict(
-    name="captioner", image=dict(variant="Nano/8", width=32, num_heads=2), text=None,
-    decoder=dict(vocab_size=TOKENIZER.vocab_size, width=32, depth=2, num_heads=2, mlp_dim=64, max_len=12),
-    dtype="float32", param_dtype="float32"))
+    name="captioner", encoders=dict(image=dict(name="vit", variant="Nano/8", width=32, num_heads=2)),
+    fusion="concat", width=32, fusion_depth=0, num_heads=2, mlp_dim=64,
+    decoder=dict(vocab_size=TOKENIZER.vocab_size + 40, depth=2, num_heads=2, mlp_dim=64, max_len=12),
+    dtype="float32", param_dtype="float32", remat="none"))
 
 
 def test_shift_right():
@@ -34,9 +37,10 @@ def test_sequence_loss_counts_every_valid_token_once():
 
 
 def _task(method: str, kv_cache: bool, **decode):
+  decode_config = common.decode()
+  decode_config.update(method=method, kv_cache=kv_cache, length_penalty=0.0, **decode)
   config = ml_collections.ConfigDict(dict(
-      model=MODEL, task=dict(name="generation", target="text", prompt=""),
-      decode=common.decode_config(method=method, kv_cache=kv_cache, length_penalty=0.0, **decode)))
+      model=MODEL, task=dict(name="generation", inputs={"image": "image"}, target="text"), decode=decode_config))
   return tasks.build(config, models.build(config.model), TOKENIZER)
 
 
@@ -73,3 +77,13 @@ def test_generate_uses_the_target_length(params_and_batch):
   params, batch = params_and_batch
   assert _task("greedy", True).predict_fns()["generate"](params, batch).shape == (4, 10)
   assert _task("greedy", True, max_len=3).predict_fns()["generate"](params, batch).shape == (4, 3)
+
+
+def test_sampling_never_picks_an_id_beyond_the_tokenizer(params_and_batch):
+  """The decoder's table has 40 more ids than the tokenizer; sampling at a high temperature from nearly flat
+  logits would pick them most of the time, and a tokenizer cannot decode them."""
+  params, batch = params_and_batch
+  task = _task("sample", True, temperature=5.0)
+  tokens = np.asarray(jax.jit(lambda p, b: task.generate(p, b, 10))(params, batch))
+  assert tokens.max() < TOKENIZER.vocab_size and (tokens[:, 0] > 0).all()
+  assert all(isinstance(TOKENIZER.decode(row), str) for row in tokens)

@@ -13,9 +13,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from mmjax import trainer
-from tests.helpers import REPO, read_metrics
-from tests.test_checkpoint import CORRUPTIONS
+from mmjax.trainer import faults
+from tests.helpers import CORRUPTIONS, REPO, read_metrics
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +27,7 @@ FLAGS = (f"--config.total_steps={TOTAL_STEPS}", "--config.log_every_steps=4", "-
 REFERENCE_FLAGS = ("--config.checkpoint_every_steps=6", "--config.keep_checkpoints=4")
 # Killed runs keep a single checkpoint: a kill during a save must still leave the previous one.
 KILLED_FLAGS = ("--config.checkpoint_every_steps=8", "--config.keep_checkpoints=1")
-# The interruptions, in order: SIGKILL at a named point (see trainer._kill_point), SIGTERM
+# The interruptions, in order: SIGKILL at a named point (see mmjax.trainer.faults), SIGTERM
 # (preemption) mid-step between checkpoints, SIGKILL after a seeded random delay. Each start
 # resumes where the previous one left off.
 INTERRUPTIONS = ("step:3", "save:8", "eval:16", "step:13:SIGTERM", "save:24", None)
@@ -46,11 +45,11 @@ def _start(data_dir: str, workdir: str, cache: str, *flags: str, kill_at: str | 
   """Starts the train script (later flags override earlier ones); it SIGKILLs itself at `kill_at`."""
   command = [sys.executable, "-m", "experiments.train", "--config=configs/shapes_clip.py:smoke",
              f"--workdir={workdir}", f"--config.data.data_dir={data_dir}", *FLAGS, *flags]
-  env = dict(os.environ, PYTHONPATH=REPO, JAX_COMPILATION_CACHE_DIR=cache,
+  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache,
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-  env.pop(trainer.KILL_AT_ENV, None)
+  env.pop(faults.KILL_AT_ENV, None)
   if kill_at:
-    env[trainer.KILL_AT_ENV] = kill_at
+    env[faults.KILL_AT_ENV] = kill_at
   return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 

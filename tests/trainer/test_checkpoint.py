@@ -2,7 +2,6 @@
 the newest good one restored; nothing good is deleted afterwards."""
 import logging
 import os
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -10,7 +9,8 @@ import numpy as np
 import pytest
 
 from mmjax import errors
-from mmjax.checkpoint import Checkpointer, has_checkpoint
+from mmjax.trainer.checkpoint import Checkpointer, has_checkpoint
+from tests.helpers import CORRUPTIONS
 
 
 def _state(value: float) -> dict:
@@ -27,33 +27,6 @@ def _save_steps(directory: str, steps, max_to_keep: int = 5) -> None:
   for step in steps:
     checkpointer.save(step, _state(step), {"position": step})
   checkpointer.close()
-
-
-def _files(step_dir: pathlib.Path) -> list[pathlib.Path]:
-  return sorted(p for p in step_dir.rglob("*") if p.is_file())
-
-
-def _truncate_largest_data_file(step_dir: pathlib.Path) -> None:
-  largest = max((p for p in _files(step_dir / "state") if "METADATA" not in p.name), key=lambda p: p.stat().st_size)
-  largest.write_bytes(largest.read_bytes()[: largest.stat().st_size // 2])
-
-
-def _zero_fill_metadata(step_dir: pathlib.Path) -> None:
-  for path in _files(step_dir):
-    if "METADATA" in path.name:
-      path.write_bytes(b"\0" * path.stat().st_size)
-
-
-def _empty_step_dir(step_dir: pathlib.Path) -> None:
-  for path in sorted(step_dir.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-    path.unlink() if path.is_file() else path.rmdir()
-
-
-CORRUPTIONS = {
-    "truncated data file": _truncate_largest_data_file,
-    "zero-filled metadata": _zero_fill_metadata,
-    "empty step directory": _empty_step_dir,
-}
 
 
 @pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from mmjax import sharding, trainer
+from mmjax import trainer
+from mmjax.parallel import sharding
 from tests.helpers import REPO, read_metrics, smoke_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sharding")]
@@ -68,17 +69,18 @@ def test_two_processes_train_like_one(shapes_data_dir, tmp_path, tmp_path_factor
   which evaluates it to the same figures (so multi-process evaluation gathers correctly)."""
   workdir = str(tmp_path / "two_processes")
   flags = ["--config=configs/shapes_clip.py:smoke", f"--config.data.data_dir={shapes_data_dir}",
-           f"--workdir={workdir}", "--num_processes=2", f"--coordinator_address=127.0.0.1:{_free_port()}"]
+           f"--workdir={workdir}", "--num_processes=2", f"--coordinator_address=127.0.0.1:{_free_port()}",
+           "--verbosity=0"]
   overrides = {**OVERRIDES, **{f"mesh.{axis}": size for axis, size in MIXED.items()}}
   flags += [f"--config.{key}={value}" for key, value in overrides.items()]
-  env = dict(os.environ, PYTHONPATH=REPO, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
   processes = [subprocess.Popen([sys.executable, "-m", "experiments.train", *flags, f"--process_id={index}"],
                                 cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for index in range(2)]
   outputs = [process.communicate(timeout=600) for process in processes]
   for process, (stdout, stderr) in zip(processes, outputs):
     assert process.returncode == 0, f"{stdout[-2000:]}\n{stderr[-5000:]}"
-  assert "Process 1 of 2: 4 local devices, 8 in total." in outputs[1][1]
+  assert "Process 1 of 2: 4 local devices, 8 in total." in outputs[1][1]  # Logged at INFO: --verbosity=0.
   two = [_final_metrics(stdout) for stdout, _ in outputs]
   assert two[0] == two[1], "both processes must report the same final evals"
 
@@ -103,7 +105,7 @@ def test_rules_split_heads_and_hidden_units_over_model_and_embed_over_fsdp(shape
   """The layout the rules promise, read off the state the trainer builds."""
   config = smoke_config(shapes_data_dir)
   config.mesh = MIXED
-  run = trainer._Run(config, "/tmp/unused_workdir")
+  run = trainer.build_run(config)
   params = run.state_sharding.params
   block = params["image_encoder"]["encoder"]["block_0"]
   assert block["attn"]["query"]["kernel"].spec == P("fsdp", "model", None)

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 
 from configs import shapes_caption, shapes_clip, shapes_vqa
-from mmjax import accumulation, models, sharding, tasks
 from mmjax import data as mmdata
+from mmjax import trainer
+from mmjax.parallel import sharding
+from mmjax.tasks import accumulation
 from tests.helpers import smoke_config
 
 pytestmark = pytest.mark.xdist_group("accumulation")  # One worker: full-batch results are shared.
@@ -24,7 +26,7 @@ def _task_and_batch(data_dir: str, case: str):
   module, arg = CASES[case]
   config = module.get_config(",".join(filter(None, ["smoke", arg])))
   config.data.data_dir = data_dir
-  task = tasks.build(config, models.build(config.model), mmdata.get_tokenizer(config.data))
+  task = trainer.build_task(config)
   batch = next(mmdata.train_loader(config.data, batch_size=BATCH, seed=0))
   batch = {k: v for k, v in batch.items() if k in task.batch_keys}
   params = jax.jit(task.init)(jax.random.PRNGKey(0), batch)["params"]
@@ -40,7 +42,7 @@ def _full_batch_result(data_dir: str, case: str):
     task, params, batch = _task_and_batch(data_dir, case)
     rng = jax.random.PRNGKey(1)
     _full_batch[case] = (task, params, batch, rng,
-                         jax.jit(accumulation.value_and_grad_fn(task, 1))(params, batch, rng))
+                         jax.jit(task.value_and_grad)(params, batch, rng))
   return _full_batch[case]
 
 
@@ -53,7 +55,7 @@ def _relative_difference(a, b) -> float:
 @pytest.mark.parametrize("case", list(CASES))
 def test_accumulated_gradient_equals_full_batch(shapes_data_dir, case):
   task, params, batch, rng, ((loss, metrics), grads) = _full_batch_result(shapes_data_dir, case)
-  (acc_loss, acc_metrics), acc_grads = jax.jit(accumulation.value_and_grad_fn(task, STEPS))(params, batch, rng)
+  (acc_loss, acc_metrics), acc_grads = jax.jit(task.value_and_grad, static_argnums=3)(params, batch, rng, STEPS)
   assert acc_metrics.keys() == metrics.keys()
   for key in metrics:
     np.testing.assert_allclose(acc_metrics[key], metrics[key], rtol=1e-5, err_msg=key)
@@ -80,5 +82,5 @@ def test_accumulation_on_a_sharded_batch(shapes_data_dir):
   rules = sharding.rules_for_mesh(smoke_config(shapes_data_dir).sharding_rules, mesh)
   with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
     device_batch = sharding.to_global_batch(batch, mesh, rules)
-    (_, _), sharded_grads = jax.jit(accumulation.value_and_grad_fn(task, STEPS))(params, device_batch, rng)
+    (_, _), sharded_grads = jax.jit(task.value_and_grad, static_argnums=3)(params, device_batch, rng, STEPS)
   assert _relative_difference(sharded_grads, grads) < 1e-5

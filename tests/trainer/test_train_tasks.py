@@ -1,4 +1,5 @@
-"""End to end: captioning fine-tuned from the contrastive smoke run, and VQA from scratch."""
+"""End to end: captioning fine-tuned from the contrastive smoke run (then re-decoded by sampling), and VQA
+from scratch."""
 import math
 
 import jax
@@ -39,8 +40,14 @@ def test_caption_finetunes_from_clip_with_a_frozen_image_tower(clip_smoke_run, s
   pretrained = trainer.load_state(_config(shapes_clip, "smoke", shapes_data_dir),
                                   clip_workdir).params
   tuned = trainer.load_state(config, str(tmp_path)).params
-  jax.tree.map(np.testing.assert_array_equal, jax.device_get(tuned["encoder"]["image_encoder"]),
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(tuned["image_encoder"]),
                jax.device_get(pretrained["image_encoder"]))
+  # Re-decoded by sampling at temperature 1 from the decoder's 64 ids, of which the tokenizer has 45: every
+  # sampled id is one the tokenizer can decode.
+  config.unlock()
+  config.decode.update(method="sample", temperature=1.0)
+  sampled = trainer.evaluate(config, str(tmp_path))
+  assert sampled["step"] == 40 and 0 <= sampled["eval/test/bleu1"] <= 1
 
 
 def test_vqa_trains_and_reports_every_question_type(shapes_data_dir, tmp_path):

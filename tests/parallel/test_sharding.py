@@ -3,7 +3,8 @@ import jax
 import pytest
 
 from configs import common
-from mmjax import errors, sharding
+from mmjax import errors
+from mmjax.parallel import sharding
 
 
 def test_mesh_sizes_and_the_rest_axis():

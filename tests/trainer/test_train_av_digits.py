@@ -24,12 +24,11 @@ def test_smoke_run_reports_accuracy_f1_and_modality_reliance(av_digits_data_dir,
 
 def test_unimodal_baseline_and_bad_args():
   config = av_digits.get_config("fusion=audio_only,smoke")
-  assert config.total_steps == 60 and config.evals.test.every_steps == 60  # The smoke run's own length.
-  assert config.model.image is None and config.model.text is None and config.model.audio is not None
+  assert config.total_steps == 60 and config.evals.test.every_steps == 0  # At the end only.
   assert dict(config.task.inputs) == {"audio": "audio"} and tuple(config.evals.test.reliance) == ("audio",)
-  with pytest.raises(errors.ConfigError, match="known fusions: .*'early'.*image_only"):
+  assert config.model.encoders.to_dict().keys() == {"audio"} and "sample_rate" not in config.model.encoders.audio
+  with pytest.raises(errors.ConfigError, match=r"Unknown fusion 'concat_everything' \(config arg\); known: "
+                                               r"\[.*'early'.*'image_only'"):
     av_digits.get_config("fusion=concat_everything")
   with pytest.raises(errors.ConfigError, match="modalities='image\\+smell'"):
     av_digits.get_config("modalities=image+smell")
-  with pytest.raises(errors.ConfigError, match="known sweeps: \\['fusion'\\]"):
-    av_digits.sweep("lr")

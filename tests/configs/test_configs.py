@@ -1,0 +1,74 @@
+"""Configs are data: loading one imports no JAX and no mmjax module but mmjax.errors; every config and its
+smoke variant load, every sweep is valid, and the names a config lists by hand agree with mmjax's."""
+import ast
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import REPO
+
+CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "configs", "*.py"))
+                 if not p.endswith(("__init__.py", "common.py")))
+HEAVY = ("jax", "flax", "optax", "orbax", "tensorflow_datasets", "grain", "numpy")
+
+
+def test_loading_every_config_imports_no_jax_and_nothing_of_mmjax_but_errors(tmp_path):
+  """In a fresh interpreter from another directory (the installed package, not the repo root)."""
+  script = f"""
+import importlib, json, sys
+loaded = {{}}
+for name in {CONFIGS!r}:
+  module = importlib.import_module("configs." + name)
+  loaded[name] = [module.get_config().total_steps, module.get_config("smoke").total_steps]
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {HEAVY!r})
+mmjax = sorted(m for m in sys.modules if m.startswith("mmjax"))
+print(json.dumps({{"loaded": loaded, "heavy": heavy, "mmjax": mmjax}}))
+"""
+  result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(result.stdout)
+  assert sorted(report["loaded"]) == CONFIGS and all(smoke == 60 for _, smoke in report["loaded"].values())
+  assert report["heavy"] == []
+  assert report["mmjax"] == ["mmjax", "mmjax.errors"]
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_a_config_file_imports_only_common_ml_collections_and_the_standard_library(name):
+  with open(os.path.join(REPO, "configs", f"{name}.py")) as f:
+    tree = ast.parse(f.read())
+  imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+  imported |= {f"{node.module}.{alias.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+               for alias in node.names}
+  allowed = {"configs.common", "mmjax.errors", "ml_collections"}
+  assert {m for m in imported if m not in allowed and m.split(".")[0] not in sys.stdlib_module_names} == set()
+
+
+def test_sweeps_are_valid_and_hand_kept_names_agree_with_mmjax():
+  from configs import av_digits
+  from mmjax import ablation, models
+
+  assert set(av_digits.FUSIONS) == set(models.FUSIONS)
+  assert {name: sorted(blocks) for name, blocks in (("image", av_digits.IMAGE_ENCODERS),
+                                                    ("audio", av_digits.AUDIO_ENCODERS))} == {
+      name: sorted(models.ENCODERS[name]) for name in ("image", "audio")}
+  for name in CONFIGS:
+    for sweep in getattr(__import__(f"configs.{name}", fromlist=["SWEEPS"]), "SWEEPS", {}):
+      assert ablation.load_sweep(os.path.join(REPO, "configs", f"{name}.py"), sweep).points
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_keeps_the_resume_rules_and_one_selector_key(name):
+  """Block selectors are `name` (never `type` or `kind`), and each config carries the resume-safe keys."""
+  module = __import__(f"configs.{name}", fromlist=["get_config"])
+  from configs import common
+
+  for arg in (None, "smoke"):
+    config = module.get_config(arg)
+    assert tuple(config.resume_safe_keys) == common.RESUME_SAFE_KEYS
+    flat = json.dumps(config.to_dict(), default=str)
+    assert '"type":' not in flat and '"kind":' not in flat
