@@ -17,12 +17,54 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(),
                                                                 f"mmjax-test-compilation-cache-{os.getuid()}"))
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 1024**3))  # Bytes; least recently used go.
+# Cache every program, also those that compile in under a second (JAX's default threshold): the test processes
+# compile many small programs, each several times over.
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
+import collections  # noqa: E402
+
+import jax  # noqa: E402
 import pytest  # noqa: E402
 from absl import flags  # noqa: E402
 
 # Grain 0.2.18 reads an absl flag when it starts loader workers; the scripts parse flags, pytest does not.
 flags.FLAGS.mark_as_parsed()
+
+# How often the persistent compilation cache serves a compile of the test processes (not of the scripts they
+# start), summed over the xdist workers and shown at the end of the run.
+_cache_counts: collections.Counter = collections.Counter()
+
+
+def _count_cache_event(event: str, **kwargs) -> None:
+  if event.startswith("/jax/compilation_cache/"):
+    _cache_counts[event.rpartition("/")[2]] += 1
+
+
+def _count_time_saved(event: str, seconds: float, **kwargs) -> None:
+  if event == "/jax/compilation_cache/compile_time_saved_sec":
+    _cache_counts["saved_s"] += seconds
+
+
+jax.monitoring.register_event_listener(_count_cache_event)
+jax.monitoring.register_event_duration_secs_listener(_count_time_saved)
+
+
+def pytest_sessionfinish(session):
+  if hasattr(session.config, "workeroutput"):  # An xdist worker: hand the counts to the controller.
+    session.config.workeroutput["compilation_cache"] = dict(_cache_counts)
+
+
+def pytest_testnodedown(node, error):
+  del error
+  _cache_counts.update(getattr(node, "workeroutput", {}).get("compilation_cache", {}))
+
+
+def pytest_terminal_summary(terminalreporter):
+  requests = _cache_counts["compile_requests_use_cache"]
+  if requests:
+    terminalreporter.write_line(
+        f"compilation cache (test processes): {_cache_counts['cache_hits']} of {requests} compiles were hits, "
+        f"saving {_cache_counts['saved_s']:.0f} s of compile time")
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 import sys
 import time
@@ -10,17 +9,18 @@ from collections.abc import Mapping, Sequence
 
 import jax
 import ml_collections
-import numpy as np
 from tqdm import auto as tqdm
 
 from mmjax import data as mmdata
-from mmjax import errors
+from mmjax import evaluators
 from mmjax.parallel import sharding
 from mmjax.trainer import faults, finetune, periodic
 from mmjax.trainer import workdir as workdir_lib
 from mmjax.trainer.checkpoint import Checkpointer, has_checkpoint
 from mmjax.trainer.metric_writer import MetricWriter
 from mmjax.trainer.run import Run, build_run
+from mmjax.trainer.state import TrainState
+from mmjax.trainer.train_log import TrainLog
 
 PARAMETERS_FILE = "parameters.txt"
 
@@ -31,24 +31,25 @@ def say(line: str) -> None:
     tqdm.tqdm.write(line, file=sys.stderr)
 
 
-def _check_finite(step: int, metrics: Mapping[str, float], checkpointer: Checkpointer, workdir: str) -> None:
-  bad = [k for k in ("loss", "grad_norm") if not math.isfinite(metrics[k])]
-  if bad:
-    last = checkpointer.latest_step()
-    kept = f"the last good checkpoint (step {last}) is kept in {workdir}" if last is not None else \
-        "no checkpoint had been written yet"
-    raise errors.NonFiniteError(
-        f"Non-finite {bad[0]} ({metrics[bad[0]]}) at step {step}; stopping, {kept}. Lower "
-        "config.optim.lr, raise config.optim.warmup_steps or check the input data.")
+def evaluate_at(step: int, state: TrainState, evals: Mapping[str, evaluators.SplitEvaluator], names: Sequence[str],
+                writer: MetricWriter) -> dict[str, float]:
+  """Runs the evaluators `names` on `state`, says one line per evaluator with its headline metrics and writes
+  them all at `step`: {"eval/<key>/<metric>": value}."""
+  results = {}
+  for key in names:
+    start = time.time()
+    metrics = evals[key].run(state.params)
+    shown = [name for name in evals[key].headline if name in metrics] or sorted(metrics)[:4]
+    say(f"step {step} eval {key}: " + ", ".join(f"{name} {metrics[name]:.4g}" for name in shown)
+        + f" ({time.time() - start:.0f} s)")
+    results.update({f"eval/{key}/{metric}": value for metric, value in metrics.items()})
+    faults.maybe_kill("eval", step)
+  if results:
+    writer.write(step, results)
+  return results
 
 
-def _eval_line(step: int, key: str, metrics: Mapping[str, float], headline: Sequence[str], seconds: float) -> str:
-  shown = [name for name in headline if name in metrics] or sorted(metrics)[:4]
-  return (f"step {step} eval {key}: " + ", ".join(f"{name} {metrics[name]:.4g}" for name in shown)
-          + f" ({seconds:.0f} s)")
-
-
-def _write_parameters(run: Run, state, workdir: str) -> None:
+def _write_parameters(run: Run, state: TrainState, workdir: str) -> None:
   """The parameter count and every parameter's shape and sharding, as `<workdir>/parameters.txt`."""
   if jax.process_index() == 0:
     count = sum(x.size for x in jax.tree.leaves(state.params))
@@ -56,13 +57,31 @@ def _write_parameters(run: Run, state, workdir: str) -> None:
       f.write(f"{count:,} parameters on mesh {dict(run.mesh.shape)}\n{sharding.sharding_table(state.params)}\n")
 
 
+def _initial_state(run: Run, checkpointer: Checkpointer, loader: mmdata.TrainLoader, writer: MetricWriter,
+                   workdir: str) -> tuple[TrainState, list[dict[str, float]]]:
+  """(state, train metrics not yet logged) by the restore order: this workdir's newest good checkpoint (which
+  also puts the loader where it was), then `config.init_from` (a pretrained run's towers), then a fresh init."""
+  config = run.config
+  restored = checkpointer.restore_latest(run.abstract)
+  if restored is None:
+    state = run.init_state()
+    writer.truncate_after(0)  # Rows of an earlier attempt that died before its first checkpoint.
+    if config.init_from:
+      state = finetune.init_from(state, config.init_from, run.state_sharding)
+    _write_parameters(run, state, workdir)
+    return state, []
+  state, host_state, step = restored
+  loader.set_state(host_state["loader"])
+  # The final evals come after the final checkpoint, so a restart there redoes them.
+  writer.truncate_after(step, keep_evals_at_step=step < config.total_steps)
+  say(f"Resumed from step {step} of {workdir}.")
+  return state, host_state["unlogged_metrics"]
+
+
 def train(config: ml_collections.ConfigDict, workdir: str,
           devices: Sequence[jax.Device] | None = None) -> dict[str, float]:
-  """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the final metrics.
-
-  `devices` defaults to all devices; `config.mesh` is laid over them. The restore order: this workdir's
-  newest good checkpoint, then `config.init_from` (a pretrained run's towers), then a fresh init.
-  """
+  """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the final metrics, also written to
+  `<workdir>/final_metrics.json`. `devices` defaults to all devices; `config.mesh` is laid over them."""
   schedule = periodic.Schedule.from_config(config)
   workdir = os.path.abspath(os.path.expanduser(workdir))
   os.makedirs(workdir, exist_ok=True)
@@ -75,52 +94,10 @@ def train(config: ml_collections.ConfigDict, workdir: str,
 
   with run.context():
     evals = run.build_evaluators()  # Checks their splits before any compile.
-    restored = checkpointer.restore_latest(run.abstract)
-    unlogged = []  # Per-step train metrics since the last log step.
-    if restored is None:
-      state = run.init_state()
-      writer.truncate_after(0)  # Rows of an earlier attempt that died before its first checkpoint.
-      if config.init_from:
-        state = finetune.init_from(state, config.init_from, run.state_sharding)
-      _write_parameters(run, state, workdir)
-    else:
-      state, host_state, step = restored
-      loader.set_state(host_state["loader"])
-      # Restored so that the first row after a resume between log steps averages the same steps as an
-      # uninterrupted run's.
-      unlogged = host_state["unlogged_metrics"]
-      # The final evals come after the final checkpoint, so a restart there redoes them.
-      writer.truncate_after(step, keep_evals_at_step=step < config.total_steps)
-      say(f"Resumed from step {step} of {workdir}.")
+    state, unlogged = _initial_state(run, checkpointer, loader, writer, workdir)
     train_step = run.jit_train_step()
     step = int(state.step)
-
-    def run_evals(names: Sequence[str]) -> dict[str, float]:
-      results = {}
-      for key in names:
-        start = time.time()
-        metrics = evals[key].run(state.params)
-        say(_eval_line(step, key, metrics, evals[key].headline, time.time() - start))
-        results.update({f"eval/{key}/{metric}": value for metric, value in metrics.items()})
-        faults.maybe_kill("eval", step)
-      if results:
-        writer.write(step, results)
-      return results
-
-    pending, interval = None, unlogged
-    progress = tqdm.tqdm(total=config.total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
-                         disable=jax.process_index() != 0 or step >= config.total_steps)
-    last_log_time, last_log_step = time.time(), step
-
-    def fetch_and_check() -> None:
-      """Fetches the pending step's metrics and stops on a non-finite one before it is logged or checkpointed."""
-      nonlocal pending
-      if pending is not None:
-        _fetch(*pending, interval, progress)
-        pending = None
-      for metrics in interval:
-        _check_finite(metrics["step"], metrics, checkpointer, workdir)
-
+    log = TrainLog(writer, checkpointer, step=step, total_steps=config.total_steps, interval=unlogged)
     stopping = False
     try:
       with periodic.StopRequest() as stop:
@@ -128,30 +105,20 @@ def train(config: ml_collections.ConfigDict, workdir: str,
           state, metrics = train_step(state, run.to_device(run.task_inputs(next(loader))))
           step += 1
           faults.maybe_kill("step", step)
-          # Fetch the previous step's metrics only now, so the host prepares this batch while the device still
-          # runs the previous step.
-          if pending is not None:
-            _fetch(*pending, interval, progress)
-          pending = (step, metrics)
+          log.add(step, metrics)
           due = schedule.due(step)
           if due.log:
-            fetch_and_check()
-            summary = {f"train/{k}": float(np.mean([m[k] for m in interval])) for k in interval[0] if k != "step"}
-            summary["train/steps_per_s"] = (step - last_log_step) / (time.time() - last_log_time)
-            writer.write(step, summary)
-            interval, last_log_time, last_log_step = [], time.time(), step
+            log.summarize(step)
           if due.evals:
-            eval_start = time.time()
-            run_evals(due.evals)
-            last_log_time += time.time() - eval_start  # steps_per_s counts training time only.
+            with log.paused():
+              evaluate_at(step, state, evals, due.evals, writer)
           stopping = stop.agreed(step, config.log_every_steps)
           if due.checkpoint or stopping:
-            fetch_and_check()
-            checkpointer.save(step, state, {"loader": loader.get_state(), "unlogged_metrics": interval})
+            checkpointer.save(step, state, {"loader": loader.get_state(), "unlogged_metrics": log.flush()})
             faults.maybe_kill("save", step)
     finally:
       # Also on an error: let an in-flight save of a good step finish rather than leave it half-written.
-      progress.close()
+      log.close()
       checkpointer.wait()
       checkpointer.close()
     if stopping:
@@ -159,14 +126,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       logging.warning("Stopped at step %d on request%s; rerun the same command to resume.", step, since)
       writer.close()
       return {}
-    final = run_evals(list(config.evals))
+    final = evaluate_at(step, state, evals, list(config.evals), writer)
   writer.write_final(step, final)
   writer.close()
   return final
-
-
-def _fetch(step: int, metrics, interval: list[dict], progress: tqdm.tqdm) -> None:
-  values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-  interval.append({"step": step, **values})
-  progress.update(step - progress.n)
-  progress.set_postfix(loss=f"{values['loss']:.4f}", refresh=False)

@@ -13,6 +13,7 @@ class MetricWriter:
   """Writes scalars from process 0 only; other processes get a writer that does nothing."""
 
   def __init__(self, workdir: str):
+    self.workdir = workdir
     self.enabled = jax.process_index() == 0
     self.jsonl_path = os.path.join(workdir, "metrics.jsonl")
     self._tensorboard_dir = os.path.join(workdir, "tensorboard")

@@ -1,4 +1,5 @@
 """The composed models: encoders → one fusion interface → a classifier head or a text decoder."""
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,7 +27,7 @@ def test_captioner_prompt_padding_changes_nothing(fusion):
   params = jax.jit(model.init)(jax.random.PRNGKey(0), _inputs(), DECODER_INPUT)
   apply = jax.jit(model.apply)
   logits = apply(params, _inputs(), DECODER_INPUT)
-  assert logits.shape == (2, 3, DECODER["vocab_size"])
+  chex.assert_shape(logits, (2, 3, DECODER["vocab_size"]))
   np.testing.assert_allclose(logits, apply(params, _inputs(jnp.pad(PROMPT, ((0, 0), (0, 3)))), DECODER_INPUT),
                              atol=1e-5)
   with pytest.raises(errors.InputError, match=r"configured for modalities \['image', 'text'\].*called with "
@@ -40,7 +41,8 @@ def test_classifier_shapes_padding_and_unimodal_logits(fusion):
   params = jax.jit(model.init)(jax.random.PRNGKey(0), _inputs())
   apply = jax.jit(model.apply)
   logits, aux = apply(params, _inputs())
-  assert logits.shape == (2, 7) and logits.dtype == jnp.float32
+  chex.assert_shape(logits, (2, 7))
+  chex.assert_type(logits, jnp.float32)
   np.testing.assert_allclose(logits, apply(params, _inputs(jnp.pad(PROMPT, ((0, 0), (0, 2)))))[0], atol=1e-5)
   decision_level = FUSIONS[fusion].decision_level
   assert sorted(aux["unimodal_logits"]) == (["image", "text"] if decision_level else [])

@@ -16,7 +16,8 @@ import pytest
 from mmjax.trainer import faults
 from tests.helpers import CORRUPTIONS, REPO, read_metrics
 
-pytestmark = pytest.mark.slow
+# One worker: the reference run is shared by every test here.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("fault_injection")]
 
 TOTAL_STEPS = 24
 # Train metrics every 4 steps, retrieval on `test` every 8 (the other evals only at the end).
@@ -34,29 +35,21 @@ INTERRUPTIONS = ("step:3", "save:8", "eval:16", "step:13:SIGTERM", "save:24", No
 SEED = 20261125
 
 
-@pytest.fixture(scope="module")
-def compilation_cache(tmp_path_factory) -> str:
-  """A persistent compilation cache shared by the runs of this module: they all compile the same
-  smoke model, so restarts skip most of the compile."""
-  return str(tmp_path_factory.mktemp("jax_cache"))
-
-
-def _start(data_dir: str, workdir: str, cache: str, *flags: str, kill_at: str | None = None) -> subprocess.Popen:
+def _start(data_dir: str, workdir: str, *flags: str, kill_at: str | None = None) -> subprocess.Popen:
   """Starts the train script (later flags override earlier ones); it SIGKILLs itself at `kill_at`."""
   command = [sys.executable, "-m", "experiments.train", "--config=configs/shapes_clip.py:smoke",
              f"--workdir={workdir}", f"--config.data.data_dir={data_dir}", *FLAGS, *flags]
-  env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=cache,
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  env = dict(os.environ)  # With the tests' persistent compilation cache (conftest): restarts skip the compiles.
   env.pop(faults.KILL_AT_ENV, None)
   if kill_at:
     env[faults.KILL_AT_ENV] = kill_at
   return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-def _run(data_dir: str, workdir: str, cache: str, *flags: str, kill_at: str | None = None,
+def _run(data_dir: str, workdir: str, *flags: str, kill_at: str | None = None,
          kill_after_s: float | None = None) -> tuple[int, str]:
   """Runs the train script, SIGKILLed at `kill_at` or after `kill_after_s`. → (exit code, stderr)."""
-  process = _start(data_dir, workdir, cache, *flags, kill_at=kill_at)
+  process = _start(data_dir, workdir, *flags, kill_at=kill_at)
   if kill_after_s is not None:
     try:
       process.wait(timeout=kill_after_s)
@@ -87,15 +80,15 @@ def _assert_same_run(workdir: str, reference: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(shapes_data_dir, compilation_cache, tmp_path_factory) -> str:
+def reference(shapes_data_dir, tmp_path_factory) -> str:
   """The workdir of an uninterrupted run."""
   workdir = str(tmp_path_factory.mktemp("fault") / "reference")
-  code, stderr = _run(shapes_data_dir, workdir, compilation_cache, *REFERENCE_FLAGS)
+  code, stderr = _run(shapes_data_dir, workdir, *REFERENCE_FLAGS)
   assert code == 0 and _steps(workdir) == [6, 12, 18, 24], stderr[-3000:]
   return workdir
 
 
-def test_interrupted_run_resumes_bitwise(shapes_data_dir, compilation_cache, reference, tmp_path):
+def test_interrupted_run_resumes_bitwise(shapes_data_dir, reference, tmp_path):
   """SIGKILL mid-step, during an async save, between evaluators and at a random moment, plus a
   SIGTERM between checkpoints: the restarted run ends bitwise equal to the uninterrupted one."""
   workdir = str(tmp_path / "interrupted")
@@ -103,7 +96,7 @@ def test_interrupted_run_resumes_bitwise(shapes_data_dir, compilation_cache, ref
   log = []
   for kill_at in INTERRUPTIONS:
     before = _steps(workdir)
-    code, stderr = _run(shapes_data_dir, workdir, compilation_cache, *KILLED_FLAGS, kill_at=kill_at,
+    code, stderr = _run(shapes_data_dir, workdir, *KILLED_FLAGS, kill_at=kill_at,
                         kill_after_s=None if kill_at else delay)
     log.append(f"{kill_at or f'SIGKILL after {delay:.1f} s'}: exit {code}, checkpoints {before} → {_steps(workdir)}")
     if kill_at and kill_at.endswith("SIGTERM"):
@@ -118,13 +111,13 @@ def test_interrupted_run_resumes_bitwise(shapes_data_dir, compilation_cache, ref
       # one before it must survive although keep_checkpoints=1.
       step = int(kill_at.split(":")[1])
       assert _steps(workdir) == ([step - 8] if step > 8 else []), log
-  code, stderr = _run(shapes_data_dir, workdir, compilation_cache, *KILLED_FLAGS)
+  code, stderr = _run(shapes_data_dir, workdir, *KILLED_FLAGS)
   assert code == 0, stderr[-3000:]
   print("\n".join(log))
   _assert_same_run(workdir, reference)
 
 
-def test_corrupt_checkpoints_resume_from_the_newest_good_one(shapes_data_dir, compilation_cache, reference,
+def test_corrupt_checkpoints_resume_from_the_newest_good_one(shapes_data_dir, reference,
                                                              tmp_path):
   """Every kind of damage at once, newest first: an empty step 24, a truncated data file in 18,
   zero-filled metadata in 12, and the tmp dir of an interrupted save; step 6 is good."""
@@ -135,7 +128,7 @@ def test_corrupt_checkpoints_resume_from_the_newest_good_one(shapes_data_dir, co
     CORRUPTIONS[corruption](checkpoints / str(step))
   (checkpoints / "30.orbax-checkpoint-tmp-1764000000000000" / "state").mkdir(parents=True)
 
-  code, stderr = _run(shapes_data_dir, str(workdir), compilation_cache, *REFERENCE_FLAGS)
+  code, stderr = _run(shapes_data_dir, str(workdir), *REFERENCE_FLAGS)
   assert code == 0, stderr[-3000:]
   for step in (24, 18, 12):
     assert f"checkpoints/{step} cannot be restored" in stderr
@@ -145,14 +138,14 @@ def test_corrupt_checkpoints_resume_from_the_newest_good_one(shapes_data_dir, co
   _assert_same_run(str(workdir), reference)
 
 
-def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(shapes_data_dir, compilation_cache, reference,
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(shapes_data_dir, reference,
                                                                     tmp_path):
   """Resume the reference at step 12 with an absurd learning rate: the temperature overflows."""
   workdir = tmp_path / "run"
   shutil.copytree(reference, workdir)
   for step in (18, 24):
     shutil.rmtree(workdir / "checkpoints" / str(step))
-  code, stderr = _run(shapes_data_dir, str(workdir), compilation_cache, *REFERENCE_FLAGS, "--config.optim.lr=1e6")
+  code, stderr = _run(shapes_data_dir, str(workdir), *REFERENCE_FLAGS, "--config.optim.lr=1e6")
   assert code == 1, stderr[-3000:]
   assert "Traceback" not in stderr
   match = re.search(r"^error: Non-finite (loss|grad_norm) \((nan|inf|-inf)\) at step (\d+); stopping, "

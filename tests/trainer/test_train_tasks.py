@@ -2,12 +2,14 @@
 from scratch."""
 import math
 
+import chex
 import jax
 import numpy as np
 import pytest
 
 from configs import shapes_caption, shapes_clip, shapes_vqa
-from mmjax import trainer
+from mmjax import tasks, trainer
+from mmjax.trainer import run as run_lib
 from tests.helpers import read_metrics
 
 # One worker trains the shared contrastive smoke run (conftest.clip_smoke_run) for both modules.
@@ -44,15 +46,23 @@ def test_caption_finetunes_from_clip_with_a_frozen_image_tower(clip_smoke_run, s
                jax.device_get(pretrained["image_encoder"]))
   # Re-decoded by sampling at temperature 1 from the decoder's 64 ids, of which the tokenizer has 45: every
   # sampled id is one the tokenizer can decode.
-  config.unlock()
   config.decode.update(method="sample", temperature=1.0)
   sampled = trainer.evaluate(config, str(tmp_path))
   assert sampled["step"] == 40 and 0 <= sampled["eval/test/bleu1"] <= 1
 
 
-def test_vqa_trains_and_reports_every_question_type(shapes_data_dir, tmp_path):
+def test_vqa_trains_and_reports_every_question_type_compiling_each_program_once(shapes_data_dir, tmp_path,
+                                                                                monkeypatch):
+  """Also: 40 steps and two rounds of evals (at 20 and at the end, on two splits, the last batch padded) trace the
+  train step and the decoding loop once each."""
+  make_train_step = run_lib.make_train_step
+  monkeypatch.setattr(run_lib, "make_train_step",
+                      lambda *args, **kwargs: chex.assert_max_traces(make_train_step(*args, **kwargs), n=1))
+  predict_fns = tasks.GenerationTask.predict_fns
+  monkeypatch.setattr(tasks.GenerationTask, "predict_fns",
+                      lambda self: {k: chex.assert_max_traces(fn, n=1) for k, fn in predict_fns(self).items()})
   config = _config(shapes_vqa, "smoke", shapes_data_dir, total_steps=40,
-                   **{"evals.test.every_steps": 40, "evals.heldout.every_steps": 40})
+                   **{"evals.test.every_steps": 20, "evals.heldout.every_steps": 20})
   final = trainer.train(config, str(tmp_path))
   losses = _losses(str(tmp_path))
   assert losses[-1] < 0.7 * losses[0], losses
