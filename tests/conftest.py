@@ -17,9 +17,6 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(tempfile.gettempdir(),
                                                                 f"mmjax-test-compilation-cache-{os.getuid()}"))
 os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 1024**3))  # Bytes; least recently used go.
-# Cache every program, also those that compile in under a second (JAX's default threshold): the test processes
-# compile many small programs, each several times over.
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 import collections  # noqa: E402
 

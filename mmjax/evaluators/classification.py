@@ -4,7 +4,6 @@ from collections.abc import Callable, Mapping, Sequence
 import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
-from sklearn import metrics as sk_metrics
 
 from mmjax import data as mmdata
 from mmjax import errors
@@ -16,6 +15,8 @@ Batch = Mapping[str, np.ndarray]
 def classification_metrics(predicted: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, float]:
   """Accuracy and macro-F1 over all `num_classes` classes (a class never predicted nor present
   scores F1 = 0, so a classifier that ignores a class is not flattered by leaving it out)."""
+  from sklearn import metrics as sk_metrics  # Here: importing scikit-learn takes most of a second.
+
   return {"accuracy": float(np.mean(predicted == labels)),
           "macro_f1": float(sk_metrics.f1_score(labels, predicted, labels=np.arange(num_classes), average="macro",
                                                 zero_division=0.0))}

@@ -29,12 +29,12 @@ def test_vit_shapes_and_overrides():
 
 def test_vit_rejects_bad_patch():
   with pytest.raises(ValueError, match="not divisible by patch size 8"):
-    ViT(variant="Nano/8").init(jax.random.PRNGKey(0), jnp.zeros((1, 30, 30, 3)))
+    jax.eval_shape(ViT(variant="Nano/8").init, jax.random.PRNGKey(0), jnp.zeros((1, 30, 30, 3)))
 
 
 def test_attention_rejects_bad_heads():
   with pytest.raises(ValueError, match="not divisible by num_heads=3"):
-    mnn.MultiHeadAttention(3).init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 8)), jnp.zeros((1, 4, 8)))
+    jax.eval_shape(mnn.MultiHeadAttention(3).init, jax.random.PRNGKey(0), jnp.zeros((1, 4, 8)), jnp.zeros((1, 4, 8)))
 
 
 @pytest.mark.parametrize("causal,pool", [(True, "last"), (False, "mean")])

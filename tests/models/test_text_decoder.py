@@ -24,10 +24,10 @@ def test_steps_equal_teacher_forcing(tie_embedding, kv_cache):
   one teacher-forced pass over the whole sequence."""
   decoder = TextDecoder(**DECODER, tie_embedding=tie_embedding)
   tokens, encoded, mask = _decoder_inputs()
-  params = decoder.init(jax.random.PRNGKey(0), tokens, encoded, mask)
+  params = jax.jit(decoder.init)(jax.random.PRNGKey(0), tokens, encoded, mask)
   full = jax.jit(decoder.apply)(params, tokens, encoded, mask)
   init = decoder.init_cache if kv_cache else decoder.init_buffer
-  state = decoder.apply(params, encoded, mask, DECODER["max_len"], method=init)
+  state = jax.jit(lambda p, e, m: decoder.apply(p, e, m, DECODER["max_len"], method=init))(params, encoded, mask)
   step = jax.jit(lambda tokens, index, state: decoder.apply(
       params, tokens, index, state, method=decoder.step if kv_cache else decoder.step_uncached))
   for index in range(tokens.shape[1]):
@@ -38,17 +38,17 @@ def test_steps_equal_teacher_forcing(tie_embedding, kv_cache):
 def test_decoder_attends_to_valid_encoded_tokens_only():
   decoder = TextDecoder(**DECODER)
   tokens, encoded, mask = _decoder_inputs()
-  params = decoder.init(jax.random.PRNGKey(0), tokens, encoded, mask)
+  params = jax.jit(decoder.init)(jax.random.PRNGKey(0), tokens, encoded, mask)
+  apply = jax.jit(decoder.apply)
   changed = encoded.at[2, 1:].set(100.0)  # Row 2 has one valid encoded token.
-  out = decoder.apply(params, tokens, encoded, mask)
-  out_changed = decoder.apply(params, tokens, changed, mask)
-  np.testing.assert_allclose(out, out_changed, atol=1e-5)
+  out = apply(params, tokens, encoded, mask)
+  np.testing.assert_allclose(out, apply(params, tokens, changed, mask), atol=1e-5)
   changed = encoded.at[2, 0].set(100.0)
-  assert not np.allclose(out[2], decoder.apply(params, tokens, changed, mask)[2], atol=1e-3)
+  assert not np.allclose(out[2], apply(params, tokens, changed, mask)[2], atol=1e-3)
 
 
 def test_decoder_rejects_too_long_inputs():
   decoder = TextDecoder(**DECODER)
   tokens, encoded, mask = _decoder_inputs(length=DECODER["max_len"] + 1)
   with pytest.raises(ValueError, match="exceeds the decoder's max_len=10"):
-    decoder.init(jax.random.PRNGKey(0), tokens, encoded, mask)
+    jax.eval_shape(decoder.init, jax.random.PRNGKey(0), tokens, encoded, mask)

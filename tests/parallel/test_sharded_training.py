@@ -22,7 +22,10 @@ from tests.helpers import REPO, read_metrics, smoke_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sharding")]
 
-OVERRIDES = {"total_steps": 10, "log_every_steps": 1, "checkpoint_every_steps": 10, "optim.warmup_steps": 2}
+# The evals (of the two-process run) on parts of the splits: the same gathering code, less to evaluate.
+OVERRIDES = {"total_steps": 10, "log_every_steps": 1, "checkpoint_every_steps": 10, "optim.warmup_steps": 2,
+             "evals.test.split": "test[:128]", "evals.heldout.split": "heldout[:128]",
+             "evals.zeroshot_colour.split": "test[:256]"}
 ONE_DEVICE = {"data": 1, "fsdp": 1, "model": 1}
 MIXED = {"data": 2, "fsdp": 2, "model": 2}
 _losses_by_mesh = {}

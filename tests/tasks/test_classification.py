@@ -24,7 +24,7 @@ def test_loss_accuracy_and_predictions_agree_with_the_logits():
   batch = {"image": jnp.asarray(rng.uniform(-1, 1, (4, 16, 16, 3)), jnp.float32),
            "question": jnp.array([[5, 6, 3, 0], [7, 3, 0, 0], [9, 10, 11, 3], [4, 3, 0, 0]]),
            "answer_id": jnp.array([0, 1, 2, 3])}
-  params = task.init(jax.random.PRNGKey(0), batch)["params"]
+  params = jax.jit(task.init)(jax.random.PRNGKey(0), batch)["params"]
   logits, _ = model.apply({"params": params}, {"image": batch["image"], "text": batch["question"]})
   loss, metrics = task.loss_fn(params, batch, jax.random.PRNGKey(1))
   assert float(loss) == pytest.approx(float(optax.softmax_cross_entropy_with_integer_labels(

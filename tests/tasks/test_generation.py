@@ -49,7 +49,7 @@ def params_and_batch():
   rng = np.random.default_rng(0)
   batch = {"image": jnp.asarray(rng.uniform(-1, 1, size=(4, 16, 16, 3)), jnp.float32),
            "text": jnp.zeros((4, 10), jnp.int32)}
-  params = _task("greedy", True).init(jax.random.PRNGKey(0), batch)["params"]
+  params = jax.jit(_task("greedy", True).init)(jax.random.PRNGKey(0), batch)["params"]
   # Random init gives near-uniform logits; larger weights give clear winners, so float rounding
   # between the two paths cannot flip an argmax.
   return jax.tree.map(lambda p: 4 * p, params), batch

@@ -11,7 +11,8 @@ from tests.helpers import smoke_config
 # Per-modality heads and their losses; every fusion on its own is covered by tests/models/test_fusion.py.
 @pytest.mark.parametrize("fusion", ["late_vote"])
 def test_smoke_run_reports_accuracy_f1_and_modality_reliance(av_digits_data_dir, tmp_path, fusion):
-  config = smoke_config(av_digits_data_dir, av_digits, **{"model.fusion": fusion})
+  # 20 steps: what is checked is that the run trains its three encoders and per-modality heads and reports.
+  config = smoke_config(av_digits_data_dir, av_digits, **{"model.fusion": fusion, "total_steps": 20})
   final = trainer.train(config, str(tmp_path))
   clean = final["eval/test/accuracy"]
   assert 0.0 <= clean <= 1.0 and 0.0 <= final["eval/test/macro_f1"] <= 1.0

@@ -30,7 +30,8 @@ def _losses(workdir):
 def test_caption_finetunes_from_clip_with_a_frozen_image_tower(clip_smoke_run, shapes_data_dir, tmp_path):
   clip_workdir, _ = clip_smoke_run
   config = _config(shapes_caption, "smoke", shapes_data_dir, init_from=clip_workdir, freeze="image",
-                   total_steps=40, **{"evals.test.every_steps": 40, "evals.heldout.every_steps": 40})
+                   total_steps=40, **{"evals.test.every_steps": 0, "evals.heldout.every_steps": 0,
+                                      "evals.test.split": "test[:128]", "evals.heldout.split": "heldout[:128]"})
   final = trainer.train(config, str(tmp_path))
   losses = _losses(str(tmp_path))
   assert losses[-1] < 0.7 * losses[0], losses
@@ -62,7 +63,8 @@ def test_vqa_trains_and_reports_every_question_type_compiling_each_program_once(
   monkeypatch.setattr(tasks.GenerationTask, "predict_fns",
                       lambda self: {k: chex.assert_max_traces(fn, n=1) for k, fn in predict_fns(self).items()})
   config = _config(shapes_vqa, "smoke", shapes_data_dir, total_steps=40,
-                   **{"evals.test.every_steps": 20, "evals.heldout.every_steps": 20})
+                   **{"evals.test.every_steps": 20, "evals.heldout.every_steps": 20,
+                      "evals.test.split": "test[:128]", "evals.heldout.split": "heldout[:128]"})
   final = trainer.train(config, str(tmp_path))
   losses = _losses(str(tmp_path))
   assert losses[-1] < 0.7 * losses[0], losses

@@ -16,7 +16,6 @@ from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
-from scipy import signal
 
 from mmjax import errors
 
@@ -173,6 +172,8 @@ def synthesise(binary: str, key: ClipKey) -> np.ndarray:
     # Streamed to stdout, the header's frame count is a placeholder: read to the end.
     samples = np.frombuffer(reader.readframes(2**31 - 1), dtype=np.int16).astype(np.float64)
   # 8000 / 22050 = 160 / 441.
+  from scipy import signal  # Here: only generating the dataset needs it, and it takes a second to import.
+
   clip = signal.resample_poly(samples, 160, 441)
   loud = np.flatnonzero(np.abs(clip) > 0.01 * np.abs(clip).max())
   clip = clip[loud[0]:loud[-1] + 1]
