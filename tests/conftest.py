@@ -7,9 +7,12 @@ the contrastive smoke run that several tests read (and fine-tune from) is traine
 import os
 import tempfile
 
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-).strip()
+# XLA's backend optimisation level 0 in every test process (and the scripts they start): the same programs,
+# compiled in about 60% of the time (measured on the accumulation, composed-model and precision tests: 137 s →
+# 83 s). The tests' models are tiny, so running them unoptimised costs less than compiling them optimised.
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = " ".join(
+    [os.environ.get("XLA_FLAGS", ""), TEST_XLA_FLAGS, "--xla_force_host_platform_device_count=8"]).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One persistent compilation cache for every test process (xdist workers and the scripts tests
 # launch): a program compiled once, such as the smoke train step that many tests and training

@@ -25,9 +25,6 @@ NAMES = sorted(SIZES)
 KWARGS = dict(width=WIDTH, mlp_dim=32, num_classes=CLASSES)
 EXTRA = {"bottleneck": dict(depth=2, fusion_layer=1)}  # One unimodal layer, then one bottleneck layer.
 LAYERED = ("concat", "cross_attention", "bottleneck", "mult")
-# These programs are run a few times on tiny inputs: without XLA's backend optimisations they compile
-# in about half the time (mult: 13 s instead of 24 s on a loaded 2-core CPU).
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 
 def _inputs(seed: int, sizes: dict[str, int] = SIZES) -> tuple[dict, dict]:
@@ -72,7 +69,7 @@ def _build(name: str) -> _Fusion:
       value += (output.logits * logit_weights).sum()
     return value, output
 
-  @functools.partial(jax.jit, compiler_options=FAST_COMPILE)
+  @jax.jit
   def run(params, tokens, masks):
     (_, output), grads = jax.value_and_grad(loss, has_aux=True)(tokens, params, masks)
     # Inside the trace, dicts keep their insertion order (jit's arguments arrive sorted by key).
@@ -230,7 +227,7 @@ def test_vote_logits_match_a_hand_computed_vote():
   votes = np.array([[2, 1, 0], [1, 1, 1]])  # Row 1 is a three-way tie.
   softmax = lambda x: np.exp(x) / np.exp(x).sum(-1, keepdims=True)  # noqa: E731
   mean_probs = np.mean([softmax(v) for v in logits.values()], 0)
-  got = np.asarray(jax.jit(fusion.vote_logits, compiler_options=FAST_COMPILE)(
+  got = np.asarray(jax.jit(fusion.vote_logits)(
       {n: jnp.asarray(v, jnp.float32) for n, v in logits.items()}))
   np.testing.assert_allclose(got, np.log((votes + mean_probs) / 4), rtol=1e-6)
   np.testing.assert_allclose(np.exp(got).sum(-1), 1, rtol=1e-6)
@@ -244,7 +241,7 @@ def test_vote_logits_gradients_are_finite_when_probabilities_vanish():
   """Class 2's probability underflows to 0 in both modalities; its log stays finite, and so do the gradients."""
   logits = {"a": jnp.array([[5.0, 0.0, -500.0]]), "b": jnp.array([[0.0, 800.0, 0.0]])}
   loss = lambda x: (fusion.vote_logits(x) * jnp.array([1.0, 2.0, 3.0])).sum()  # noqa: E731
-  value, grads = jax.jit(lambda x: (fusion.vote_logits(x), jax.grad(loss)(x)), compiler_options=FAST_COMPILE)(logits)
+  value, grads = jax.jit(lambda x: (fusion.vote_logits(x), jax.grad(loss)(x)))(logits)
   assert np.isfinite(value).all() and all(np.isfinite(g).all() for g in grads.values())
   assert np.asarray(value).argmax() == 1  # A 1–1 tie: b's certainty beats a's 99%.
 
@@ -259,7 +256,7 @@ def test_late_fusions_combine_their_unimodal_logits(compiled):
   # and with equal weights it is late_mean.
   small = fusion.build_fusion("late_learned", width=4, mlp_dim=4, num_classes=2)
   small_inputs = {n: jnp.ones((1, 1, 4)) for n in NAMES}, {n: jnp.ones((1, 1), bool) for n in NAMES}
-  weights = jax.jit(small.init, compiler_options=FAST_COMPILE)(jax.random.PRNGKey(0), *small_inputs)
+  weights = jax.jit(small.init)(jax.random.PRNGKey(0), *small_inputs)
   np.testing.assert_array_equal(weights["params"]["modality_weights"].value, np.zeros(len(NAMES)))
   learned, mean = compiled("late_learned"), compiled("late_mean")
   params = dict(learned.params["params"], modality_weights=jnp.zeros(len(NAMES)))

@@ -25,7 +25,7 @@ def test_notebook_runs(path, shapes_data_dir, clip_smoke_run, tmp_path, monkeypa
   shutil.copytree(clip_smoke_run[0], workdir)
   monkeypatch.setenv("MMJAX_DATA_DIR", shapes_data_dir)
   monkeypatch.setenv("MMJAX_WORKDIR", workdir)
-  monkeypatch.setenv("XLA_FLAGS", "")
+  monkeypatch.setenv("XLA_FLAGS", os.environ["XLA_FLAGS"].replace("--xla_force_host_platform_device_count=8", ""))
   notebook = nbformat.read(path, as_version=4)
   NotebookClient(notebook, timeout=300, kernel_name="python3",
                  resources={"metadata": {"path": os.path.dirname(path)}}).execute()

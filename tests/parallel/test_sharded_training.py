@@ -76,7 +76,7 @@ def test_two_processes_train_like_one(shapes_data_dir, tmp_path, tmp_path_factor
            "--verbosity=0"]
   overrides = {**OVERRIDES, **{f"mesh.{axis}": size for axis, size in MIXED.items()}}
   flags += [f"--config.{key}={value}" for key, value in overrides.items()]
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  env = dict(os.environ, XLA_FLAGS=os.environ["XLA_FLAGS"].replace("device_count=8", "device_count=4"))
   processes = [subprocess.Popen([sys.executable, "-m", "experiments.train", *flags, f"--process_id={index}"],
                                 cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for index in range(2)]
