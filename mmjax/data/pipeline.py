@@ -6,11 +6,14 @@ so the loader's state is a few integers that a checkpoint can carry.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import fcntl
 import json
+import logging
 import os
 import sys
-import dataclasses
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -92,8 +95,9 @@ def _builder(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder
   return builder_cls(config=data_config.variant, data_dir=data_config.data_dir)
 
 
-def prepare(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
-  """Opens the dataset, generating it into `data_dir` on first use.
+def prepare(data_config: ml_collections.ConfigDict,
+            announce: Callable[[str], None] = logging.info) -> tfds.core.DatasetBuilder:
+  """Opens the dataset, generating it into `data_dir` on first use (`announce` says so, in one line).
 
   tfds writes into an `incomplete.*` directory and renames it when done, so an
   interrupted generation is never mistaken for a finished one (it leaves that
@@ -101,18 +105,41 @@ def prepare(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
   `data_dir`, such as several JAX processes on one host, take turns through a
   lock file: the first generates, the others then find the data ready.
   """
-  builder = _builder(data_config)
-  if builder.is_prepared():
+  with _quiet_tfds():
+    builder = _builder(data_config)
+    prepared = builder.is_prepared()
+  if prepared:
     return builder
   os.makedirs(data_config.data_dir, exist_ok=True)
   lock_path = os.path.join(data_config.data_dir, f".{builder.name}-{builder.builder_config.name}.lock")
   with open(lock_path, "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
-    builder = _builder(data_config)
-    if not builder.is_prepared():
-      # ArrayRecord is random-access and TF-free; parquet drops rows in tfds 4.9.10.
-      builder.download_and_prepare(file_format="array_record")
+    with _quiet_tfds():
+      builder = _builder(data_config)
+      if not builder.is_prepared():
+        start = time.time()
+        announce(f"Generating the {builder.info.full_name} dataset into {data_config.data_dir} (first use; nothing "
+                 "is downloaded)...")
+        # ArrayRecord is random-access and TF-free; parquet drops rows in tfds 4.9.10.
+        builder.download_and_prepare(file_format="array_record")
+        announce(f"Generated {builder.info.full_name} in {time.time() - start:.0f} s.")
   return builder
+
+
+@contextlib.contextmanager
+def _quiet_tfds() -> Iterator[None]:
+  """While a dataset is generated, tfds announces a download that does not happen, warns that the folder it
+  is about to write has no dataset_info.json yet, and draws nested progress bars: its INFO and WARNING logs
+  (through absl's logger) and its bars are held back; errors still show."""
+  absl_logger = logging.getLogger("absl")
+  level = absl_logger.level
+  absl_logger.setLevel(logging.ERROR)
+  tfds.disable_progress_bar()
+  try:
+    yield
+  finally:
+    absl_logger.setLevel(level)
+    tfds.enable_progress_bar()
 
 
 def _dataset(builder: tfds.core.DatasetBuilder) -> Dataset:

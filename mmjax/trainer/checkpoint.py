@@ -17,8 +17,18 @@ from mmjax import errors
 # on many hosts; for a small one, cutting the slices costs one compiled program per parameter shape (for the
 # smoke two-tower, 88 of them, ~3 s at every process start) to speed up a transfer of microseconds. Below
 # 1 MiB per slice, one replica writes the whole array.
-ocp.type_handlers.register_type_handler(
-    jax.Array, ocp.type_handlers.ArrayHandler(min_slice_bytes_for_replica_parallel=1 << 20), override=True)
+def _register_array_handler() -> None:
+  absl_logger = logging.getLogger("absl")
+  level = absl_logger.level
+  absl_logger.setLevel(logging.ERROR)  # Orbax warns that it overrides its own handler, which is the point.
+  try:
+    ocp.type_handlers.register_type_handler(
+        jax.Array, ocp.type_handlers.ArrayHandler(min_slice_bytes_for_replica_parallel=1 << 20), override=True)
+  finally:
+    absl_logger.setLevel(level)
+
+
+_register_array_handler()
 
 def has_checkpoint(directory: str) -> bool:
   """Whether `directory` holds a finished checkpoint step (orbax names steps by their number)."""

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from collections.abc import Mapping, Sequence
 
 import jax
 import ml_collections
-from tqdm import auto as tqdm
 
 from mmjax import data as mmdata
 from mmjax import evaluators
@@ -18,17 +16,11 @@ from mmjax.trainer import faults, finetune, periodic
 from mmjax.trainer import workdir as workdir_lib
 from mmjax.trainer.checkpoint import Checkpointer, has_checkpoint
 from mmjax.trainer.metric_writer import MetricWriter
-from mmjax.trainer.run import Run, build_run
+from mmjax.trainer.run import Run, build_run, say
 from mmjax.trainer.state import TrainState
 from mmjax.trainer.train_log import TrainLog
 
 PARAMETERS_FILE = "parameters.txt"
-
-
-def say(line: str) -> None:
-  """One line for the person watching, on stderr beside the progress bar (which it does not break); process 0."""
-  if jax.process_index() == 0:
-    tqdm.tqdm.write(line, file=sys.stderr)
 
 
 def evaluate_at(step: int, state: TrainState, evals: Mapping[str, evaluators.SplitEvaluator], names: Sequence[str],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 import optax
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from tqdm import auto as tqdm
 
 from mmjax import data as mmdata
 from mmjax import errors, evaluators, models, tasks
@@ -31,10 +33,16 @@ from mmjax.trainer.state import TrainState
 Spec = dict[str, jax.ShapeDtypeStruct]
 
 
+def say(line: str) -> None:
+  """One line for the person watching, on stderr beside the progress bar (which it does not break); process 0."""
+  if jax.process_index() == 0:
+    tqdm.tqdm.write(line, file=sys.stderr)
+
+
 def prepare_data(data_config: ml_collections.ConfigDict) -> None:
   """Generates the dataset on first use: process 0 writes it, the others wait and open it."""
   if jax.process_index() == 0:
-    mmdata.prepare(data_config)
+    mmdata.prepare(data_config, announce=say)
   multihost_utils.sync_global_devices("mmjax_prepare_data")
   mmdata.prepare(data_config)
 
