@@ -134,8 +134,7 @@ def load_sweep(config: str, name: str) -> Sweep:
   if not isinstance(sweeps, Mapping):
     raise errors.ConfigError(f"{path} has no SWEEPS dict; define SWEEPS = {{name: dict(points=..., metrics=...)}} "
                              "beside get_config.")
-  if name not in sweeps:
-    raise errors.ConfigError(f"Unknown sweep {name!r} in {path}; known sweeps: {sorted(sweeps)}.")
+  errors.lookup(sweeps, name, "sweep", f"SWEEPS of {path}")
   fields = [field.name for field in dataclasses.fields(Sweep)]
   settings = sweeps[name]
   if not isinstance(settings, Mapping):

@@ -45,8 +45,8 @@ def test_load_sweep_names_what_is_wrong_with_the_config_file(fake, tmp_path):
     (tmp_path / "config.py").write_text(text)
     return ablation.load_sweep(str(tmp_path / "config.py") + ":smoke", name)
 
-  with pytest.raises(errors.ConfigError, match=r"Unknown sweep 'nope' in .*fake_config.py; "
-                                               r"known sweeps: \['grid', 'one'\]\."):
+  with pytest.raises(errors.ConfigError, match=r"Unknown sweep 'nope' \(SWEEPS of .*fake_config.py\); "
+                                               r"known: \['grid', 'one'\]\."):
     ablation.load_sweep(fake.config, "nope")
   with pytest.raises(errors.ConfigError, match=r"config.py has no SWEEPS dict; define SWEEPS = \{name: "
                                                r"dict\(points=\.\.\., metrics=\.\.\.\)\} beside get_config\.$"):

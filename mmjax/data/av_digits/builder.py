@@ -150,8 +150,7 @@ class AvDigits(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Iterator]:
     del dl_manager  # Nothing to download: every example is generated.
     espeak_binary()  # Fail before any work when espeak-ng is missing.
-    if self.builder_config.task not in TASKS:
-      raise errors.ConfigError(f"Unknown AV-Digits task {self.builder_config.task!r}; known tasks: {list(TASKS)}.")
+    errors.check_choice(self.builder_config.task, TASKS, "AV-Digits task")
     sizes = {"train": self.builder_config.num_train, "test": self.builder_config.num_test}
     return {split: self._generate_examples(split, count) for split, count in sizes.items()}
 

@@ -76,7 +76,8 @@ def sample_digits(task: str, rng: np.random.Generator) -> Digits:
   if task == "synergy":
     image, audio, text = (int(d) for d in rng.integers(10, size=3))
     return Digits((image + audio) % 10, image, audio, text)
-  raise errors.ConfigError(f"Unknown AV-Digits task {task!r}; known tasks: {list(TASKS)}.")
+  errors.check_choice(task, TASKS, "AV-Digits task")
+  raise AssertionError(f"AV-Digits task {task!r} has no digit sampler.")
 
 
 # ---------------------------------------------------------------------------------------------
