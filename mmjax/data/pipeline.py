@@ -128,15 +128,16 @@ def prepare(data_config: ml_collections.ConfigDict,
 
 @contextlib.contextmanager
 def _quiet_tfds() -> Iterator[None]:
-  """While a dataset is generated, tfds announces a download that does not happen, warns that the folder it
-  is about to write has no dataset_info.json yet, and draws nested progress bars: its INFO and WARNING logs
-  (through absl's logger) and its bars are held back; errors still show."""
+  """While a dataset is generated, tfds prints (to stdout) a download that does not happen, warns that the
+  folder it is about to write has no dataset_info.json yet, and draws nested progress bars: its prints, its
+  INFO and WARNING logs (through absl's logger) and its bars are held back; errors still show."""
   absl_logger = logging.getLogger("absl")
   level = absl_logger.level
   absl_logger.setLevel(logging.ERROR)
   tfds.disable_progress_bar()
   try:
-    yield
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+      yield
   finally:
     absl_logger.setLevel(level)
     tfds.enable_progress_bar()

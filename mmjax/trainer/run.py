@@ -7,10 +7,11 @@ a training loader or allocates the state.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -103,9 +104,11 @@ class Run:
     init = jax.jit(lambda rng: nn.unbox(self.init(rng)), out_shardings=self.state_sharding)
     return init(jax.random.PRNGKey(self.config.seed))
 
-  def context(self):
+  @contextlib.contextmanager
+  def context(self) -> Iterator[None]:
     """The mesh and logical-axis rules every traced function of the run needs."""
-    return _Context(self.mesh, self.rules)
+    with jax.set_mesh(self.mesh), nn.logical_axis_rules(self.rules):
+      yield
 
   def jit_train_step(self) -> Callable:
     """(state, batch) → (state, metrics), jitted: the state donated and kept in its sharding, the batch split
@@ -122,19 +125,6 @@ class Run:
                                   batch_size=self.config.eval_batch_size // jax.process_count(),
                                   to_device=self.to_device)
             for key, cfg in self.config.evals.items()}
-
-
-class _Context:
-  def __init__(self, mesh: Mesh, rules: sharding.Rules):
-    self._contexts = (jax.set_mesh(mesh), nn.logical_axis_rules(rules))
-
-  def __enter__(self):
-    for context in self._contexts:
-      context.__enter__()
-
-  def __exit__(self, *exc):
-    for context in reversed(self._contexts):
-      context.__exit__(*exc)
 
 
 def make_train_step(task: tasks.Task, tx: optax.GradientTransformation, schedule: optax.Schedule,
