@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -126,21 +127,33 @@ def prepare(data_config: ml_collections.ConfigDict,
   return builder
 
 
+_quiet_lock = threading.Lock()
+_quiet_users = 0
+_absl_level = logging.NOTSET
+
+
 @contextlib.contextmanager
 def _quiet_tfds() -> Iterator[None]:
-  """While a dataset is generated, tfds prints (to stdout) a download that does not happen, warns that the
-  folder it is about to write has no dataset_info.json yet, and draws nested progress bars: its prints, its
-  INFO and WARNING logs (through absl's logger) and its bars are held back; errors still show."""
+  """While a dataset is opened or generated, tfds warns that the folder it is about to write has no
+  dataset_info.json yet and draws nested progress bars: its INFO and WARNING logs (through absl's logger) and
+  its bars are held back; errors still show. Both settings are global, so threads that generate at once share
+  one quiet period (the first to enter starts it, the last to leave ends it)."""
+  global _quiet_users, _absl_level
   absl_logger = logging.getLogger("absl")
-  level = absl_logger.level
-  absl_logger.setLevel(logging.ERROR)
-  tfds.disable_progress_bar()
+  with _quiet_lock:
+    if not _quiet_users:
+      _absl_level = absl_logger.level
+      absl_logger.setLevel(logging.ERROR)
+      tfds.disable_progress_bar()
+    _quiet_users += 1
   try:
-    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
-      yield
+    yield
   finally:
-    absl_logger.setLevel(level)
-    tfds.enable_progress_bar()
+    with _quiet_lock:
+      _quiet_users -= 1
+      if not _quiet_users:
+        absl_logger.setLevel(_absl_level)
+        tfds.enable_progress_bar()
 
 
 def _dataset(builder: tfds.core.DatasetBuilder) -> Dataset:

@@ -32,6 +32,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image, ImageDraw
 
+from mmjax.data.generated import GeneratedBuilder
+
 SHAPES = ("circle", "square", "triangle", "diamond")
 COLOURS = ("red", "green", "blue", "yellow", "purple", "cyan")
 SIZES = ("small", "large")
@@ -298,7 +300,7 @@ class ShapesConfig(tfds.core.BuilderConfig):
   num_heldout: int = 2_000
 
 
-class Shapes(tfds.core.GeneratorBasedBuilder):
+class Shapes(GeneratedBuilder):
   """tfds builder for the Shapes dataset (see the module docstring)."""
 
   VERSION = tfds.core.Version("1.1.0")
@@ -312,10 +314,6 @@ class Shapes(tfds.core.GeneratorBasedBuilder):
       ShapesConfig(name="small", description="Tests and smoke runs.", num_train=2_048, num_test=512,
                    num_heldout=512),
   ]
-  # Nothing is downloaded, so there are no checksums to find. Without this, tfds
-  # 4.9.10 looks for them beside this module's code and imports the
-  # `importlib_resources` backport, which it only declares for Python < 3.9.
-  url_infos = None
 
   def _info(self) -> tfds.core.DatasetInfo:
     size = self.builder_config.image_size

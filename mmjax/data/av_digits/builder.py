@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mmjax import errors
+from mmjax.data.generated import GeneratedBuilder
 from mmjax.data.av_digits.sources import (
     CHARS, CLIP_SAMPLES, CLIP_SECONDS, IMAGE_SIZE, LABEL_NAMES, LANGUAGES, NUMBER_WORDS, PITCHES, SAMPLE_RATE, SPEEDS,
     TASKS, TEST_VOICES, TRAIN_VOICES, ClipKey, DigitImages, corrupt_image, corrupt_text, espeak_binary, image_pools,
@@ -95,7 +96,7 @@ def generate_example(config: AvDigitsConfig, split: str, index: int, images: Dig
               text_heavy=text_heavy, image_index=np.int32(image_index), voice=key[1], language=language)
 
 
-class AvDigits(tfds.core.GeneratorBasedBuilder):
+class AvDigits(GeneratedBuilder):
   """tfds builder for AV-Digits (see the module docstring)."""
 
   VERSION = tfds.core.Version("1.0.0")
@@ -109,8 +110,6 @@ class AvDigits(tfds.core.GeneratorBasedBuilder):
       AvDigitsConfig(name="synergy_small", description="Tests and smoke runs.", task="synergy", heavy_prob=0.0,
                      num_train=256, num_test=128, speeds=(160,), pitches=(50,)),
   ]
-  # Nothing is downloaded, so there are no checksums to find (see shapes.Shapes.url_infos).
-  url_infos = None
 
   def _info(self) -> tfds.core.DatasetInfo:
     config = self.builder_config

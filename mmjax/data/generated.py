@@ -1,0 +1,19 @@
+"""The base of the project's tfds builders, whose every example is generated offline: nothing is downloaded."""
+import tensorflow_datasets as tfds
+
+
+class GeneratedBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """A GeneratorBasedBuilder that downloads nothing.
+
+  No checksums to find: without `url_infos = None`, tfds 4.9.10 looks for them beside the builder's code and
+  imports the `importlib_resources` backport, which it only declares for Python < 3.9. And no download to
+  announce: tfds prints "Downloading and preparing dataset Unknown size ..." and "... downloaded and prepared"
+  to stdout, which would mislead; mmjax.data.prepare says what happens instead.
+  """
+  url_infos = None
+
+  def _log_download_bytes(self) -> None:
+    pass
+
+  def _log_download_done(self) -> None:
+    pass
