@@ -47,6 +47,10 @@ class Tokenizer(Protocol):
     """Text of `ids` up to the first eos, skipping pad and bos."""
     ...
 
+# Optional attributes, read with getattr(tokenizer, name, False) by tokenize_to_length:
+#   adds_bos: the model input starts with bos ([CLS] for BERT, <start_of_text> for CLIP);
+#   truncates: a text longer than the model's length is cut to it, keeping eos last, instead of an error.
+
 
 class _SpecialIds:
   """Ids 0–3 of every tokenizer here: <pad>, <unk>, <bos>, <eos> (SPECIAL_TOKENS' order)."""
@@ -147,17 +151,21 @@ class CharTokenizer(_SpecialIds):
 
 
 def tokenize_to_length(tokenizer: Tokenizer, text: str, length: int, length_key: str = "text_len") -> np.ndarray:
-  """`text`'s ids followed by eos and zero padding: i32[length].
+  """`text`'s ids (after bos, if the tokenizer `adds_bos`) followed by eos and zero padding: i32[length].
 
-  Too long a text is an error rather than a truncation: a cut-off caption loses
-  its eos, and text encoders pool at the eos position. `length_key` names the data config
-  key that sets `length`, for the error message.
+  Too long a text is an error rather than a truncation, unless the tokenizer `truncates` (the natural-language
+  tokenizers of mmjax.data.subword, as their reference implementations do): a cut-off caption loses its eos,
+  and text encoders pool at the eos position, so a truncated text keeps eos last. `length_key` names the data
+  config key that sets `length`, for the error message.
   """
-  ids = tokenizer.encode(text) + [tokenizer.eos_id]
+  ids = ([tokenizer.bos_id] if getattr(tokenizer, "adds_bos", False) else []) + tokenizer.encode(text)
+  ids.append(tokenizer.eos_id)
   if len(ids) > length:
-    raise errors.InputError(
-        f"Text {text!r} has {len(ids) - 1} tokens; with eos it needs {len(ids)} > {length_key}={length}. "
-        f"Raise config.data.{length_key} to at least {len(ids)}.")
+    if not getattr(tokenizer, "truncates", False):
+      raise errors.InputError(
+          f"Text {text!r} has {len(ids) - 1} tokens; with eos it needs {len(ids)} > {length_key}={length}. "
+          f"Raise config.data.{length_key} to at least {len(ids)}.")
+    ids = ids[:length - 1] + [tokenizer.eos_id]
   tokens = np.full((length,), tokenizer.pad_id, dtype=np.int32)
   tokens[:len(ids)] = ids
   return tokens

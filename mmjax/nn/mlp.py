@@ -5,20 +5,37 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mmjax import errors
 from mmjax.nn.partitioning import dense
 
 
+def _quick_gelu(x: jax.Array) -> jax.Array:
+  return x * jax.nn.sigmoid(1.702 * x)
+
+
+# The MLP nonlinearities of the checkpoints mmjax imports: "gelu" is the tanh approximation (ViT, big_vision,
+# and every model trained here), "gelu_erf" the exact one (BERT), "quick_gelu" OpenAI CLIP's sigmoid one.
+ACTIVATIONS = {
+    "gelu": nn.gelu,
+    "gelu_erf": lambda x: nn.gelu(x, approximate=False),
+    "quick_gelu": _quick_gelu,
+    "relu": nn.relu,
+}
+
+
 class MlpBlock(nn.Module):
-  """Dense(mlp_dim) → GELU → Dense(D). x: [..., D] → [..., D]."""
+  """Dense(mlp_dim) → activation (one of ACTIVATIONS) → Dense(D). x: [..., D] → [..., D]."""
   mlp_dim: int
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  activation: str = "gelu"
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     features = x.shape[-1]
+    activation = errors.lookup(ACTIVATIONS, self.activation, "activation")
     x = dense(self.mlp_dim, ("embed", "mlp"), self.dtype, self.param_dtype, "fc1")(x)
-    x = nn.with_logical_constraint(nn.gelu(x), ("batch", "length", "mlp"))
+    x = nn.with_logical_constraint(activation(x), ("batch", "length", "mlp"))
     return dense(features, ("mlp", "embed"), self.dtype, self.param_dtype, "fc2")(x)
 
 

@@ -1,4 +1,5 @@
-"""Pre-LayerNorm Transformer blocks: the encoder, and the decoder block with a KV cache."""
+"""Transformer blocks: the encoder (pre-LayerNorm as in ViT/CLIP, or post-LayerNorm as in BERT), and the
+pre-LayerNorm decoder block with a KV cache."""
 from typing import Any
 
 import flax.linen as nn
@@ -12,9 +13,10 @@ from mmjax.nn.mlp import MlpBlock
 from mmjax.nn.partitioning import logical
 
 
-def layer_norm(name: str | None, dtype: Any, param_dtype: Any) -> nn.LayerNorm:
-  """A LayerNorm with logical axis names; `name=None` inside `setup`, where the attribute names it."""
-  return nn.LayerNorm(name=name, dtype=dtype, param_dtype=param_dtype,
+def layer_norm(name: str | None, dtype: Any, param_dtype: Any, epsilon: float = 1e-6) -> nn.LayerNorm:
+  """A LayerNorm with logical axis names; `name=None` inside `setup`, where the attribute names it.
+  `epsilon` is flax's 1e-6 for models trained here; an imported checkpoint brings its own (BERT 1e-12, CLIP 1e-5)."""
+  return nn.LayerNorm(name=name, dtype=dtype, param_dtype=param_dtype, epsilon=epsilon,
                       scale_init=logical(nn.initializers.ones, ("embed",)),
                       bias_init=logical(nn.initializers.zeros, ("embed",)))
 
@@ -38,39 +40,58 @@ def rematerialized(block: type[nn.Module], policy: str) -> type[nn.Module]:
   return nn.remat(block, policy=REMAT_POLICIES[policy])
 
 
+NORM_POSITIONS = ("pre", "post")
+
+
 class EncoderBlock(nn.Module):
-  """x + Attn(LN(x)); x + MLP(LN(x)). x: [B, L, D], mask: bool[B|1, 1, L, L]."""
+  """norm="pre": x + Attn(LN(x)); x + MLP(LN(x)) (ViT, CLIP). norm="post": LN(x + Attn(x)); LN(x + MLP(x)) (BERT).
+  x: [B, L, D], mask: bool[B|1, 1, L, L]. The LayerNorms are `ln_attn` and `ln_mlp` either way."""
   num_heads: int
   mlp_dim: int
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
+  norm: str = "pre"
+  activation: str = "gelu"
+  epsilon: float = 1e-6
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array | None) -> jax.Array:
-    y = layer_norm("ln_attn", self.dtype, self.param_dtype)(x)
+    errors.check_choice(self.norm, NORM_POSITIONS, "norm position")
+    pre = self.norm == "pre"
+    ln_attn = layer_norm("ln_attn", self.dtype, self.param_dtype, self.epsilon)
+    ln_mlp = layer_norm("ln_mlp", self.dtype, self.param_dtype, self.epsilon)
+    y = ln_attn(x) if pre else x
     y = MultiHeadAttention(self.num_heads, self.dtype, self.param_dtype, name="attn")(y, y, mask)
-    x = nn.with_logical_constraint(x + y, ("batch", "length", "embed"))
-    y = layer_norm("ln_mlp", self.dtype, self.param_dtype)(x)
-    y = MlpBlock(self.mlp_dim, self.dtype, self.param_dtype, name="mlp")(y)
-    return nn.with_logical_constraint(x + y, ("batch", "length", "embed"))
+    x = x + y if pre else ln_attn(x + y)
+    x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
+    y = MlpBlock(self.mlp_dim, self.dtype, self.param_dtype, self.activation, name="mlp")(ln_mlp(x) if pre else x)
+    x = x + y if pre else ln_mlp(x + y)
+    return nn.with_logical_constraint(x, ("batch", "length", "embed"))
 
 
 class Encoder(nn.Module):
-  """`depth` EncoderBlocks (rematerialized with the `remat` policy) and a final LayerNorm.
-  Returns [B, L, D]."""
+  """`depth` EncoderBlocks (rematerialized with the `remat` policy) and, if `final_norm`, a final LayerNorm
+  (pre-LN stacks need one; a post-LN stack such as BERT ends normalised). Returns [B, L, D]."""
   depth: int
   num_heads: int
   mlp_dim: int
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
   remat: str = "none"
+  norm: str = "pre"
+  activation: str = "gelu"
+  epsilon: float = 1e-6
+  final_norm: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     block = rematerialized(EncoderBlock, self.remat)
     for i in range(self.depth):
-      x = block(self.num_heads, self.mlp_dim, self.dtype, self.param_dtype, name=f"block_{i}")(x, mask)
-    return layer_norm("ln_final", self.dtype, self.param_dtype)(x)
+      x = block(self.num_heads, self.mlp_dim, self.dtype, self.param_dtype, self.norm, self.activation,
+                self.epsilon, name=f"block_{i}")(x, mask)
+    if not self.final_norm:
+      return x
+    return layer_norm("ln_final", self.dtype, self.param_dtype, self.epsilon)(x)
 
 
 KeyValue = tuple[jax.Array, jax.Array]
