@@ -10,14 +10,15 @@ from tests.helpers import REPO
 ALLOWED = {
     "errors": set(),
     "nn": {"errors"},
-    "models": {"errors", "nn"},
-    "data": {"errors"},
+    "pretrained": {"errors"},
+    "models": {"errors", "nn", "pretrained"},
+    "data": {"errors", "pretrained"},
     "decoding": {"errors"},
     "tasks": {"errors", "data", "decoding"},
     "evaluators": {"errors", "data"},
     "parallel": {"errors"},
     "ablation": {"errors"},
-    "trainer": {"errors", "nn", "models", "data", "decoding", "tasks", "evaluators", "parallel"},
+    "trainer": {"errors", "nn", "models", "data", "decoding", "tasks", "evaluators", "parallel", "pretrained"},
 }
 
 

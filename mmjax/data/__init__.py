@@ -4,7 +4,6 @@ Public entry points take the `config.data` block (see `configs.common.shapes_dat
 `av_digits_data_config`); `DATASETS` maps its `name` to a tfds builder and its preprocessing.
 """
 from mmjax.data.pipeline import (
-    DATASETS,
     TrainLoader,
     element_spec,
     eval_batches,
@@ -17,6 +16,7 @@ from mmjax.data.pipeline import (
     train_loader,
 )
 from mmjax.data.av_digits import AvDigits
+from mmjax.data.registry import DATASETS
 from mmjax.data.shapes import Shapes
 from mmjax.data.tokenizer import CharTokenizer, Tokenizer, WordTokenizer, tokenize_to_length
 

@@ -7,7 +7,6 @@ so the loader's state is a few integers that a checkpoint can carry.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import json
 import logging
@@ -15,7 +14,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from absl import flags
@@ -26,59 +25,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mmjax import errors
-from mmjax.data import av_digits
-from mmjax.data import preprocess
-from mmjax.data import shapes
+from mmjax.data import registry
 from mmjax.data import tokenizer as tokenizer_lib
-
-# Per-example operations: (builder, tokenizer, data_config, train) → grain transforms applied in order.
-# Eval passes (train=False) keep the reference strings and must be deterministic (Map only).
-Operations = Callable[[tfds.core.DatasetBuilder, tokenizer_lib.Tokenizer, ml_collections.ConfigDict, bool],
-                      list[grain.transforms.Map | grain.transforms.RandomMap]]
-
-
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-  """What the pipeline needs to know of a dataset: its tfds builder, the tokenizer built from the
-  builder's metadata, the per-example operations, the names of its integer label fields' values
-  ({batch field: [name of id 0, name of id 1, ...]}, from the metadata), and the tfds decoders to skip
-  (fields that the operations decode themselves, in the loader's workers)."""
-  builder: type[tfds.core.GeneratorBasedBuilder]
-  tokenizer: Callable[[Mapping[str, Any]], tokenizer_lib.Tokenizer]
-  operations: Operations
-  label_names: Callable[[Mapping[str, Any]], dict[str, list[str]]]
-  decoders: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-
-
-def _shapes_operations(builder, tokenizer, data_config, train):
-  operations = [preprocess.PreprocessExample(
-      tokenizer, builder.info.metadata["answers"], text_len=data_config.text_len,
-      question_len=data_config.question_len, answer_len=data_config.answer_len, keep_caption=not train)]
-  if train and data_config.hard_negatives:
-    operations.append(preprocess.AddHardNegative(tokenizer, data_config.text_len))
-  return operations
-
-
-def _av_digits_operations(builder, tokenizer, data_config, train):
-  del builder
-  return [av_digits.PreprocessAvDigits(tokenizer, text_len=data_config.text_len, keep_text=not train)]
-
-
-def _shapes_label_names(metadata: Mapping[str, Any]) -> dict[str, list[str]]:
-  return {"answer_id": list(metadata["answers"]), "question_type": list(metadata["question_types"]),
-          **{field: list(metadata[field + "s"]) for field in ("shape", "colour", "size")}}
-
-
-def _av_digits_label_names(metadata: Mapping[str, Any]) -> dict[str, list[str]]:
-  return {field: list(metadata["label_names"]) for field in ("label", "image_digit", "audio_digit", "text_digit")}
-
-
-DATASETS = {
-    "shapes": Dataset(shapes.Shapes, lambda metadata: tokenizer_lib.WordTokenizer(metadata["vocab"]),
-                      _shapes_operations, _shapes_label_names, decoders={"image": tfds.decode.SkipDecoding()}),
-    "av_digits": Dataset(av_digits.AvDigits, lambda metadata: tokenizer_lib.CharTokenizer(metadata["chars"]),
-                         _av_digits_operations, _av_digits_label_names),
-}
 
 # Read records in the thread (or worker) that preprocesses them. Grain's default
 # (16 reader threads, 500 records ahead) re-checks every buffered record per
@@ -88,7 +36,7 @@ _READ_OPTIONS = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
 
 
 def _builder(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
-  builder_cls = errors.lookup(DATASETS, data_config.name, "dataset", "config.data.name").builder
+  builder_cls = registry.dataset(data_config).builder
   # tfds' own message for an unknown config lists no names.
   if data_config.variant not in builder_cls.builder_configs:
     raise errors.ConfigError(f"Unknown variant {data_config.variant!r} of dataset {data_config.name!r}; "
@@ -122,7 +70,8 @@ def prepare(data_config: ml_collections.ConfigDict,
         announce(f"Generating the {builder.info.full_name} dataset into {data_config.data_dir} (first use; nothing "
                  "is downloaded)...")
         # ArrayRecord is random-access and TF-free; parquet drops rows in tfds 4.9.10.
-        builder.download_and_prepare(file_format="array_record")
+        builder.download_and_prepare(file_format="array_record",
+                                     download_config=registry.dataset(data_config).download_config(data_config))
         announce(f"Generated {builder.info.full_name} in {time.time() - start:.0f} s.")
   return builder
 
@@ -156,25 +105,21 @@ def _quiet_tfds() -> Iterator[None]:
         tfds.enable_progress_bar()
 
 
-def _dataset(builder: tfds.core.DatasetBuilder) -> Dataset:
-  return next(dataset for dataset in DATASETS.values() if isinstance(builder, dataset.builder))
-
-
-def _tokenizer(builder: tfds.core.DatasetBuilder) -> tokenizer_lib.Tokenizer:
-  return _dataset(builder).tokenizer(builder.info.metadata)
-
-
 def get_tokenizer(data_config: ml_collections.ConfigDict) -> tokenizer_lib.Tokenizer:
-  """The tokenizer over the vocabulary stored with the dataset."""
-  return _tokenizer(prepare(data_config))
+  """The tokenizer `config.data.tokenizer` names, or else the one over the vocabulary stored with the dataset."""
+  return registry.tokenizer(prepare(data_config), data_config)
+
+
+def _operations(builder: tfds.core.DatasetBuilder, data_config: ml_collections.ConfigDict, train: bool) -> list:
+  return registry.dataset(data_config).operations(builder, registry.tokenizer(builder, data_config), data_config,
+                                                  train)
 
 
 def label_names(data_config: ml_collections.ConfigDict) -> dict[str, list[str]]:
   """Names of the ids of each integer label field, keyed by the batch field: e.g. Shapes'
   {"answer_id": ["no", "yes", ...], "question_type": [...], "shape": [...], "colour": [...], "size": [...]}.
   A classifier over a field has len(label_names[field]) classes."""
-  builder = prepare(data_config)
-  return _dataset(builder).label_names(builder.info.metadata)
+  return registry.dataset(data_config).label_names(prepare(data_config).info.metadata)
 
 
 def sample_rate(data_config: ml_collections.ConfigDict) -> int | None:
@@ -188,9 +133,9 @@ def element_spec(data_config: ml_collections.ConfigDict) -> dict[str, jax.ShapeD
   first split (a held-out one where there is one)."""
   builder = prepare(data_config)
   splits = sorted(builder.info.splits, key=lambda name: name == "train")
-  source = _data_source(builder, splits[0])
+  source = _data_source(builder, splits[0], data_config)
   example = source[0]
-  for operation in _dataset(builder).operations(builder, _tokenizer(builder), data_config, True):
+  for operation in _operations(builder, data_config, True):
     if isinstance(operation, grain.transforms.RandomMap):
       example = operation.random_map(example, np.random.default_rng(0))
     else:
@@ -215,17 +160,20 @@ def num_examples(data_config: ml_collections.ConfigDict, split: str) -> int:
   return _check_split(prepare(data_config), split)
 
 
-def _data_source(builder: tfds.core.DatasetBuilder, split: str) -> Sequence[dict[str, Any]]:
+def _data_source(builder: tfds.core.DatasetBuilder, split: str,
+                 data_config: ml_collections.ConfigDict) -> Sequence[dict[str, Any]]:
+  """The records of `split`, only those of `config.data.classes` if it names some (see registry.class_subset)."""
   _check_split(builder, split)
   # E.g. Shapes' images stay PNG bytes here: its PreprocessExample decodes them in the loader's workers.
-  return builder.as_data_source(split, decoders=dict(_dataset(builder).decoders))
+  source = builder.as_data_source(split, decoders=dict(registry.dataset(data_config).decoders))
+  return registry.class_subset(source, builder, data_config, split)
 
 
 def field_values(data_config: ml_collections.ConfigDict, split: str,
                  fields: Sequence[str]) -> dict[str, list[Any]]:
   """The stored values of non-image `fields` for every example of `split` (Text as str),
   read without decoding images, e.g. the train answers a majority baseline is computed from."""
-  source = _data_source(prepare(data_config), split)
+  source = _data_source(prepare(data_config), split, data_config)
   values = {field: [] for field in fields}
   for start in range(0, len(source), 1024):
     for record in source.__getitems__(range(start, min(start + 1024, len(source)))):
@@ -316,10 +264,10 @@ def train_loader(data_config: ml_collections.ConfigDict, *, batch_size: int, see
         "outside the mmjax scripts (which parse them), call absl.flags.FLAGS.mark_as_parsed() first, or set "
         "worker_count=0.")
   builder = prepare(data_config)
-  source = _data_source(builder, "train")
+  source = _data_source(builder, "train", data_config)
   sampler = GlobalBatchSampler(len(source), global_batch_size=batch_size * jax.process_count(), seed=seed,
                                shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=True))
-  operations = _dataset(builder).operations(builder, _tokenizer(builder), data_config, True)
+  operations = _operations(builder, data_config, True)
   operations.append(grain.transforms.Batch(batch_size, drop_remainder=True))
   data_loader = grain.DataLoader(
       data_source=source,
@@ -359,8 +307,8 @@ def eval_batches(data_config: ml_collections.ConfigDict, split: str, *,
   never wait on a process that ran out early.
   """
   builder = prepare(data_config)
-  source = _data_source(builder, split)
-  operations = _dataset(builder).operations(builder, _tokenizer(builder), data_config, False)
+  source = _data_source(builder, split, data_config)
+  operations = _operations(builder, data_config, False)
 
   def example_fn(record: dict[str, Any]) -> dict[str, Any]:
     for operation in operations:

@@ -8,10 +8,12 @@ from mmjax.evaluators.classification import ClassificationEvaluator, classificat
 from mmjax.evaluators.captioning import CaptioningEvaluator, caption_metrics, token_accuracy
 from mmjax.evaluators.retrieval import RetrievalEvaluator, recall_at_k
 from mmjax.evaluators.vqa import VqaEvaluator, majority_answers, vqa_accuracy
-from mmjax.evaluators.zero_shot import ZeroShotEvaluator, class_prompts, zero_shot_accuracy
+from mmjax.evaluators.zero_shot import ZeroShotEvaluator, class_embeddings, class_prompts, zero_shot_accuracy
+from mmjax.evaluators.zero_shot_classification import LinearProbeEvaluator, ZeroShotClassificationEvaluator
 
 EVALUATORS = {"retrieval": RetrievalEvaluator, "zero_shot": ZeroShotEvaluator, "captioning": CaptioningEvaluator,
-              "vqa": VqaEvaluator, "classification": ClassificationEvaluator}
+              "vqa": VqaEvaluator, "classification": ClassificationEvaluator,
+              "zero_shot_classification": ZeroShotClassificationEvaluator, "linear_probe": LinearProbeEvaluator}
 
 
 def build(key: str, eval_config: ml_collections.ConfigDict, *, data_config: ml_collections.ConfigDict,
@@ -23,6 +25,7 @@ def build(key: str, eval_config: ml_collections.ConfigDict, *, data_config: ml_c
 
 
 __all__ = ["EVALUATORS", "SplitEvaluator", "build", "CaptioningEvaluator", "ClassificationEvaluator",
-           "RetrievalEvaluator", "VqaEvaluator", "ZeroShotEvaluator", "caption_metrics", "class_prompts",
+           "LinearProbeEvaluator", "RetrievalEvaluator", "VqaEvaluator", "ZeroShotClassificationEvaluator",
+           "ZeroShotEvaluator", "caption_metrics", "class_embeddings", "class_prompts",
            "classification_metrics", "majority_answers", "recall_at_k", "token_accuracy", "vqa_accuracy",
            "zero_shot_accuracy"]

@@ -70,6 +70,13 @@ class SplitEvaluator:
   def run(self, params) -> dict[str, float]:
     raise NotImplementedError
 
+  def text_embedder(self, params) -> Callable[[np.ndarray], np.ndarray]:
+    """int tokens [N, L] (the same on every process, e.g. class prompts) → the model's text embeddings [N, D]."""
+    def embed(tokens: np.ndarray) -> np.ndarray:
+      return predict_over(process_batches({"text": tokens}, self.batch_size),
+                          lambda b: self.predict_fns["embed_text"](params, b["text"]), self.to_device)[0]
+    return embed
+
   def batches(self) -> Iterator[dict[str, np.ndarray]]:
     """One pass over this process's shard of the split (see mmjax.data.eval_batches)."""
     return mmdata.eval_batches(self.data_config, self.split, batch_size=self.batch_size)

@@ -1,14 +1,15 @@
 """Zero-shot classification of a scene attribute by nearest class-prompt embedding."""
 import itertools
 import string
+from collections.abc import Callable
 
 import ml_collections
 import numpy as np
 
 from mmjax import data as mmdata
 from mmjax import errors
-from mmjax.data.tokenizer import tokenize_to_length
-from mmjax.evaluators.common import SplitEvaluator, predict_over, process_batches
+from mmjax.data.tokenizer import Tokenizer, tokenize_to_length
+from mmjax.evaluators.common import SplitEvaluator, predict_over
 
 
 def class_prompts(template: str, attribute: str, classes: dict[str, list[str]]) -> list[list[str]]:
@@ -32,6 +33,17 @@ def class_prompts(template: str, attribute: str, classes: dict[str, list[str]]) 
   return prompts
 
 
+def class_embeddings(embed_text: Callable[[np.ndarray], np.ndarray], tokenizer: Tokenizer, prompts: list[list[str]],
+                     text_len: int) -> np.ndarray:
+  """Unit class embeddings f32[C, D]: the mean of each class's prompt embeddings (CLIP's prompt ensembling),
+  re-normalised. `embed_text` maps int tokens [N, text_len] to unit embeddings [N, D]."""
+  flat = [prompt for class_prompts_ in prompts for prompt in class_prompts_]
+  emb = embed_text(np.stack([tokenize_to_length(tokenizer, prompt, text_len) for prompt in flat]))
+  per_class = np.split(emb, np.cumsum([len(p) for p in prompts])[:-1])
+  means = np.stack([e.mean(0) for e in per_class])
+  return means / np.linalg.norm(means, axis=1, keepdims=True)
+
+
 def zero_shot_accuracy(image_emb: np.ndarray, class_emb: np.ndarray, labels: np.ndarray) -> float:
   """Top-1 accuracy of argmax_c <image, class_c>. image_emb [N, D], class_emb [C, D], labels [N]."""
   return float(((image_emb @ class_emb.T).argmax(1) == labels).mean())
@@ -47,16 +59,6 @@ class ZeroShotEvaluator(SplitEvaluator):
     # Built now so that a bad template or attribute fails before training, not at the first eval.
     self.prompts = class_prompts(eval_config.template, eval_config.attribute, mmdata.label_names(self.data_config))
 
-  def _class_embeddings(self, params, prompts: list[list[str]]) -> np.ndarray:
-    tokenizer = mmdata.get_tokenizer(self.data_config)
-    flat = [p for class_prompts_ in prompts for p in class_prompts_]
-    tokens = np.stack([tokenize_to_length(tokenizer, p, self.data_config.text_len) for p in flat])
-    emb, _ = predict_over(process_batches({"text": tokens}, self.batch_size),
-                          lambda b: self.predict_fns["embed_text"](params, b["text"]), self.to_device)
-    per_class = np.split(emb, np.cumsum([len(p) for p in prompts])[:-1])
-    means = np.stack([e.mean(0) for e in per_class])
-    return means / np.linalg.norm(means, axis=1, keepdims=True)
-
   def run(self, params) -> dict[str, float]:
     attribute, prompts = self.config.attribute, self.prompts
     image_emb, fields = predict_over(
@@ -65,5 +67,7 @@ class ZeroShotEvaluator(SplitEvaluator):
     if not single.any():
       raise errors.InputError(f"Split {self.config.split!r} has no one-object scenes to classify.")
     labels = fields[attribute][single, 0]
-    accuracy = zero_shot_accuracy(image_emb[single], self._class_embeddings(params, prompts), labels)
+    classes = class_embeddings(self.text_embedder(params), mmdata.get_tokenizer(self.data_config), prompts,
+                               self.data_config.text_len)
+    accuracy = zero_shot_accuracy(image_emb[single], classes, labels)
     return {"accuracy": accuracy, "chance": 1 / len(prompts), "num_examples": float(single.sum())}

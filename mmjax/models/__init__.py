@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import ml_collections
 
-from mmjax import errors
+from mmjax import errors, pretrained
 from mmjax.models.captioner import Captioner
 from mmjax.models.classifier import Classifier
 from mmjax.models.encoders import ENCODERS, MODALITIES, build_encoder
@@ -32,7 +32,12 @@ def build(model_config: ml_collections.ConfigDict, **data_values: Any) -> nn.Mod
   each is passed to the model if it has such a field.
   """
   kwargs = model_config.to_dict()
-  model = errors.lookup(MODELS, kwargs.pop("name"), "model", "config.model.name")
+  name = kwargs.pop("name")
+  model = errors.lookup(MODELS, name, "model", "config.model.name")
+  if kwargs.get("pretrained"):
+    # A whole-model checkpoint (an HF CLIP) fixes the towers: they come from its own config, not ours.
+    kwargs.update(pretrained.architecture(name, kwargs["pretrained"]))
+  kwargs.pop("pretrained", None)
   for key in ("dtype", "param_dtype"):
     kwargs[key] = errors.lookup(DTYPES, kwargs[key], "dtype", f"config.model.{key}")
   fields = {field.name for field in dataclasses.fields(model)}

@@ -49,6 +49,10 @@ class TwoTower(nn.Module):
     pooled, aux = self.image_encoder(image)
     return _normalize(self.image_proj(pooled)), aux
 
+  def image_features(self, image: jax.Array) -> jax.Array:
+    """image → the image tower's pooled features [B, width], before the projection (for linear probes)."""
+    return self.image_encoder(image)[0].astype(jnp.float32)
+
   def encode_text(self, text: jax.Array) -> tuple[jax.Array, dict]:
     """text: int[B, L] → (unit embeddings f32[B, embed_dim], aux)."""
     pooled, aux = self.text_encoder(text)

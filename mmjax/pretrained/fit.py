@@ -5,6 +5,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import flax
+import flax.linen as nn
 import numpy as np
 
 from mmjax import errors
@@ -14,10 +15,11 @@ def fit(expected: Mapping[str, Any], imported: Mapping[str, Any], source: str) -
   """`imported` (a nested dict of arrays, the same tree as `expected`) as float32 numpy arrays, after checking
   that every parameter of `expected` is imported with its shape and nothing else is.
 
-  `expected` is the module's freshly initialised params (arrays or ShapeDtypeStructs); `source` names the
+  `expected` is the module's freshly initialised params (arrays or ShapeDtypeStructs, boxed with their logical
+  axes or not); `source` names the
   checkpoint in the error, which names the first parameter that is missing, extra or of another shape.
   """
-  want = flax.traverse_util.flatten_dict(flax.core.unfreeze(expected), sep="/")
+  want = flax.traverse_util.flatten_dict(flax.core.unfreeze(nn.unbox(expected)), sep="/")
   have = flax.traverse_util.flatten_dict(dict(imported), sep="/")
   missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
   if missing:

@@ -134,4 +134,7 @@ class ContrastiveTask(Task):
     def embed_text(params, text):
       return self.model.apply({"params": params}, text, method=self.model.encode_text)[0]
 
-    return {"embed_image": embed_image, "embed_text": embed_text}
+    def image_features(params, image):
+      return self.model.apply({"params": params}, image, method=self.model.image_features)
+
+    return {"embed_image": embed_image, "embed_text": embed_text, "image_features": image_features}

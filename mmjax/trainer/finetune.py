@@ -1,5 +1,6 @@
-"""Fine-tuning, in one place: `config.init_from` (towers loaded from a pretrained run) and `config.freeze`
-(towers that get no updates).
+"""Fine-tuning, in one place: pretrained checkpoints imported into a fresh model (`pretrained` of a model or
+encoder config block, see mmjax.pretrained), `config.init_from` (towers loaded from an mmjax run) and
+`config.freeze` (towers that get no updates).
 
 A tower is a named subtree of the params (`image_encoder`, `audio_encoder`, `text_encoder`), found at any
 depth, so a model that nests it loads the tower a TwoTower saved at its top level.
@@ -16,7 +17,7 @@ import jax
 import numpy as np
 import optax
 
-from mmjax import errors
+from mmjax import errors, pretrained
 from mmjax.trainer import checkpoint
 
 TOWERS = {"image": "image_encoder", "audio": "audio_encoder", "text": "text_encoder"}
@@ -68,19 +69,19 @@ def load_pretrained_params(workdir: str) -> tuple[dict[str, Any], int]:
   return jax.device_get(state["params"]), step
 
 
-def load_towers(params: Mapping[str, Any], pretrained: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-  """`params` with every tower of `pretrained` copied in where the shapes fit.
+def load_towers(params: Mapping[str, Any], towers: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+  """`params` with every tower of `towers` (a pretrained run's params) copied in where the shapes fit.
 
   Returns (new params, paths loaded as "a/b/image_encoder"). Raises ConfigError if a
   REQUIRED_TOWERS tower exists in both but does not fit, or if nothing loads at all.
   """
   loaded = []
   for tower in TOWERS.values():
-    if tower not in pretrained:
+    if tower not in towers:
       continue
     for path in tower_paths(params, tower):
-      if _shapes(_get(params, path)) == _shapes(pretrained[tower]):
-        params = _replace(params, path, pretrained[tower])
+      if _shapes(_get(params, path)) == _shapes(towers[tower]):
+        params = _replace(params, path, towers[tower])
         loaded.append("/".join(path))
       elif tower in REQUIRED_TOWERS:
         raise errors.ConfigError(f"The pretrained {tower} does not fit {'/'.join(path)}: make this model's "
@@ -88,7 +89,7 @@ def load_towers(params: Mapping[str, Any], pretrained: Mapping[str, Any]) -> tup
       else:
         logging.warning("Not loading the pretrained %s into %s: its shapes differ.", tower, "/".join(path))
   if not loaded:
-    raise errors.ConfigError(f"config.init_from: no tower of the pretrained run ({sorted(pretrained)}) exists in "
+    raise errors.ConfigError(f"config.init_from: no tower of the pretrained run ({sorted(towers)}) exists in "
                              "this model.")
   return dict(params), loaded
 
@@ -107,25 +108,80 @@ def freeze_labels(params: Mapping[str, Any], frozen: Sequence[str]) -> Any:
   return jax.tree_util.tree_map_with_path(label, params, is_leaf=lambda x: isinstance(x, nn.meta.AxisMetadata))
 
 
+def frozen_towers(freeze: str) -> tuple[str, ...]:
+  """The param subtree names `config.freeze` names ("image,text" → ("image_encoder", "text_encoder"))."""
+  return tuple(parse_towers(freeze))
+
+
+def zero_frozen(grads: Any, frozen: Sequence[str]) -> Any:
+  """`grads` with every leaf under a `frozen` tower replaced by zeros made from its shape alone."""
+  if not frozen:
+    return grads
+  labels = freeze_labels(grads, frozen)
+  return jax.tree.map(lambda g, label: jax.numpy.zeros(g.shape, g.dtype) if label == "frozen" else g, grads, labels)
+
+
 def with_frozen_towers(tx: optax.GradientTransformation, freeze: str) -> optax.GradientTransformation:
   """`tx` for every param but those under the towers `freeze` names ("image,text"), which get zero updates
   and no optimizer state (and whose gradients do not count towards the clipping norm)."""
-  frozen = parse_towers(freeze)
+  frozen = frozen_towers(freeze)
   if not frozen:
     return tx
   return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
                                lambda params: freeze_labels(params, frozen))
 
 
-def init_from(state: Any, workdir: str, state_sharding: Any) -> Any:
-  """`state` (a TrainState) with the towers of `workdir`'s newest checkpoint loaded into its params, placed
-  as `state_sharding` says (each process supplies its own shards)."""
-  pretrained, step = load_pretrained_params(workdir)
-  params, loaded = load_towers(state.params, pretrained)
-  logging.info("Initialised %s from step %d of %s.", ", ".join(loaded), step, workdir)
+def pretrained_blocks(model_config: Mapping[str, Any]) -> list[tuple[str, str, str, str | None]]:
+  """(config key, module name, `pretrained` value, tower or None for the whole model) of every block of
+  `config.model` that names a pretrained checkpoint: the model's own, its `image`/`text`/`audio` towers
+  (TwoTower) and its `encoders.<modality>` (the fused models)."""
+  found = []
+  if model_config.get("pretrained"):
+    found.append(("config.model.pretrained", model_config["name"], model_config["pretrained"], None))
+  blocks = [(f"config.model.{m}", m, model_config[m]) for m in TOWERS if isinstance(model_config.get(m), Mapping)]
+  blocks += [(f"config.model.encoders.{m}", m, block) for m, block in (model_config.get("encoders") or {}).items()]
+  for key, modality, block in blocks:
+    if block.get("pretrained"):
+      found.append((f"{key}.pretrained", block["name"], block["pretrained"], TOWERS[modality]))
+  return found
 
+
+def check_pretrained(model_config: Mapping[str, Any]) -> None:
+  """A ConfigError, before anything compiles, for a pretrained checkpoint that is missing or that no importer
+  can read into its module."""
+  for key, module, value, _ in pretrained_blocks(model_config):
+    errors.lookup(pretrained.IMPORTERS, module, "module with a pretrained importer", key)
+    pretrained.resolve(value, key)
+
+
+def _place(params: Any, params_sharding: Any) -> Any:
+  """Host arrays → global arrays laid out as `params_sharding` (each process supplies its own shards)."""
   def place(leaf, leaf_sharding):
     if isinstance(leaf, jax.Array):
       return leaf
     return jax.make_array_from_callback(leaf.shape, leaf_sharding, lambda index: leaf[index])
-  return state.replace(params=jax.tree.map(place, params, state_sharding.params))
+  return jax.tree.map(place, params, params_sharding)
+
+
+def load_pretrained(state: Any, model_config: Mapping[str, Any], state_sharding: Any) -> Any:
+  """`state` with every pretrained checkpoint that `config.model` names imported into its params (each checked
+  key by key against the configured module's shapes)."""
+  params = state.params
+  for key, module, value, tower in pretrained_blocks(model_config):
+    importer = errors.lookup(pretrained.IMPORTERS, module, "module with a pretrained importer", key)
+    path = pretrained.resolve(value, key)
+    if tower is None:
+      params = importer(path, params)
+    for tower_path in (tower_paths(params, tower) if tower else ()):
+      params = _replace(params, tower_path, importer(path, _get(params, tower_path)))
+    logging.info("Imported %s into %s.", path, tower or "the model")
+  return state.replace(params=_place(params, state_sharding.params))
+
+
+def init_from(state: Any, workdir: str, state_sharding: Any) -> Any:
+  """`state` (a TrainState) with the towers of `workdir`'s newest checkpoint loaded into its params, placed
+  as `state_sharding` says (each process supplies its own shards)."""
+  towers, step = load_pretrained_params(workdir)
+  params, loaded = load_towers(state.params, towers)
+  logging.info("Initialised %s from step %d of %s.", ", ".join(loaded), step, workdir)
+  return state.replace(params=_place(params, state_sharding.params))

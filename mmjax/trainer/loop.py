@@ -52,12 +52,14 @@ def _write_parameters(run: Run, state: TrainState, workdir: str) -> None:
 def _initial_state(run: Run, checkpointer: Checkpointer, loader: mmdata.TrainLoader, writer: MetricWriter,
                    workdir: str) -> tuple[TrainState, list[dict[str, float]]]:
   """(state, train metrics not yet logged) by the restore order: this workdir's newest good checkpoint (which
-  also puts the loader where it was), then `config.init_from` (a pretrained run's towers), then a fresh init."""
+  also puts the loader where it was), else a fresh init with the pretrained checkpoints `config.model` names
+  imported, then `config.init_from` (an mmjax run's towers) loaded over it."""
   config = run.config
   restored = checkpointer.restore_latest(run.abstract)
   if restored is None:
     state = run.init_state()
     writer.truncate_after(0)  # Rows of an earlier attempt that died before its first checkpoint.
+    state = finetune.load_pretrained(state, config.model.to_dict(), run.state_sharding)
     if config.init_from:
       state = finetune.init_from(state, config.init_from, run.state_sharding)
     _write_parameters(run, state, workdir)

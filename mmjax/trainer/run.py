@@ -113,7 +113,8 @@ class Run:
   def jit_train_step(self) -> Callable:
     """(state, batch) → (state, metrics), jitted: the state donated and kept in its sharding, the batch split
     over the data-parallel axes, the metrics replicated."""
-    return jax.jit(make_train_step(self.task, self.tx, self.schedule, self.config.grad_accum_steps),
+    return jax.jit(make_train_step(self.task, self.tx, self.schedule, self.config.grad_accum_steps,
+                                   finetune.frozen_towers(self.config.freeze)),
                    donate_argnums=0, in_shardings=(self.state_sharding, sharding.batch_sharding(self.mesh, self.rules)),
                    out_shardings=(self.state_sharding, NamedSharding(self.mesh, P())))
 
@@ -128,12 +129,15 @@ class Run:
 
 
 def make_train_step(task: tasks.Task, tx: optax.GradientTransformation, schedule: optax.Schedule,
-                    grad_accum_steps: int = 1) -> Callable:
+                    grad_accum_steps: int = 1, frozen: Sequence[str] = ()) -> Callable:
   """(state, batch) → (state, metrics): one optimizer step on the batch's gradient, computed over
-  `grad_accum_steps` micro-batches (see mmjax.tasks.accumulation)."""
+  `grad_accum_steps` micro-batches (see mmjax.tasks.accumulation). The gradients of the `frozen` towers are
+  replaced by zeros that do not depend on them, so XLA drops their backward pass (a locked tower costs its
+  forward pass only) and `grad_norm` is the trainable parameters' norm."""
   def train_step(state: TrainState, batch: dict[str, jax.Array]) -> tuple[TrainState, dict]:
     rng = jax.random.fold_in(state.rng, state.step)
     (_, metrics), grads = task.value_and_grad(state.params, batch, rng, grad_accum_steps)
+    grads = finetune.zero_frozen(grads, frozen)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {**metrics, "grad_norm": optax.global_norm(grads), "lr": schedule(state.step)}
@@ -161,6 +165,7 @@ def build_run(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] |
     if vocab_size < tokenizer.vocab_size:
       raise errors.ConfigError(f"{key}={vocab_size} is smaller than the tokenizer's vocabulary "
                                f"({tokenizer.vocab_size}); raise it.")
+  finetune.check_pretrained(config.model.to_dict())
   task = build_task(config, tokenizer)
   tx, schedule = optimizer.make_optimizer(config.optim, config.total_steps)
   tx = finetune.with_frozen_towers(tx, config.freeze)

@@ -10,14 +10,16 @@ import flax.linen as nn
 
 from mmjax import errors
 from mmjax.models.encoders.audio import AudioCNN, AudioSpectrogramTransformer
+from mmjax.models.encoders.bert import BertEncoder
 from mmjax.models.encoders.cnn import ConvNet
+from mmjax.models.encoders.efficientnet import EfficientNetLite
 from mmjax.models.encoders.text import TextTransformer
 from mmjax.models.encoders.vit import VIT_SIZES, ViT, decode_variant
 
 ENCODERS: dict[str, dict[str, type[nn.Module]]] = {
-    "image": {"vit": ViT, "cnn": ConvNet},
+    "image": {"vit": ViT, "cnn": ConvNet, "efficientnet_lite": EfficientNetLite},
     "audio": {"ast": AudioSpectrogramTransformer, "cnn": AudioCNN},
-    "text": {"transformer": TextTransformer},
+    "text": {"transformer": TextTransformer, "bert": BertEncoder},
 }
 MODALITIES = tuple(ENCODERS)
 
@@ -30,8 +32,9 @@ def build_encoder(modality: str, config: Mapping[str, Any], **kwargs: Any) -> nn
     raise errors.ConfigError(f"The {modality} encoder's config block {fields} has no `name`; set one of "
                              f"{sorted(errors.lookup(ENCODERS, modality, 'modality'))}.")
   encoder = errors.lookup(errors.lookup(ENCODERS, modality, "modality"), fields.pop("name"), f"{modality} encoder")
+  fields.pop("pretrained", None)  # Imported into the params after init (mmjax.trainer.finetune), not a field.
   return encoder(**fields, **kwargs)
 
 
-__all__ = ["ENCODERS", "MODALITIES", "VIT_SIZES", "AudioCNN", "AudioSpectrogramTransformer", "ConvNet",
-           "TextTransformer", "ViT", "build_encoder", "decode_variant"]
+__all__ = ["ENCODERS", "MODALITIES", "VIT_SIZES", "AudioCNN", "AudioSpectrogramTransformer", "BertEncoder", "ConvNet",
+           "EfficientNetLite", "TextTransformer", "ViT", "build_encoder", "decode_variant"]

@@ -37,7 +37,9 @@ class ViT(nn.Module):
   `channels` is 3 for RGB, 1 for grayscale such as MNIST. Every token is valid (the mask is all True).
 
   `variant` gives the defaults; any of width/depth/num_heads/mlp_dim/patch_size set to a
-  value overrides it (e.g. the fixed bench_clip_s shape).
+  value overrides it (e.g. the fixed bench_clip_s shape). `ln_pre`, `activation` and `epsilon` exist for
+  imported checkpoints: CLIP normalises the embedded tokens before the first block ("pre_layrnorm") and brings
+  its own MLP nonlinearity and LayerNorm epsilon.
   """
   variant: str = "Micro/8"
   width: int | None = None
@@ -49,6 +51,9 @@ class ViT(nn.Module):
   posemb: str = "learn"  # "learn" or "sincos2d" (fixed; positions are meaningful from step 0).
   max_tokens: int = 1025
   channels: int = 3
+  ln_pre: bool = False
+  activation: str = "gelu"  # One of mmjax.nn.ACTIVATIONS.
+  epsilon: float = 1e-6  # Of every LayerNorm.
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
   remat: str = "none"
@@ -80,8 +85,10 @@ class ViT(nn.Module):
       x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, x.shape[-1])).astype(x.dtype), x], 1)
     if self.posemb == "learn":
       x = mnn.PositionEmbed(self.max_tokens, self.param_dtype, name="pos_embed")(x)
+    if self.ln_pre:
+      x = mnn.layer_norm("ln_pre", self.dtype, self.param_dtype, self.epsilon)(x)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
-    x = mnn.Encoder(dims["depth"], dims["num_heads"], dims["mlp_dim"], self.dtype,
-                    self.param_dtype, self.remat, name="encoder")(x)
+    x = mnn.Encoder(dims["depth"], dims["num_heads"], dims["mlp_dim"], self.dtype, self.param_dtype, self.remat,
+                    activation=self.activation, epsilon=self.epsilon, name="encoder")(x)
     mask = jnp.ones(x.shape[:2], bool)
     return mnn.pool_tokens(x, mask, self.pool), {"tokens": x, "mask": mask}

@@ -1,0 +1,65 @@
+"""Photos (uint8 [H, W, 3]) → a vision tower's input, as torchvision-style ImageNet evaluation prepares them:
+the shorter side resized to size / crop_fraction, the central size × size crop, then (pixel − mean) / std.
+
+The resize and crop reproduce torchvision's Resize(int) and CenterCrop on PIL images pixel for pixel (the longer
+side's length truncated, the crop offset rounded half to even), so a model imported from torch sees the photo its
+reference saw. Normalisation is in float32 on pixel values 0..255, mean and std given in those units.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+from mmjax import errors
+
+RESAMPLING = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
+              "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
+
+
+def _check_photo(photo: np.ndarray) -> None:
+  if photo.dtype != np.uint8 or photo.ndim != 3 or photo.shape[-1] != 3:
+    raise errors.InputError(f"A photo must be uint8 [H, W, 3] (RGB); got {photo.dtype}{list(photo.shape)}. "
+                            "Convert it first, e.g. np.asarray(PIL.Image.open(path).convert('RGB')).")
+
+
+def center_crop(photo: np.ndarray, size: int, crop_fraction: float = 0.875, resample: str = "bicubic") -> np.ndarray:
+  """uint8 [H, W, 3] → uint8 [size, size, 3]: the shorter side resized to round(size / crop_fraction) with
+  `resample` (the aspect ratio kept), then the central size × size pixels."""
+  _check_photo(photo)
+  if not 0 < crop_fraction <= 1:
+    raise errors.ConfigError(f"crop_fraction must be in (0, 1]; got {crop_fraction}.")
+  height, width = photo.shape[:2]
+  short_side = round(size / crop_fraction)
+  if height <= width:
+    new_height, new_width = short_side, int(short_side * width / height)
+  else:
+    new_height, new_width = int(short_side * height / width), short_side
+  image = Image.fromarray(photo)
+  if (new_height, new_width) != (height, width):
+    image = image.resize((new_width, new_height), errors.lookup(RESAMPLING, resample, "resampling"))
+  top, left = int(round((new_height - size) / 2.0)), int(round((new_width - size) / 2.0))
+  return np.asarray(image.crop((left, top, left + size, top + size)))
+
+
+def normalize(photos: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+  """uint8 [..., 3] → float32 (photos − mean) / std per channel, mean and std in pixel values 0..255."""
+  return (photos.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+
+
+def preprocess(photo: np.ndarray, size: int, mean: Sequence[float], std: Sequence[float],
+               crop_fraction: float = 0.875, resample: str = "bicubic") -> np.ndarray:
+  """uint8 [H, W, 3] → float32 [size, size, 3]: center_crop, then normalize."""
+  return normalize(center_crop(photo, size, crop_fraction, resample), mean, std)
+
+
+def sample_photos() -> dict[str, np.ndarray]:
+  """Six real photos that ship with scikit-image and scikit-learn (no download), uint8 [H, W, 3] by name:
+  coffee, chelsea (a cat), rocket, astronaut, china (a temple) and flower."""
+  from skimage import data
+  from sklearn.datasets import load_sample_images
+
+  china, flower = load_sample_images().images
+  return {"coffee": data.coffee(), "chelsea": data.chelsea(), "rocket": data.rocket(),
+          "astronaut": data.astronaut(), "china": china, "flower": flower}

@@ -1,0 +1,168 @@
+"""The datasets mmjax knows (`config.data.name` → tfds builder, tokenizer, preprocessing, label names), the
+tokenizer a config asks for, and class subsets of a split.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import grain
+import ml_collections
+import numpy as np
+import tensorflow_datasets as tfds
+
+from mmjax import errors
+from mmjax.data import av_digits, fashion_mnist, preprocess, shapes, subword
+from mmjax.data import tokenizer as tokenizer_lib
+
+# Per-example operations: (builder, tokenizer, data_config, train) → grain transforms applied in order.
+# Eval passes (train=False) keep the reference strings and must be deterministic (they call `map`).
+Operations = Callable[[tfds.core.DatasetBuilder, tokenizer_lib.Tokenizer, ml_collections.ConfigDict, bool],
+                      list[grain.transforms.Map | grain.transforms.RandomMap]]
+
+
+def _no_download_config(data_config: ml_collections.ConfigDict) -> tfds.download.DownloadConfig | None:
+  del data_config
+  return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """What the pipeline needs to know of a dataset: its tfds builder, the tokenizer built from the builder's
+  metadata (None: the dataset has no vocabulary, so `config.data.tokenizer` must name one), the per-example
+  operations, the names of its integer label fields' values ({batch field: [name of id 0, ...]}, from the
+  metadata), the label field a `config.data.classes` subset filters on, the tfds decoders to skip (fields the
+  operations decode themselves, in the loader's workers), and the tfds DownloadConfig of its generation
+  (a `manual_dir` for data read from local files)."""
+  builder: type[tfds.core.GeneratorBasedBuilder]
+  tokenizer: Callable[[Mapping[str, Any]], tokenizer_lib.Tokenizer] | None
+  operations: Operations
+  label_names: Callable[[Mapping[str, Any]], dict[str, list[str]]]
+  class_field: str | None = None
+  decoders: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  download_config: Callable[[ml_collections.ConfigDict], tfds.download.DownloadConfig | None] = _no_download_config
+
+
+def _shapes_operations(builder, tokenizer, data_config, train):
+  operations = [preprocess.PreprocessExample(
+      tokenizer, builder.info.metadata["answers"], text_len=data_config.text_len,
+      question_len=data_config.question_len, answer_len=data_config.answer_len, keep_caption=not train)]
+  if train and data_config.hard_negatives:
+    operations.append(preprocess.AddHardNegative(tokenizer, data_config.text_len))
+  return operations
+
+
+def _av_digits_operations(builder, tokenizer, data_config, train):
+  del builder
+  return [av_digits.PreprocessAvDigits(tokenizer, text_len=data_config.text_len, keep_text=not train)]
+
+
+def _fashion_mnist_operations(builder, tokenizer, data_config, train):
+  del builder
+  return [fashion_mnist.PreprocessFashionMnist(
+      tokenizer, text_len=data_config.text_len, templates=data_config.templates, image_size=data_config.image_size,
+      mean=data_config.image_mean, std=data_config.image_std, train=train)]
+
+
+def _shapes_label_names(metadata: Mapping[str, Any]) -> dict[str, list[str]]:
+  return {"answer_id": list(metadata["answers"]), "question_type": list(metadata["question_types"]),
+          **{field: list(metadata[field + "s"]) for field in ("shape", "colour", "size")}}
+
+
+def _av_digits_label_names(metadata: Mapping[str, Any]) -> dict[str, list[str]]:
+  return {field: list(metadata["label_names"]) for field in ("label", "image_digit", "audio_digit", "text_digit")}
+
+
+def _fashion_mnist_download_config(data_config: ml_collections.ConfigDict) -> tfds.download.DownloadConfig:
+  return tfds.download.DownloadConfig(manual_dir=data_config.source_dir)
+
+
+DATASETS = {
+    "shapes": Dataset(shapes.Shapes, lambda metadata: tokenizer_lib.WordTokenizer(metadata["vocab"]),
+                      _shapes_operations, _shapes_label_names, decoders={"image": tfds.decode.SkipDecoding()}),
+    "av_digits": Dataset(av_digits.AvDigits, lambda metadata: tokenizer_lib.CharTokenizer(metadata["chars"]),
+                         _av_digits_operations, _av_digits_label_names, class_field="label"),
+    "fashion_mnist": Dataset(fashion_mnist.FashionMnist, None, _fashion_mnist_operations,
+                             lambda metadata: {"label": list(metadata["label_names"])}, class_field="label",
+                             download_config=_fashion_mnist_download_config),
+}
+
+
+def dataset(data_config: ml_collections.ConfigDict) -> Dataset:
+  return errors.lookup(DATASETS, data_config.name, "dataset", "config.data.name")
+
+
+@functools.cache
+def _subword_tokenizer(name: str, path: str) -> tokenizer_lib.Tokenizer:
+  return subword.build_subword_tokenizer(name, path)
+
+
+def tokenizer(builder: tfds.core.DatasetBuilder, data_config: ml_collections.ConfigDict) -> tokenizer_lib.Tokenizer:
+  """`config.data.tokenizer` ({name: wordpiece | clip_bpe, path}; built once per process), or the dataset's own
+  (name "dataset", or no such block)."""
+  block = data_config.get("tokenizer") or {}
+  name = block.get("name", "dataset")
+  if name != "dataset":
+    return _subword_tokenizer(name, block.get("path", ""))
+  make = dataset(data_config).tokenizer
+  if make is None:
+    raise errors.ConfigError(f"Dataset {data_config.name!r} has no vocabulary of its own; set config.data.tokenizer "
+                             f"to one of {sorted(subword.TOKENIZERS)}, e.g. {{'name': 'wordpiece'}}.")
+  return make(builder.info.metadata)
+
+
+class ClassSubset(Sequence[dict[str, Any]]):
+  """The records of a data source whose label is one of a set of classes, in their original order."""
+
+  def __init__(self, source: Sequence[dict[str, Any]], indices: np.ndarray):
+    self._source, self._indices = source, indices
+
+  def __len__(self) -> int:
+    return len(self._indices)
+
+  def __getitem__(self, index: int) -> dict[str, Any]:
+    return self._source[int(self._indices[index])]
+
+  def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+    return self._source.__getitems__([int(self._indices[i]) for i in indices])
+
+
+_class_indices: dict[tuple[str, str, str, tuple[int, ...]], np.ndarray] = {}
+
+
+def _indices_of_classes(source: Sequence[dict[str, Any]], field: str, class_ids: tuple[int, ...],
+                        key: tuple[str, str]) -> np.ndarray:
+  """Positions of the records of `source` whose `field` is in `class_ids`; read once per process and
+  (dataset folder, split) `key`."""
+  cache_key = (*key, field, class_ids)
+  if cache_key not in _class_indices:
+    labels = [int(record[field]) for start in range(0, len(source), 4096)
+              for record in source.__getitems__(range(start, min(start + 4096, len(source))))]
+    _class_indices[cache_key] = np.flatnonzero(np.isin(np.asarray(labels), class_ids))
+  return _class_indices[cache_key]
+
+
+def class_subset(source: Sequence[dict[str, Any]], builder: tfds.core.DatasetBuilder,
+                 data_config: ml_collections.ConfigDict, split: str) -> Sequence[dict[str, Any]]:
+  """`source`, restricted to the records whose class field is one of `config.data.classes` (a comma-separated
+  list of class names; "" keeps every record). E.g. training on 7 classes and evaluating zero-shot on the 3
+  others, whose records a zero-shot evaluator selects with its own `classes`."""
+  names = [name.strip() for name in (data_config.get("classes") or "").split(",") if name.strip()]
+  if not names:
+    return source
+  field = dataset(data_config).class_field
+  if field is None:
+    raise errors.ConfigError(f"config.data.classes: dataset {data_config.name!r} has no class field to filter on; "
+                             "leave config.data.classes empty.")
+  known = dataset(data_config).label_names(builder.info.metadata)[field]
+  unknown = [name for name in names if name not in known]
+  if unknown:
+    raise errors.ConfigError(f"config.data.classes names {unknown}, which are not classes of {data_config.name!r}; "
+                             f"its classes: {known}.")
+  class_ids = tuple(sorted(known.index(name) for name in names))
+  indices = _indices_of_classes(source, field, class_ids, (str(builder.data_dir), split))
+  if not len(indices):
+    raise errors.InputError(f"Split {split!r} of {data_config.name!r} has no records of classes {names}.")
+  return ClassSubset(source, indices)
