@@ -18,6 +18,7 @@ from mmjax.data import photos
 from mmjax.models.encoders.efficientnet import EfficientNetLite
 from mmjax.pretrained import efficientnet, files, torch_pickle
 
+pytestmark = pytest.mark.xdist_group("efficientnet_reference")  # One worker: the module's forward runs once.
 FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "pretrained",
                        "efficientnet_lite0_reference.npz")
 
