@@ -84,14 +84,15 @@ def test_top5_classes_are_the_references(ours, reference):
 
 
 def test_photo_preprocessing_matches_torchvision(reference):
-  """mmjax.data.photos' crop of the real photos equals torchvision's Resize(256, bicubic) + CenterCrop(224)."""
-  names = json.loads(str(reference["meta"]))["photos"]
+  """mmjax.data.photos' crop of the real photos is torchvision's Resize(256, bicubic) + CenterCrop(224), pixel for
+  pixel (both resize with Pillow; the fixture's meta names the version it was made with)."""
+  meta = json.loads(str(reference["meta"]))
   samples = photos.sample_photos()
-  for name, theirs in zip(names, reference["photos"]):
+  for name, theirs in zip(meta["photos"], reference["photos"]):
     mine = photos.center_crop(samples[name], efficientnet.RESOLUTION, efficientnet.CROP_FRACTION)
+    assert mine.shape == theirs.shape, name
     difference = np.abs(mine.astype(int) - theirs.astype(int))
-    assert mine.shape == theirs.shape and difference.max() <= 1, (name, difference.max())
-  assert photos.center_crop(samples["coffee"], 224).tolist() == reference["photos"][0].tolist()
+    assert not difference.any(), f"{name}: {difference.max()} levels apart (reference: Pillow {meta['pillow']})"
 
 
 @pytest.mark.parametrize("kind", ["zip", "legacy"])
