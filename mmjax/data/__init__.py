@@ -14,6 +14,7 @@ from mmjax.data.pipeline import (
     prepare,
     sample_rate,
     train_loader,
+    train_split,
 )
 from mmjax.data.av_digits import AvDigits
 from mmjax.data.registry import DATASETS
@@ -38,4 +39,5 @@ __all__ = [
     "sample_rate",
     "tokenize_to_length",
     "train_loader",
+    "train_split",
 ]

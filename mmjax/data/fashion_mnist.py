@@ -111,7 +111,9 @@ def upscale_grey(image: np.ndarray, size: int, mean: Sequence[float], std: Seque
 
 
 class PreprocessFashionMnist(grain.transforms.RandomMap):
-  """A record → {image f32[S, S, 3], label i32[, text i32[text_len]][, caption str]}.
+  """A record → {image f32[S, S, 3], label i32, text i32[text_len][, caption str]}.
+
+  With `precomputed`, `image` already holds a frozen tower's features (mmjax.data.features) and passes through.
 
   Training examples (`train=True`) get `text`: one of `templates` (picked at random) filled with the class
   name, tokenized. Evaluation examples are deterministic (the rng is not used) and keep `caption` (the first
@@ -119,17 +121,19 @@ class PreprocessFashionMnist(grain.transforms.RandomMap):
   """
 
   def __init__(self, tokenizer: tokenizer_lib.Tokenizer, *, text_len: int, templates: Sequence[str],
-               image_size: int, mean: Sequence[float], std: Sequence[float], train: bool):
+               image_size: int, mean: Sequence[float], std: Sequence[float], train: bool, precomputed: bool = False):
     if not templates or any("{}" not in template for template in templates):
       raise errors.ConfigError(f"config.data.templates={list(templates)!r} must be a non-empty list of strings "
                                "with a {} for the class name, e.g. 'a photo of a {}.'.")
     self._tokenizer, self._text_len, self._templates = tokenizer, text_len, tuple(templates)
     self._image_size, self._mean, self._std, self._train = image_size, tuple(mean), tuple(std), train
+    self._precomputed = precomputed
 
   def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     label = int(element["label"])
-    example = {"image": upscale_grey(element["image"], self._image_size, self._mean, self._std),
-               "label": np.int32(label)}
+    image = element["image"] if self._precomputed else upscale_grey(element["image"], self._image_size, self._mean,
+                                                                     self._std)
+    example = {"image": image, "label": np.int32(label)}
     template = self._templates[rng.integers(len(self._templates))] if self._train else self._templates[0]
     caption = template.format(CLASS_NAMES[label])
     example["text"] = tokenizer_lib.tokenize_to_length(self._tokenizer, caption, self._text_len)

@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mmjax import errors
-from mmjax.data import registry
+from mmjax.data import features, registry
 from mmjax.data import tokenizer as tokenizer_lib
 
 # Read records in the thread (or worker) that preprocesses them. Grain's default
@@ -110,9 +110,25 @@ def get_tokenizer(data_config: ml_collections.ConfigDict) -> tokenizer_lib.Token
   return registry.tokenizer(prepare(data_config), data_config)
 
 
-def _operations(builder: tfds.core.DatasetBuilder, data_config: ml_collections.ConfigDict, train: bool) -> list:
-  return registry.dataset(data_config).operations(builder, registry.tokenizer(builder, data_config), data_config,
-                                                  train)
+def train_split(data_config: ml_collections.ConfigDict) -> str:
+  """The split training reads: `config.data.train_split` (a tfds split or slice, e.g. "train[:14000]"), default
+  "train"."""
+  return data_config.get("train_split") or "train"
+
+
+def _operations(builder: tfds.core.DatasetBuilder, data_config: ml_collections.ConfigDict, train: bool,
+                split: str) -> list:
+  """The per-example operations of `split`: with `config.data.image_features`, first the image swapped for its
+  precomputed features (mmjax.data.features), then the dataset's own."""
+  dataset = registry.dataset(data_config)
+  operations = dataset.operations(builder, registry.tokenizer(builder, data_config), data_config, train)
+  if data_config.get("image_features"):
+    if not dataset.precomputed_images:
+      raise errors.ConfigError(f"config.data.image_features: dataset {data_config.name!r} cannot take precomputed "
+                               "image features; leave it empty.")
+    count = _check_split(builder, split)
+    operations.insert(0, features.SubstituteFeatures(features.cache_path(data_config, split), count))
+  return operations
 
 
 def label_names(data_config: ml_collections.ConfigDict) -> dict[str, list[str]]:
@@ -133,9 +149,10 @@ def element_spec(data_config: ml_collections.ConfigDict) -> dict[str, jax.ShapeD
   first split (a held-out one where there is one)."""
   builder = prepare(data_config)
   splits = sorted(builder.info.splits, key=lambda name: name == "train")
-  source = _data_source(builder, splits[0], data_config)
+  split = train_split(data_config) if data_config.get("image_features") else splits[0]
+  source = _data_source(builder, split, data_config)
   example = source[0]
-  for operation in _operations(builder, data_config, True):
+  for operation in _operations(builder, data_config, True, split):
     if isinstance(operation, grain.transforms.RandomMap):
       example = operation.random_map(example, np.random.default_rng(0))
     else:
@@ -166,6 +183,8 @@ def _data_source(builder: tfds.core.DatasetBuilder, split: str,
   _check_split(builder, split)
   # E.g. Shapes' images stay PNG bytes here: its PreprocessExample decodes them in the loader's workers.
   source = builder.as_data_source(split, decoders=dict(registry.dataset(data_config).decoders))
+  if data_config.get("image_features"):
+    source = features.IndexedSource(source)
   return registry.class_subset(source, builder, data_config, split)
 
 
@@ -264,10 +283,10 @@ def train_loader(data_config: ml_collections.ConfigDict, *, batch_size: int, see
         "outside the mmjax scripts (which parse them), call absl.flags.FLAGS.mark_as_parsed() first, or set "
         "worker_count=0.")
   builder = prepare(data_config)
-  source = _data_source(builder, "train", data_config)
+  source = _data_source(builder, train_split(data_config), data_config)
   sampler = GlobalBatchSampler(len(source), global_batch_size=batch_size * jax.process_count(), seed=seed,
                                shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=True))
-  operations = _operations(builder, data_config, True)
+  operations = _operations(builder, data_config, True, train_split(data_config))
   operations.append(grain.transforms.Batch(batch_size, drop_remainder=True))
   data_loader = grain.DataLoader(
       data_source=source,
@@ -308,7 +327,7 @@ def eval_batches(data_config: ml_collections.ConfigDict, split: str, *,
   """
   builder = prepare(data_config)
   source = _data_source(builder, split, data_config)
-  operations = _operations(builder, data_config, False)
+  operations = _operations(builder, data_config, False, split)
 
   def example_fn(record: dict[str, Any]) -> dict[str, Any]:
     for operation in operations:

@@ -33,7 +33,8 @@ class Dataset:
   """What the pipeline needs to know of a dataset: its tfds builder, the tokenizer built from the builder's
   metadata (None: the dataset has no vocabulary, so `config.data.tokenizer` must name one), the per-example
   operations, the names of its integer label fields' values ({batch field: [name of id 0, ...]}, from the
-  metadata), the label field a `config.data.classes` subset filters on, the tfds decoders to skip (fields the
+  metadata), the label field a `config.data.classes` subset filters on, whether it can take precomputed image
+  features (`config.data.image_features`, mmjax.data.features), the tfds decoders to skip (fields the
   operations decode themselves, in the loader's workers), and the tfds DownloadConfig of its generation
   (a `manual_dir` for data read from local files)."""
   builder: type[tfds.core.GeneratorBasedBuilder]
@@ -41,6 +42,7 @@ class Dataset:
   operations: Operations
   label_names: Callable[[Mapping[str, Any]], dict[str, list[str]]]
   class_field: str | None = None
+  precomputed_images: bool = False  # Its operations pass an `image` of precomputed features through.
   decoders: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   download_config: Callable[[ml_collections.ConfigDict], tfds.download.DownloadConfig | None] = _no_download_config
 
@@ -63,7 +65,8 @@ def _fashion_mnist_operations(builder, tokenizer, data_config, train):
   del builder
   return [fashion_mnist.PreprocessFashionMnist(
       tokenizer, text_len=data_config.text_len, templates=data_config.templates, image_size=data_config.image_size,
-      mean=data_config.image_mean, std=data_config.image_std, train=train)]
+      mean=data_config.image_mean, std=data_config.image_std, train=train,
+      precomputed=bool(data_config.get("image_features")))]
 
 
 def _shapes_label_names(metadata: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -86,7 +89,7 @@ DATASETS = {
                          _av_digits_operations, _av_digits_label_names, class_field="label"),
     "fashion_mnist": Dataset(fashion_mnist.FashionMnist, None, _fashion_mnist_operations,
                              lambda metadata: {"label": list(metadata["label_names"])}, class_field="label",
-                             download_config=_fashion_mnist_download_config),
+                             precomputed_images=True, download_config=_fashion_mnist_download_config),
 }
 
 

@@ -27,7 +27,7 @@ from tqdm import auto as tqdm
 from mmjax import data as mmdata
 from mmjax import errors, evaluators, models, tasks
 from mmjax.parallel import sharding
-from mmjax.trainer import finetune, optimizer
+from mmjax.trainer import feature_cache, finetune, optimizer
 from mmjax.trainer.checkpoint import Checkpointer
 from mmjax.trainer.state import TrainState
 
@@ -160,6 +160,7 @@ def build_run(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] |
   rules = sharding.rules_for_mesh(config.sharding_rules, mesh)
   batch_size = check_batch_size(config, mesh, rules)
   prepare_data(config.data)
+  feature_cache.ensure_image_features(config, mesh, rules, say)
   tokenizer = mmdata.get_tokenizer(config.data)
   for key, vocab_size in models.vocab_sizes(config.model).items():
     if vocab_size < tokenizer.vocab_size:

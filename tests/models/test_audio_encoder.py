@@ -123,13 +123,13 @@ def test_params_use_only_logical_axes_the_mesh_rules_know():
 def test_build_encoder_by_name():
   assert isinstance(build_encoder("audio", {"name": "cnn", "width": 16}, sample_rate=RATE), AudioCNN)
   assert isinstance(build_encoder("image", {"name": "cnn", "width": 16}), ConvNet)
-  assert {m: sorted(e) for m, e in ENCODERS.items()} == {"image": ["cnn", "efficientnet_lite", "vit"],
+  assert {m: sorted(e) for m, e in ENCODERS.items()} == {"image": ["cnn", "efficientnet_lite", "features", "vit"],
                                                           "audio": ["ast", "cnn"], "text": ["bert", "transformer"]}
   with pytest.raises(errors.ConfigError, match=r"Unknown audio encoder 'wav2vec'; known: \['ast', 'cnn'\]"):
     build_encoder("audio", {"name": "wav2vec"})
   with pytest.raises(errors.ConfigError, match=r"Unknown modality 'smell'"):
     build_encoder("smell", {"name": "cnn"})
-  with pytest.raises(errors.ConfigError, match=r"has no `name`; set one of \['cnn', 'efficientnet_lite', 'vit'\]"):
+  with pytest.raises(errors.ConfigError, match=r"has no `name`; set one of \['cnn', 'efficientnet_lite', 'features', 'vit'\]"):
     build_encoder("image", {"variant": "S/16"})
 
 

@@ -12,12 +12,13 @@ from mmjax import errors
 from mmjax.models.encoders.audio import AudioCNN, AudioSpectrogramTransformer
 from mmjax.models.encoders.bert import BertEncoder
 from mmjax.models.encoders.cnn import ConvNet
+from mmjax.models.encoders.features import PrecomputedFeatures
 from mmjax.models.encoders.efficientnet import EfficientNetLite
 from mmjax.models.encoders.text import TextTransformer
 from mmjax.models.encoders.vit import VIT_SIZES, ViT, decode_variant
 
 ENCODERS: dict[str, dict[str, type[nn.Module]]] = {
-    "image": {"vit": ViT, "cnn": ConvNet, "efficientnet_lite": EfficientNetLite},
+    "image": {"vit": ViT, "cnn": ConvNet, "efficientnet_lite": EfficientNetLite, "features": PrecomputedFeatures},
     "audio": {"ast": AudioSpectrogramTransformer, "cnn": AudioCNN},
     "text": {"transformer": TextTransformer, "bert": BertEncoder},
 }
@@ -37,4 +38,4 @@ def build_encoder(modality: str, config: Mapping[str, Any], **kwargs: Any) -> nn
 
 
 __all__ = ["ENCODERS", "MODALITIES", "VIT_SIZES", "AudioCNN", "AudioSpectrogramTransformer", "BertEncoder", "ConvNet",
-           "EfficientNetLite", "TextTransformer", "ViT", "build_encoder", "decode_variant"]
+           "EfficientNetLite", "PrecomputedFeatures", "TextTransformer", "ViT", "build_encoder", "decode_variant"]
