@@ -9,14 +9,19 @@ import json
 import os
 import shutil
 
+import flax.linen as nn
 import jax
+import ml_collections
 import numpy as np
 import pytest
+from jax.sharding import NamedSharding, PartitionSpec
 from safetensors.numpy import load_file, save_file
 
-from mmjax import errors
+from mmjax import errors, models
 from mmjax.models import TwoTower
 from mmjax.pretrained import hf_clip
+from mmjax.trainer import finetune
+from mmjax.trainer.state import TrainState
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "pretrained")
 CHECKPOINT = os.path.join(FIXTURES, "hf_clip_tiny")
@@ -143,3 +148,22 @@ def test_checkpoint_of_another_model_is_refused(clip, tmp_path, change, message)
   save_file(tensors, str(tmp_path / "model.safetensors"))
   with pytest.raises(errors.ConfigError, match=message):
     hf_clip.import_params(str(tmp_path), clip[1])
+
+
+def test_one_config_key_builds_and_loads_the_checkpoint_in_the_trainers_restore_order(clip):
+  """`config.model.pretrained` alone: models.build takes the towers from the checkpoint's config.json and
+  finetune.load_pretrained (the trainer's fresh-init step) imports its weights, placed on the mesh."""
+  reference, imported, _ = clip
+  model_config = ml_collections.ConfigDict(dict(name="two_tower", pretrained=CHECKPOINT, image={}, text={},
+                                                embed_dim=0, dtype="float32", param_dtype="float32", remat="none"))
+  model = models.build(model_config)
+  fresh = jax.jit(model.init)(jax.random.PRNGKey(1), reference["images"][:1], reference["input_ids"][:1])["params"]
+  fresh = nn.unbox(fresh)  # As the trainer's state holds them.
+  state = TrainState(step=0, params=fresh, opt_state=None, rng=None)
+  replicated = NamedSharding(jax.sharding.Mesh(jax.devices()[:1], ("data",)), PartitionSpec())
+  loaded = finetune.load_pretrained(state, model_config.to_dict(),
+                                    TrainState(0, jax.tree.map(lambda _: replicated, fresh), None, None)).params
+  jax.tree.map(np.testing.assert_array_equal, loaded, imported)
+  (image_emb, text_emb), _ = jax.jit(model.apply)({"params": loaded}, reference["images"], reference["input_ids"])
+  _max_abs("image embeddings", image_emb, reference["image_embeds"])
+  _max_abs("text embeddings", text_emb, reference["text_embeds"])
