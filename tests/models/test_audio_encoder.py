@@ -129,7 +129,8 @@ def test_build_encoder_by_name():
     build_encoder("audio", {"name": "wav2vec"})
   with pytest.raises(errors.ConfigError, match=r"Unknown modality 'smell'"):
     build_encoder("smell", {"name": "cnn"})
-  with pytest.raises(errors.ConfigError, match=r"has no `name`; set one of \['cnn', 'efficientnet_lite', 'features', 'vit'\]"):
+  with pytest.raises(errors.ConfigError,
+                     match=r"has no `name`; set one of \['cnn', 'efficientnet_lite', 'features', 'vit'\]"):
     build_encoder("image", {"variant": "S/16"})
 
 
