@@ -1,5 +1,5 @@
 """What every evaluator shares: one pass over a split through a jitted predict function."""
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 import jax
 import ml_collections
@@ -32,17 +32,20 @@ def process_batches(rows: Mapping[str, np.ndarray], batch_size: int) -> list[dic
 
 
 def predict_over(batches: Iterable[Batch], predict: Callable[[Batch], jax.Array],
-                 to_device: Callable[[Batch], dict[str, jax.Array]]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                 to_device: Callable[[Batch], dict[str, jax.Array]],
+                 keep: Sequence[str] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
   """Runs `predict` on every batch and keeps the valid rows.
 
-  Returns (outputs [N, ...], fields) where fields are the numeric batch fields of the same
-  N examples, gathered over processes in the same order as the global batch.
+  Returns (outputs [N, ...], fields) where fields are the numeric batch fields of the same N examples (only
+  those named in `keep`, if given: a split's 224×224 images would otherwise all be held in memory), gathered
+  over processes in the same order as the global batch.
   """
   outputs, fields = [], []
   for batch in batches:
     local = numeric_fields(batch)
     outputs.append(np.asarray(predict(to_device(local))))
-    fields.append(multihost_utils.process_allgather(local, tiled=True))
+    kept = local if keep is None else {k: v for k, v in local.items() if k in keep or k == "valid"}
+    fields.append(multihost_utils.process_allgather(kept, tiled=True))
   if not outputs:
     raise errors.InputError("The evaluation split produced no batches; check config.evals and the data split.")
   gathered = {k: np.concatenate([f[k] for f in fields]) for k in fields[0]}

@@ -49,8 +49,8 @@ class ZeroShotClassificationEvaluator(SplitEvaluator):
     self.prompts = [[template.format(name) for template in templates] for name in self.names]
 
   def run(self, params) -> dict[str, float]:
-    image_emb, fields = predict_over(
-        self.batches(), lambda b: self.predict_fns["embed_image"](params, b["image"]), self.to_device)
+    image_emb, fields = predict_over(self.batches(), lambda b: self.predict_fns["embed_image"](params, b["image"]),
+                                     self.to_device, keep=(self.config.label,))
     classes = class_embeddings(self.text_embedder(params), mmdata.get_tokenizer(self.data_config),
                                self.prompts, self.data_config.text_len)
     # Labels as positions in self.names (the split holds only those classes).
@@ -81,7 +81,7 @@ class LinearProbeEvaluator(SplitEvaluator):
       wanted = -(-limit // self.batch_size)
       batches = (batch for _, batch in zip(range(wanted), batches))
     features, fields = predict_over(batches, lambda b: self.predict_fns["image_features"](params, b["image"]),
-                                    self.to_device)
+                                    self.to_device, keep=(self.config.label,))
     return features[:limit], fields[self.config.label][:limit]
 
   def run(self, params) -> dict[str, float]:

@@ -75,7 +75,7 @@ def ensure_image_features(config: ml_collections.ConfigDict, mesh: Mesh, rules: 
     with jax.set_mesh(mesh):
       outputs, fields = predict_over(_numbered(batches, count * jax.process_index() // jax.process_count()),
                                      lambda batch, tower=tower: tower(batch["image"]),
-                                     lambda batch: sharding.to_global_batch(batch, mesh, rules))
+                                     lambda batch: sharding.to_global_batch(batch, mesh, rules), keep=("position",))
     rows = np.empty_like(outputs)
     rows[fields["position"]] = outputs
     if jax.process_index() == 0:
