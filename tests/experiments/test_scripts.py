@@ -37,3 +37,19 @@ def test_scripts_report_bad_input_on_one_line_without_traceback(shapes_data_dir,
   assert "Traceback" not in result.stderr, result.stderr[-3000:]
   errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
   assert len(errors) == 1 and re.search(message, errors[0]), result.stderr[-3000:]
+
+
+def test_classify_photos_names_the_espresso_and_reports_a_truncated_checkpoint_on_one_line(tmp_path):
+  """The ImageNet head of the imported EfficientNet-Lite0 on the sample photos; then a .pth cut short."""
+  command = [sys.executable, "-m", "experiments.classify_photos", "--top_k=1"]
+  result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert re.search(r"coffee .*\n\s+9\d\.\d+%\s+espresso", result.stdout), result.stdout
+  from mmjax import pretrained
+  truncated = tmp_path / "truncated.pth"
+  with open(pretrained.resolve("efficientnet-lite0", "test"), "rb") as f:
+    truncated.write_bytes(f.read(100_000))
+  result = subprocess.run(command + [f"--weights={truncated}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+  errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+  assert len(errors) == 1 and str(truncated) in errors[0], result.stderr[-3000:]
