@@ -50,6 +50,15 @@ def _read_idx(path: str, magic: int, dims: int) -> np.ndarray:
   return np.frombuffer(data, np.uint8, offset=4 * (1 + dims)).reshape(shape)
 
 
+def check_source_dir(source_dir: str) -> None:
+  """A ConfigError naming the first of the four idx.gz files missing from `source_dir` (config.data.source_dir)."""
+  for images_file, labels_file, _ in FILES.values():
+    for name in (images_file, labels_file):
+      if not os.path.isfile(os.path.join(source_dir, name)):
+        raise errors.ConfigError(f"Fashion-MNIST file {os.path.join(source_dir, name)} does not exist "
+                                 f"(config.data.source_dir={source_dir!r}); {_INSTALL}.")
+
+
 def read_split(source_dir: str, split: str, expected: int | None = None) -> tuple[np.ndarray, np.ndarray]:
   """(images u8[N, 28, 28], labels u8[N]) of `split` from the idx files in `source_dir`; `expected` checks N."""
   images_file, labels_file, _ = FILES[split]

@@ -79,6 +79,7 @@ def _av_digits_label_names(metadata: Mapping[str, Any]) -> dict[str, list[str]]:
 
 
 def _fashion_mnist_download_config(data_config: ml_collections.ConfigDict) -> tfds.download.DownloadConfig:
+  fashion_mnist.check_source_dir(data_config.source_dir)  # tfds would raise a bare AssertionError.
   return tfds.download.DownloadConfig(manual_dir=data_config.source_dir)
 
 

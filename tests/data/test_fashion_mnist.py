@@ -37,6 +37,7 @@ def data_config(source_dir, data_dir, **overrides) -> ml_collections.ConfigDict:
 
   config = fashion_lit.get_config("smoke").data
   config.unlock()
+  config.image_features = None  # The images themselves (tests/trainer/test_lit.py covers precomputed features).
   config.update(dict(source_dir=str(source_dir), data_dir=str(data_dir), **overrides))
   return config
 
@@ -94,6 +95,12 @@ def test_a_class_subset_keeps_only_those_classes_in_order(prepared):
   assert mmdata.num_examples(subset, "test") == 20  # The split's own size; the subset is a view.
   with pytest.raises(errors.ConfigError, match="'boots'.*its classes"):
     list(mmdata.eval_batches(data_config(config.source_dir, config.data_dir, classes="boots"), "test", batch_size=4))
+
+
+def test_a_source_folder_without_the_files_is_named_before_tfds_sees_it(tmp_path):
+  config = data_config(tmp_path / "empty", tmp_path / "data")
+  with pytest.raises(errors.ConfigError, match=r"empty/train-images-idx3-ubyte.gz does not exist.*apt-get install"):
+    mmdata.prepare(config)
 
 
 def test_missing_or_corrupt_idx_files_are_named(tmp_path):
