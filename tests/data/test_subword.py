@@ -180,8 +180,9 @@ def test_wordpiece_rejects_another_model_type(tmp_path):
 
 @pytest.mark.parametrize("content, message", [
     (b"plain text, not gzip", "is not a gzipped UTF-8 text file"),
-    (gzip.compress(b"#version: 0.2\nt h\nth e</w>\n"), "does not hold 48894 BPE merges"),
-])
+    # mtime=0: the bytes (and so the test id) must be the same in every xdist worker.
+    (gzip.compress(b"#version: 0.2\nt h\nth e</w>\n", mtime=0), "does not hold 48894 BPE merges"),
+], ids=["not gzip", "too few merges"])
 def test_clip_bpe_rejects_a_file_that_is_not_its_merges(content, message, tmp_path):
   path = write(tmp_path / "bpe_simple_vocab_16e6.txt.gz", content)
   with pytest.raises(errors.ConfigError, match=message) as raised:

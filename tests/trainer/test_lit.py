@@ -3,6 +3,7 @@ writes: the towers imported in the restore order, the locked ones unchanged, the
 the tower's own output, and the zero-shot and probe evaluations reported."""
 import os
 
+import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
@@ -50,8 +51,8 @@ def test_the_locked_text_tower_is_the_checkpoint_and_the_projections_trained(lit
   path = pretrained.resolve("all-MiniLM-L6-v2", "test")
   imported = pretrained.IMPORTERS["bert"](path, params["text_encoder"])
   jax.tree.map(np.testing.assert_array_equal, params["text_encoder"], imported)
-  init = models.build(config.model).init(jax.random.PRNGKey(config.seed), np.zeros((1, 1280), np.float32),
-                                         np.zeros((1, config.data.text_len), np.int32))["params"]
+  init = nn.unbox(models.build(config.model).init(jax.random.PRNGKey(config.seed), np.zeros((1, 1280), np.float32),
+                                                  np.zeros((1, config.data.text_len), np.int32))["params"])
   assert "image_encoder" not in init  # The image tower is the cached features: no parameters.
   assert not np.allclose(params["text_proj"]["kernel"], init["text_proj"]["kernel"])
   assert not np.allclose(params["image_proj"]["kernel"], init["image_proj"]["kernel"])
