@@ -146,12 +146,15 @@ def pretrained_blocks(model_config: Mapping[str, Any]) -> list[tuple[str, str, s
   return found
 
 
-def check_pretrained(model_config: Mapping[str, Any]) -> None:
-  """A ConfigError, before anything compiles, for a pretrained checkpoint that is missing or that no importer
-  can read into its module."""
-  for key, module, value, _ in pretrained_blocks(model_config):
-    errors.lookup(pretrained.IMPORTERS, module, "module with a pretrained importer", key)
-    pretrained.resolve(value, key)
+def check_pretrained(model_config: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> None:
+  """A ConfigError, before anything compiles, for a pretrained checkpoint that is missing, that no importer can
+  read into its module, or (given the model's `params`, abstract shapes will do) whose shapes do not fit."""
+  for key, module, value, tower in pretrained_blocks(model_config):
+    importer = errors.lookup(pretrained.IMPORTERS, module, "module with a pretrained importer", key)
+    path = pretrained.resolve(value, key)
+    if params is not None:
+      for tower_path in (tower_paths(params, tower) if tower else [()]):
+        importer(path, _get(params, tower_path))
 
 
 def _place(params: Any, params_sharding: Any) -> Any:

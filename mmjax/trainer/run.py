@@ -166,7 +166,6 @@ def build_run(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] |
     if vocab_size < tokenizer.vocab_size:
       raise errors.ConfigError(f"{key}={vocab_size} is smaller than the tokenizer's vocabulary "
                                f"({tokenizer.vocab_size}); raise it.")
-  finetune.check_pretrained(config.model.to_dict())
   task = build_task(config, tokenizer)
   tx, schedule = optimizer.make_optimizer(config.optim, config.total_steps)
   tx = finetune.with_frozen_towers(tx, config.freeze)
@@ -186,6 +185,7 @@ def build_run(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] |
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), nn.unbox(boxed),
                           state_sharding)
   sharding.check_divisible(abstract.params)
+  finetune.check_pretrained(config.model.to_dict(), abstract.params)
   return Run(config, mesh, rules, batch_size, tokenizer, task, tx, schedule, init, abstract, state_sharding)
 
 
