@@ -41,7 +41,7 @@ BAD_CONFIGS = [
     ("unknown loss", {"task.loss": "hinge"}, errors.ConfigError,
      r"Unknown contrastive loss 'hinge' \(config.task.loss\); known: \['softmax', 'sigmoid'\]"),
     ("unknown image encoder", {"model.image.name": "resnet"}, errors.ConfigError,
-     r"Unknown image encoder 'resnet'; known: \['cnn', 'vit'\]"),
+     r"Unknown image encoder 'resnet'; known: \['cnn', 'efficientnet_lite', 'features', 'vit'\]"),
     ("unknown dataset variant", {"data.variant": "tiny"}, errors.ConfigError,
      r"Unknown variant 'tiny' of dataset 'shapes'; known variants: \['default', 'small'\]"),
     ("missing split", {"evals.test.split": "validation"}, errors.ConfigError,
@@ -49,7 +49,8 @@ BAD_CONFIGS = [
     ("empty split", {"evals.test.split": "test[:0]"}, errors.InputError, r"Split 'test\[:0\]' .* has no examples"),
     ("unknown evaluator", {"evals.test.name": "bleu"}, errors.ConfigError,
      r"Unknown evaluator 'bleu' \(config.evals.test.name\); known: "
-     r"\['captioning', 'classification', 'retrieval', 'vqa', 'zero_shot'\]"),
+     r"\['captioning', 'classification', 'linear_probe', 'retrieval', 'vqa', 'zero_shot', "
+     r"'zero_shot_classification'\]"),
     ("negative eval interval", {"evals.test.every_steps": -1}, errors.ConfigError,
      r"config.evals.test.every_steps=-1: each must be an integer ≥ 0 \(0: evaluate at the end only\)"),
     ("zero-shot template without the attribute", {"evals.zeroshot_colour.template": "a {shape}"},

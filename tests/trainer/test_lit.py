@@ -19,7 +19,7 @@ from tests.data.test_fashion_mnist import write_idx_files
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("lit")]
 
 
-def lit_config(tmp, arg="smoke"):
+def lit_config(tmp, arg="smoke,steps=20"):
   config = fashion_lit.get_config(arg)
   config.data.source_dir = str(tmp / "source")
   config.data.data_dir = str(tmp / "data")
