@@ -11,6 +11,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import sys
 import threading
 import time
@@ -25,7 +26,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mmjax import errors
-from mmjax.data import features, registry
+from mmjax.data import features, integrity, registry
 from mmjax.data import tokenizer as tokenizer_lib
 
 # Read records in the thread (or worker) that preprocesses them. Grain's default
@@ -44,8 +45,8 @@ def _builder(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder
   return builder_cls(config=data_config.variant, data_dir=data_config.data_dir)
 
 
-def prepare(data_config: ml_collections.ConfigDict,
-            announce: Callable[[str], None] = logging.info) -> tfds.core.DatasetBuilder:
+def prepare(data_config: ml_collections.ConfigDict, announce: Callable[[str], None] = logging.info,
+            regenerate: bool = False) -> tfds.core.DatasetBuilder:
   """Opens the dataset, generating it into `data_dir` on first use (`announce` says so, in one line).
 
   tfds writes into an `incomplete.*` directory and renames it when done, so an
@@ -53,11 +54,16 @@ def prepare(data_config: ml_collections.ConfigDict,
   directory behind, and the next call starts afresh). Processes sharing a
   `data_dir`, such as several JAX processes on one host, take turns through a
   lock file: the first generates, the others then find the data ready.
+
+  The first open in a process checks every file of the dataset (mmjax.data.integrity): a missing, short or
+  corrupted shard is an InputError naming it, before anything compiles. With `regenerate` (the scripts'
+  `--regenerate_data`) such a dataset's version folder, and nothing else of `data_dir`, is deleted and
+  generated again instead; a whole one is kept.
   """
   with _quiet_tfds():
     builder = _builder(data_config)
     prepared = builder.is_prepared()
-  if prepared:
+  if prepared and integrity.check(builder, regenerate=regenerate):
     return builder
   os.makedirs(data_config.data_dir, exist_ok=True)
   lock_path = os.path.join(data_config.data_dir, f".{builder.name}-{builder.builder_config.name}.lock")
@@ -65,6 +71,12 @@ def prepare(data_config: ml_collections.ConfigDict,
     fcntl.flock(lock, fcntl.LOCK_EX)
     with _quiet_tfds():
       builder = _builder(data_config)
+      # Checked again under the lock: another process may have regenerated it meanwhile.
+      problem = regenerate and builder.is_prepared() and integrity.find_problem(builder)
+      if problem:
+        announce(f"Dataset file {problem}: deleting {builder.data_dir} and generating it again.")
+        shutil.rmtree(builder.data_dir)
+        builder = _builder(data_config)
       if not builder.is_prepared():
         start = time.time()
         announce(f"Generating the {builder.info.full_name} dataset into {data_config.data_dir} (first use; nothing "

@@ -37,8 +37,7 @@ class TextDecoder(nn.Module):
   remat: str = "none"
 
   def setup(self):
-    if self.width % self.num_heads:
-      raise errors.ConfigError(f"Decoder width {self.width} is not divisible by num_heads={self.num_heads}.")
+    # The width and num_heads are checked by the attention of each block (mmjax/nn/attention.py).
     self.embed = nn.Embed(self.vocab_size, self.width, dtype=self.dtype, param_dtype=self.param_dtype,
                           embedding_init=mnn.logical(nn.initializers.normal(0.02), ("vocab", "embed")))
     self.pos_embedding = self.param("pos_embedding", mnn.logical(nn.initializers.normal(0.02), (None, "embed")),

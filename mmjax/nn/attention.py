@@ -1,4 +1,11 @@
-"""Multi-head dot-product attention with logical axis names, explicit masks and reusable keys/values."""
+"""Multi-head dot-product attention with logical axis names, explicit masks and reusable keys/values.
+
+Its config checks run as the module is traced, e.g. in the jax.eval_shape that lays out a run's state before any
+array exists: every model with attention (ViT, text, audio, fusion, decoder) gets them, from the shapes it is
+actually given, and an impossible value is a ConfigError before anything is allocated or compiled.
+"""
+import functools
+import os
 from typing import Any
 
 import flax.linen as nn
@@ -16,6 +23,33 @@ def attention_mask(query_valid: jax.Array, key_valid: jax.Array) -> jax.Array:
   return query_valid[:, None, :, None] & key_valid[:, None, None, :]
 
 
+@functools.cache
+def _memory_bytes() -> tuple[int, str]:
+  """(bytes, what) of the memory one device's arrays can use: its allocator's limit, else (CPU) the host's RAM."""
+  device = jax.local_devices()[0]
+  limit = (device.memory_stats() or {}).get("bytes_limit")
+  if limit:
+    return limit, f"{device.platform.upper()} device"
+  return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "host's RAM"
+
+
+def _check_scores_fit(num_heads: int, queries: int, keys: int, where: str) -> None:
+  """A ConfigError if the float32 attention scores of ONE example ([heads, queries, keys]) exceed the device's
+  memory: no batch size, micro-batching or remat can then fit (e.g. a text length of 100,000 tokens)."""
+  needed = 4 * num_heads * queries * keys
+  memory, what = _memory_bytes()
+  if needed > memory:
+    raise errors.ConfigError(
+        f"Attention over {queries:,} x {keys:,} positions ({where}) needs {needed / 2**30:,.0f} GiB for the scores "
+        f"of a single example ({num_heads} heads, float32), more than the {memory / 2**30:,.0f} GiB of the {what}; "
+        "shorten the sequence (e.g. config.data.text_len, a max_len, or a larger patch).")
+
+
+def _where(module: nn.Module) -> str:
+  """The module's path in the model ("text_encoder/encoder/block_0/attn"), which names the tower at fault."""
+  return "/".join(module.path) or type(module).__name__
+
+
 def causal_mask(length: int) -> jax.Array:
   """bool[1, 1, L, L]: True where key position ≤ query position."""
   return jnp.tril(jnp.ones((length, length), dtype=bool))[None, None]
@@ -30,10 +64,13 @@ class HeadProjection(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    features = x.shape[-1]
-    if features % self.num_heads:
-      raise errors.ConfigError(f"Attention width {features} is not divisible by num_heads={self.num_heads}; "
-                               "pick a width that is a multiple of the number of heads.")
+    features, where = x.shape[-1], _where(self)
+    if features <= 0:
+      raise errors.ConfigError(f"Attention width {features} ({where}) must be positive.")
+    if self.num_heads <= 0 or features % self.num_heads:
+      divisors = [n for n in range(1, features + 1) if features % n == 0]
+      raise errors.ConfigError(f"Attention width {features} is not divisible by num_heads={self.num_heads} "
+                               f"({where}); heads that divide it: {divisors}.")
     shape = (features, self.num_heads, features // self.num_heads)
     kernel = self.param("kernel", logical(nn.initializers.xavier_uniform(in_axis=0, out_axis=(1, 2)),
                                           ("embed", "heads", "kv")), shape, self.param_dtype)
@@ -89,6 +126,7 @@ class MultiHeadAttention(nn.Module):
     would otherwise be copied at every decoding step.
     """
     query = self.query(inputs_q)
+    _check_scores_fit(self.num_heads, query.shape[1], key.shape[2 if heads_first else 1], _where(self))
     query = query / jnp.sqrt(query.shape[-1]).astype(query.dtype)
     kv = "bhkd" if heads_first else "bkhd"
     logits = jnp.einsum(f"bqhd,{kv}->bhqk", query, key).astype(jnp.float32)

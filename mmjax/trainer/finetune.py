@@ -59,13 +59,19 @@ def _shapes(tree) -> tuple[Any, list[tuple[int, ...]]]:
   return jax.tree.structure(tree), [np.shape(leaf) for leaf in jax.tree.leaves(tree)]
 
 
-def load_pretrained_params(workdir: str) -> tuple[dict[str, Any], int]:
-  """(params as numpy arrays, step) of the newest good checkpoint of a pretrained `workdir`."""
+def check_init_from(workdir: str) -> str:
+  """The checkpoint directory of the pretrained run `workdir` (config.init_from); a ConfigError if it has no
+  finished checkpoint. A training run checks this before it builds or writes anything."""
   directory = os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
   if not checkpoint.has_checkpoint(directory):
     raise errors.ConfigError(f"config.init_from={workdir!r} has no checkpoint in {directory}; train that run "
                              "first, or fix the path.")
-  state, step = checkpoint.restore_newest(directory)
+  return directory
+
+
+def load_pretrained_params(workdir: str) -> tuple[dict[str, Any], int]:
+  """(params as numpy arrays, step) of the newest good checkpoint of a pretrained `workdir`."""
+  state, step = checkpoint.restore_newest(check_init_from(workdir))
   return jax.device_get(state["params"]), step
 
 

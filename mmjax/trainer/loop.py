@@ -1,19 +1,22 @@
 """The one train loop, for every task: restore or initialise, step, log, evaluate, checkpoint, stop."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import jax
 import ml_collections
 
 from mmjax import data as mmdata
-from mmjax import evaluators
+from mmjax import errors, evaluators
+from mmjax.nn import REMAT_POLICIES
 from mmjax.parallel import sharding
 from mmjax.trainer import faults, finetune, periodic
 from mmjax.trainer import workdir as workdir_lib
+from mmjax.trainer import workdir_lock
 from mmjax.trainer.checkpoint import Checkpointer, has_checkpoint
 from mmjax.trainer.metric_writer import MetricWriter
 from mmjax.trainer.run import Run, build_run, say
@@ -23,6 +26,29 @@ from mmjax.trainer.train_log import TrainLog
 PARAMETERS_FILE = "parameters.txt"
 
 
+@contextlib.contextmanager
+def out_of_memory_reported(what: str, advice: str) -> Iterator[None]:
+  """Running out of memory inside (XLA's RESOURCE_EXHAUSTED, compiling or running a program or placing a batch on
+  the devices; a MemoryError, the host allocating one) becomes an OutOfMemoryError: `what` did not fit, and the
+  `advice`. The fix is a config value, which a traceback through XLA does not name. Other errors pass unchanged."""
+  try:
+    yield
+  except (MemoryError, jax.errors.JaxRuntimeError) as e:
+    if not isinstance(e, MemoryError) and "RESOURCE_EXHAUSTED" not in str(e):
+      raise
+    detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+    raise errors.OutOfMemoryError(f"Out of memory {what} ({detail}). {advice}") from e
+
+
+def _train_memory_advice(config: ml_collections.ConfigDict) -> str:
+  """What lowers a train step's memory: a smaller batch; or the same batch in micro-batches, or remat, whose
+  activations (most of a step's memory) then take a fraction of it, as long as the batch's inputs fit."""
+  remat = (f", or recompute activations in the backward pass with config.model.remat (now {config.model.remat!r}; "
+           f"one of {list(REMAT_POLICIES)})" if "remat" in config.model else "")
+  return (f"Lower config.batch_size; or, if one batch of inputs fits, keep it and split each step into micro-batches "
+          f"with config.grad_accum_steps (now {config.grad_accum_steps}){remat}.")
+
+
 def evaluate_at(step: int, state: TrainState, evals: Mapping[str, evaluators.SplitEvaluator], names: Sequence[str],
                 writer: MetricWriter) -> dict[str, float]:
   """Runs the evaluators `names` on `state`, says one line per evaluator with its headline metrics and writes
@@ -30,7 +56,10 @@ def evaluate_at(step: int, state: TrainState, evals: Mapping[str, evaluators.Spl
   results = {}
   for key in names:
     start = time.time()
-    metrics = evals[key].run(state.params)
+    batch_size = evals[key].batch_size * jax.process_count()
+    with out_of_memory_reported(f"evaluating {key} with config.eval_batch_size={batch_size}",
+                                "Lower config.eval_batch_size."):
+      metrics = evals[key].run(state.params)
     shown = [name for name in evals[key].headline if name in metrics] or sorted(metrics)[:4]
     say(f"step {step} eval {key}: " + ", ".join(f"{name} {metrics[name]:.4g}" for name in shown)
         + f" ({time.time() - start:.0f} s)")
@@ -75,26 +104,38 @@ def _initial_state(run: Run, checkpointer: Checkpointer, loader: mmdata.TrainLoa
 def train(config: ml_collections.ConfigDict, workdir: str,
           devices: Sequence[jax.Device] | None = None) -> dict[str, float]:
   """Trains `config` in `workdir` (resuming if it holds a checkpoint); returns the final metrics, also written to
-  `<workdir>/final_metrics.json`. `devices` defaults to all devices; `config.mesh` is laid over them."""
-  schedule = periodic.Schedule.from_config(config)
+  `<workdir>/final_metrics.json`. `devices` defaults to all devices; `config.mesh` is laid over them. The run
+  holds the workdir's lock throughout (mmjax.trainer.workdir_lock), so a second run on it is refused at once."""
   workdir = os.path.abspath(os.path.expanduser(workdir))
-  os.makedirs(workdir, exist_ok=True)
-  workdir_lib.check_resumable(config, workdir, has_checkpoint(os.path.join(workdir, "checkpoints")))
-  workdir_lib.write_config(config, workdir)
+  with workdir_lock.held(workdir):
+    return _train(config, workdir, devices)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: str, devices: Sequence[jax.Device] | None) -> dict[str, float]:
+  """`train` in a workdir whose lock this run holds. It writes nothing there before every config check has
+  passed (the resume, init_from, the run, its evaluators and its loader), so a refused config leaves the workdir
+  as it was."""
+  schedule = periodic.Schedule.from_config(config)
+  resuming = has_checkpoint(os.path.join(workdir, "checkpoints"))
+  workdir_lib.check_resumable(config, workdir, resuming)
+  if config.init_from and not resuming:
+    finetune.check_init_from(config.init_from)
   run = build_run(config, devices)
-  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
-  writer = MetricWriter(workdir)
   loader = mmdata.train_loader(config.data, batch_size=run.batch_size, seed=config.seed)
 
   with run.context():
     evals = run.build_evaluators()  # Checks their splits before any compile.
+    workdir_lib.write_config(config, workdir)
+    checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=config.keep_checkpoints)
+    writer = MetricWriter(workdir)
     state, unlogged = _initial_state(run, checkpointer, loader, writer, workdir)
     train_step = run.jit_train_step()
     step = int(state.step)
     log = TrainLog(writer, checkpointer, step=step, total_steps=config.total_steps, interval=unlogged)
     stopping = False
     try:
-      with periodic.StopRequest() as stop:
+      with periodic.StopRequest() as stop, out_of_memory_reported(
+          f"training with config.batch_size={config.batch_size}", _train_memory_advice(config)):
         while step < config.total_steps and not stopping:
           state, metrics = train_step(state, run.to_device(run.task_inputs(next(loader))))
           step += 1

@@ -28,7 +28,7 @@ from mmjax import data as mmdata
 from mmjax import errors, evaluators, models, tasks
 from mmjax.parallel import sharding
 from mmjax.trainer import feature_cache, finetune, optimizer
-from mmjax.trainer.checkpoint import Checkpointer
+from mmjax.trainer.checkpoint import Checkpointer, has_checkpoint
 from mmjax.trainer.state import TrainState
 
 Spec = dict[str, jax.ShapeDtypeStruct]
@@ -189,16 +189,30 @@ def build_run(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] |
   return Run(config, mesh, rules, batch_size, tokenizer, task, tx, schedule, init, abstract, state_sharding)
 
 
-def restore(run: Run, workdir: str) -> tuple[TrainState, int]:
-  """(state, step) of the newest good checkpoint of `workdir`, arrays only (any process count)."""
-  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"), max_to_keep=None)
+def _checkpoint_dir(workdir: str) -> str:
+  """`<workdir>/checkpoints`, checked for a finished step before anything is built."""
+  directory = os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
+  if not has_checkpoint(directory):
+    raise _no_checkpoint(workdir)
+  return directory
+
+
+def _no_checkpoint(workdir: str) -> errors.CheckpointError:
+  return errors.CheckpointError(f"no checkpoint to evaluate in {workdir}; train first with "
+                                f"python -m experiments.train --workdir={workdir} --config=...")
+
+
+def restore(run: Run, directory: str) -> tuple[TrainState, int]:
+  """(state, step) of the newest good checkpoint in `directory` (a workdir's checkpoints), arrays only (any
+  process count). It writes nothing, as a run may be writing that workdir: it sees finished steps only (orbax
+  renames a step into place once it is complete) and skips a bad one without moving it aside."""
+  checkpointer = Checkpointer(directory, max_to_keep=None, read_only=True)
   try:
     restored = checkpointer.restore_latest(run.abstract, host_state=False)
   finally:
     checkpointer.close()
   if restored is None:
-    raise errors.CheckpointError(f"No checkpoint in {workdir}/checkpoints; train first with "
-                                 f"python -m experiments.train --workdir={workdir} --config=...")
+    raise _no_checkpoint(os.path.dirname(directory))
   state, _, step = restored
   return state, step
 
@@ -206,17 +220,19 @@ def restore(run: Run, workdir: str) -> tuple[TrainState, int]:
 def load_state(config: ml_collections.ConfigDict, workdir: str,
                devices: Sequence[jax.Device] | None = None) -> TrainState:
   """The newest good TrainState of `workdir` (e.g. to explore a trained model in a notebook)."""
+  directory = _checkpoint_dir(workdir)
   run = build_run(config, devices)
   with run.context():
-    return restore(run, os.path.abspath(os.path.expanduser(workdir)))[0]
+    return restore(run, directory)[0]
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str,
              devices: Sequence[jax.Device] | None = None) -> dict[str, float]:
   """Runs every evaluator of `config.evals` on the newest good checkpoint of `workdir`."""
+  directory = _checkpoint_dir(workdir)  # Before the run is built: a missing checkpoint is said at once.
   run = build_run(config, devices)
   with run.context():
-    state, step = restore(run, os.path.abspath(os.path.expanduser(workdir)))
+    state, step = restore(run, directory)
     results = {"step": step}
     for key, evaluator in run.build_evaluators().items():
       results.update({f"eval/{key}/{k}": v for k, v in evaluator.run(state.params).items()})

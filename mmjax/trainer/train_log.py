@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 import time
 from collections.abc import Iterator, Mapping
 
@@ -14,6 +15,7 @@ from tqdm import auto as tqdm
 from mmjax import errors
 from mmjax.trainer.checkpoint import Checkpointer
 from mmjax.trainer.metric_writer import MetricWriter
+from mmjax.trainer.run import say
 
 
 class TrainLog:
@@ -25,9 +27,12 @@ class TrainLog:
     self.writer, self.checkpointer = writer, checkpointer
     self.interval = interval
     self._pending = None
-    # A finished run that is resumed (to redo its final evals) shows no bar.
+    # A bar only where it redraws in place: a terminal or a notebook. Into a file or pipe each redraw would be one
+    # more line (a carriage return), a hundred of them above a failed run's `error:` line; there each log step
+    # says one plain line instead. A finished run that is resumed (to redo its final evals) shows no bar.
+    self._plain = not (sys.stderr.isatty() or "ipykernel" in sys.modules)
     self._progress = tqdm.tqdm(total=total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
-                               disable=jax.process_index() != 0 or step >= total_steps)
+                               disable=jax.process_index() != 0 or step >= total_steps or self._plain)
     self._since, self._since_step = time.time(), step
 
   def add(self, step: int, metrics: Mapping[str, jax.Array]) -> None:
@@ -57,6 +62,8 @@ class TrainLog:
     summary = {f"train/{k}": float(np.mean([m[k] for m in interval])) for k in interval[0] if k != "step"}
     summary["train/steps_per_s"] = (step - self._since_step) / (time.time() - self._since)
     self.writer.write(step, summary)
+    if self._plain:
+      say(f"step {step} train: loss {summary['train/loss']:.4g}, {summary['train/steps_per_s']:.2f} step/s")
     self.interval, self._since, self._since_step = [], time.time(), step
 
   @contextlib.contextmanager

@@ -154,5 +154,8 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(shapes_data_d
   match = re.search(r"^error: Non-finite (loss|grad_norm) \((nan|inf|-inf)\) at step (\d+); stopping, "
                     r"the last good checkpoint \(step 12\) is kept", stderr, re.M)
   assert match and 12 < int(match.group(3)) <= 16, stderr[-3000:]
+  # The error is the last line, with no progress-bar redraws or library logs above it (a resume line may be).
+  lines = stderr.splitlines()
+  assert lines[-1].startswith(match.group(0)) and len(lines) <= 3, stderr
   assert _steps(str(workdir)) == [6, 12]
   assert max(row["step"] for row in read_metrics(str(workdir))) == 12, "no non-finite metrics are logged"
