@@ -18,6 +18,14 @@ from mmjax.trainer.metric_writer import MetricWriter
 from mmjax.trainer.run import say
 
 
+def _in_notebook() -> bool:
+  """Whether this process is a Jupyter kernel (its shell is ZMQInteractiveShell). Not `"ipykernel" in
+  sys.modules`: a test process that ran a notebook has imported ipykernel without being one."""
+  ipython = sys.modules.get("IPython")
+  shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+  return type(shell).__name__ == "ZMQInteractiveShell"
+
+
 class TrainLog:
   """Collects the metrics of the steps since the last log step (`interval`, saved with each checkpoint so that a
   resumed run averages the same steps as an uninterrupted one)."""
@@ -30,7 +38,7 @@ class TrainLog:
     # A bar only where it redraws in place: a terminal or a notebook. Into a file or pipe each redraw would be one
     # more line (a carriage return), a hundred of them above a failed run's `error:` line; there each log step
     # says one plain line instead. A finished run that is resumed (to redo its final evals) shows no bar.
-    self._plain = not (sys.stderr.isatty() or "ipykernel" in sys.modules)
+    self._plain = not (sys.stderr.isatty() or _in_notebook())
     self._progress = tqdm.tqdm(total=total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
                                disable=jax.process_index() != 0 or step >= total_steps or self._plain)
     self._since, self._since_step = time.time(), step
