@@ -18,9 +18,6 @@ from mmjax import errors
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A workdir written by experiments.train.")
 flags.mark_flag_as_required("workdir")
-_REGENERATE_DATA = flags.DEFINE_bool(
-    "regenerate_data", False, "If the dataset fails its check at open (a missing, short or corrupted file), delete "
-    "its version folder (nothing else of the data dir) and generate it again; a whole dataset is kept.")
 
 
 def _stored_config(argv: list[str]) -> ml_collections.ConfigDict:
@@ -52,14 +49,11 @@ with errors.flag_errors_reported(sys.argv, _STORED_CONFIG):  # The --config.* ov
 def main(argv):
   del argv
   launch.start()
-  import jax
-
-  from mmjax import data as mmdata, trainer
+  from mmjax import trainer
 
   with errors.reported_to_user():
     launch.join_processes()
-    if _REGENERATE_DATA.value and jax.process_index() == 0:  # Process 0 writes data (trainer.run.prepare_data).
-      mmdata.prepare(_CONFIG.value.data, announce=trainer.run.say, regenerate=True)
+    launch.repair_data(_CONFIG.value.data)
     metrics = trainer.evaluate(_CONFIG.value, _WORKDIR.value)
   print(json.dumps(metrics, indent=1, sort_keys=True))
 

@@ -1,4 +1,5 @@
-"""What every script does first: quiet logging, the host allocator setting, and joining a multi-process run.
+"""What every script does first: quiet logging, the host allocator setting, joining a multi-process run, and
+(`--regenerate_data`) repairing a damaged dataset.
 
 The multi-process flags (mmjax.parallel.distributed) live here, with the scripts, and default to the
 environment variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID. The scripts import
@@ -18,6 +19,9 @@ _NUM_PROCESSES = flags.DEFINE_integer(
 _PROCESS_ID = flags.DEFINE_integer(
     "process_id", int(os.environ["JAX_PROCESS_ID"]) if "JAX_PROCESS_ID" in os.environ else None,
     "This process's index in [0, num_processes) (env JAX_PROCESS_ID).")
+_REGENERATE_DATA = flags.DEFINE_bool(
+    "regenerate_data", False, "If the dataset fails its check at open (a missing, short or corrupted file), delete "
+    "its version folder (nothing else of the data dir) and generate it again; a whole dataset is kept.")
 _AUTO = flags.DEFINE_bool(
     "distributed_auto", False,
     "Let jax.distributed detect coordinator, process count and id (Cloud TPU pods, SLURM, Open MPI).")
@@ -40,3 +44,17 @@ def join_processes() -> None:
 
   distributed.initialize(coordinator_address=_COORDINATOR_ADDRESS.value, num_processes=_NUM_PROCESSES.value,
                          process_id=_PROCESS_ID.value, auto=_AUTO.value)
+
+
+def repair_data(data_config) -> None:
+  """With --regenerate_data, a dataset that fails its check at open is regenerated (by process 0, which writes
+  data: mmjax.trainer.run.prepare_data); after join_processes()."""
+  if not _REGENERATE_DATA.value:
+    return
+  import jax
+
+  from mmjax import data as mmdata
+  from mmjax.trainer import run
+
+  if jax.process_index() == 0:
+    mmdata.prepare(data_config, announce=run.say, regenerate=True)

@@ -20,22 +20,16 @@ from mmjax import errors
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file[:arg].", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and config.json.")
 flags.mark_flags_as_required(["config", "workdir"])
-_REGENERATE_DATA = flags.DEFINE_bool(
-    "regenerate_data", False, "If the dataset fails its check at open (a missing, short or corrupted file), delete "
-    "its version folder (nothing else of the data dir) and generate it again; a whole dataset is kept.")
 
 
 def main(argv):
   del argv
   launch.start()
-  import jax
-
-  from mmjax import data as mmdata, trainer
+  from mmjax import trainer
 
   with errors.reported_to_user():
     launch.join_processes()
-    if _REGENERATE_DATA.value and jax.process_index() == 0:  # Process 0 writes data (trainer.run.prepare_data).
-      mmdata.prepare(_CONFIG.value.data, announce=trainer.run.say, regenerate=True)
+    launch.repair_data(_CONFIG.value.data)
     metrics = trainer.train(_CONFIG.value, _WORKDIR.value)
   print(json.dumps({"workdir": _WORKDIR.value, **metrics}, indent=1, sort_keys=True))
 
