@@ -7,10 +7,12 @@ reference saw. Normalisation is in float32 on pixel values 0..255, mean and std 
 """
 from __future__ import annotations
 
+import io
+import math
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from mmjax import errors
 
@@ -52,6 +54,45 @@ def preprocess(photo: np.ndarray, size: int, mean: Sequence[float], std: Sequenc
                crop_fraction: float = 0.875, resample: str = "bicubic") -> np.ndarray:
   """uint8 [H, W, 3] → float32 [size, size, 3]: center_crop, then normalize."""
   return normalize(center_crop(photo, size, crop_fraction, resample), mean, std)
+
+
+def decode(encoded: bytes) -> np.ndarray:
+  """An image file's bytes (any format PIL reads) → uint8 [H, W, 3] RGB, turned upright by its EXIF orientation
+  (phone photos are stored sideways with a tag that says so)."""
+  with Image.open(io.BytesIO(encoded)) as image:
+    return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+
+
+def random_resized_crop(photo: np.ndarray, size: int, rng: np.random.Generator, scale: Sequence[float] = (0.08, 1.0),
+                        ratio: Sequence[float] = (3 / 4, 4 / 3), flip: bool = True,
+                        resample: str = "bicubic") -> np.ndarray:
+  """uint8 [H, W, 3] → uint8 [size, size, 3]: Inception-style training augmentation, as torchvision's
+  RandomResizedCrop (10 tries at a box of `scale` × the area and log-uniform aspect `ratio`, else the central
+  crop of the nearest allowed aspect) followed, with `flip`, by a horizontal flip half of the time."""
+  _check_photo(photo)
+  height, width = photo.shape[:2]
+  area = height * width
+  for _ in range(10):
+    target_area = area * rng.uniform(*scale)
+    aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
+    box_width, box_height = round(math.sqrt(target_area * aspect)), round(math.sqrt(target_area / aspect))
+    if 0 < box_width <= width and 0 < box_height <= height:
+      top, left = int(rng.integers(0, height - box_height + 1)), int(rng.integers(0, width - box_width + 1))
+      break
+  else:
+    aspect = width / height
+    if aspect < min(ratio):
+      box_width, box_height = width, round(width / min(ratio))
+    elif aspect > max(ratio):
+      box_width, box_height = round(height * max(ratio)), height
+    else:
+      box_width, box_height = width, height
+    top, left = (height - box_height) // 2, (width - box_width) // 2
+  image = Image.fromarray(photo).resize((size, size), errors.lookup(RESAMPLING, resample, "resampling"),
+                                        box=(left, top, left + box_width, top + box_height))
+  if flip and rng.random() < 0.5:
+    image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+  return np.asarray(image)
 
 
 def sample_photos() -> dict[str, np.ndarray]:

@@ -150,6 +150,16 @@ def label_names(data_config: ml_collections.ConfigDict) -> dict[str, list[str]]:
   return registry.dataset(data_config).label_names(prepare(data_config).info.metadata)
 
 
+def photo_input(data_config: ml_collections.ConfigDict) -> Callable[[np.ndarray], np.ndarray]:
+  """photo (uint8 [H, W, 3] RGB, any size; see mmjax.data.photos.decode) → the `image` input the dataset's models
+  take at evaluation (e.g. resized, centre-cropped and normalised), for inference on image files."""
+  dataset = registry.dataset(data_config)
+  if dataset.photo_input is None:
+    raise errors.ConfigError(f"Dataset {data_config.name!r} has no photo input: its models cannot be given image "
+                             "files.")
+  return dataset.photo_input(prepare(data_config), data_config)
+
+
 def sample_rate(data_config: ml_collections.ConfigDict) -> int | None:
   """The sample rate (Hz) of the dataset's audio, or None if it has none."""
   return prepare(data_config).info.metadata.get("sample_rate")

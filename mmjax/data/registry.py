@@ -12,13 +12,17 @@ import grain
 import ml_collections
 import numpy as np
 import tensorflow_datasets as tfds
+from PIL import Image
 
 from mmjax import errors
-from mmjax.data import av_digits, fashion_mnist, preprocess, shapes, subword
+from mmjax.data import av_digits, fashion_mnist, photos, preprocess, shapes, subword
 from mmjax.data import tokenizer as tokenizer_lib
 
 # Per-example operations: (builder, tokenizer, data_config, train) → grain transforms applied in order.
 # Eval passes (train=False) keep the reference strings and must be deterministic (they call `map`).
+# How a dataset turns a photo (uint8 [H, W, 3] RGB, any size) into its models' `image` input at evaluation:
+# (builder, data_config) → photo → f32 [S, S, C]. Inference on image files (mmjax.inference) goes through it.
+PhotoInput = Callable[[tfds.core.DatasetBuilder, ml_collections.ConfigDict], Callable[[np.ndarray], np.ndarray]]
 Operations = Callable[[tfds.core.DatasetBuilder, tokenizer_lib.Tokenizer, ml_collections.ConfigDict, bool],
                       list[grain.transforms.Map | grain.transforms.RandomMap]]
 
@@ -36,7 +40,8 @@ class Dataset:
   metadata), the label field a `config.data.classes` subset filters on, whether it can take precomputed image
   features (`config.data.image_features`, mmjax.data.features), the tfds decoders to skip (fields the
   operations decode themselves, in the loader's workers), and the tfds DownloadConfig of its generation
-  (a `manual_dir` for data read from local files)."""
+  (a `manual_dir` for data read from local files), and how it prepares a photo file as its `image` input
+  (None: its models take no photos)."""
   builder: type[tfds.core.GeneratorBasedBuilder]
   tokenizer: Callable[[Mapping[str, Any]], tokenizer_lib.Tokenizer] | None
   operations: Operations
@@ -45,6 +50,7 @@ class Dataset:
   precomputed_images: bool = False  # Its operations pass an `image` of precomputed features through.
   decoders: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   download_config: Callable[[ml_collections.ConfigDict], tfds.download.DownloadConfig | None] = _no_download_config
+  photo_input: PhotoInput | None = None
 
 
 def _shapes_operations(builder, tokenizer, data_config, train):
@@ -69,6 +75,23 @@ def _fashion_mnist_operations(builder, tokenizer, data_config, train):
       precomputed=bool(data_config.get("image_features")))]
 
 
+def _shapes_photo_input(builder, data_config):
+  """The photo squashed to the rendered scenes' size (they are square), in [-1, 1] like decode_image's."""
+  del data_config
+  size = builder.info.features["image"].shape[0]
+  return lambda photo: (photos.center_crop(photo, size, crop_fraction=1.0, resample="bilinear") / 127.5
+                        - 1.0).astype(np.float32)
+
+
+def _fashion_mnist_photo_input(builder, data_config):
+  """The photo in grey at 28×28, as Fashion-MNIST's records, then prepared as they are."""
+  del builder
+  def prepare(photo: np.ndarray) -> np.ndarray:
+    grey = np.asarray(Image.fromarray(photos.center_crop(photo, 28, crop_fraction=1.0)).convert("L"))
+    return fashion_mnist.upscale_grey(grey, data_config.image_size, data_config.image_mean, data_config.image_std)
+  return prepare
+
+
 def _shapes_label_names(metadata: Mapping[str, Any]) -> dict[str, list[str]]:
   return {"answer_id": list(metadata["answers"]), "question_type": list(metadata["question_types"]),
           **{field: list(metadata[field + "s"]) for field in ("shape", "colour", "size")}}
@@ -85,12 +108,14 @@ def _fashion_mnist_download_config(data_config: ml_collections.ConfigDict) -> tf
 
 DATASETS = {
     "shapes": Dataset(shapes.Shapes, lambda metadata: tokenizer_lib.WordTokenizer(metadata["vocab"]),
-                      _shapes_operations, _shapes_label_names, decoders={"image": tfds.decode.SkipDecoding()}),
+                      _shapes_operations, _shapes_label_names, decoders={"image": tfds.decode.SkipDecoding()},
+                      photo_input=_shapes_photo_input),
     "av_digits": Dataset(av_digits.AvDigits, lambda metadata: tokenizer_lib.CharTokenizer(metadata["chars"]),
                          _av_digits_operations, _av_digits_label_names, class_field="label"),
     "fashion_mnist": Dataset(fashion_mnist.FashionMnist, None, _fashion_mnist_operations,
                              lambda metadata: {"label": list(metadata["label_names"])}, class_field="label",
-                             precomputed_images=True, download_config=_fashion_mnist_download_config),
+                             precomputed_images=True, download_config=_fashion_mnist_download_config,
+                             photo_input=_fashion_mnist_photo_input),
 }
 
 
