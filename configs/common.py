@@ -109,6 +109,31 @@ def av_digits_data(*, variant: str, smoke: bool) -> ml_collections.ConfigDict:
                                         data_dir=DEFAULT_DATA_DIR, text_len=16, worker_count=0))
 
 
+def folder_data(*, path: str = "", manifest: str = "manifest.jsonl", image_size: int = 224,
+                image_mean: tuple[float, ...] = (0.5, 0.5, 0.5), image_std: tuple[float, ...] = (0.5, 0.5, 0.5),
+                text_len: int = 32, **overrides: Any) -> ml_collections.ConfigDict:
+  """The `config.data` block of a folder dataset: the user's files and a manifest (mmjax.data.folder).
+
+  path: the folder; manifest: a JSON-lines or CSV file in it ("train.jsonl"), or one per split
+  ("train=train.jsonl,test=test.jsonl"); rows without a split are dealt by `split_ratio` ("train=0.8,test=0.2"),
+  seeded by `split_seed`. label_names: the class names, comma-separated ("" = the labels found); skip_bad_rows:
+  leave out (and report) rows whose files are missing or broken instead of stopping. The build stores images
+  with the shorter side at most `store_short_side` (0: as they are) and audio at `sample_rate`.
+  Preprocessing: `image_size`, normalised by the image tower's `image_mean` / `image_std` (on 0..1 pixels);
+  training crops a random box of at least `train_crop_scale` of the area (0: the eval crop) and flips with
+  `train_flip`; evaluation resizes the shorter side to image_size / `crop_fraction` and takes the centre.
+  `audio_seconds` of audio per example; token lengths `text_len`, `question_len`, `answer_len`.
+  """
+  config = dict(name="folder", path=path, manifest=manifest, split_ratio="", split_seed=0, label_names="",
+                skip_bad_rows=False, store_short_side=512, image_size=image_size, image_mean=image_mean,
+                image_std=image_std, crop_fraction=0.875, train_crop_scale=0.35, train_flip=True,
+                sample_rate=16_000, audio_seconds=2.0, text_len=text_len, question_len=16, answer_len=4,
+                tokenizer=dict(name="dataset", path=""), train_split="train", data_dir=DEFAULT_DATA_DIR,
+                worker_count=0)
+  config.update(overrides)
+  return ml_collections.ConfigDict(config)
+
+
 def optim(*, lr: float, warmup_steps: int, weight_decay: float, **overrides: Any) -> ml_collections.ConfigDict:
   """The `config.optim` block: AdamW with linear warmup, cosine decay to `end_lr_factor`·lr, and gradient
   clipping at `grad_clip_norm` (0 or None: none)."""

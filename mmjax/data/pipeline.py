@@ -37,7 +37,10 @@ _READ_OPTIONS = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
 
 
 def _builder(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
-  builder_cls = registry.dataset(data_config).builder
+  dataset = registry.dataset(data_config)
+  if dataset.make_builder is not None:
+    return dataset.make_builder(data_config)
+  builder_cls = dataset.builder
   # tfds' own message for an unknown config lists no names.
   if data_config.variant not in builder_cls.builder_configs:
     raise errors.ConfigError(f"Unknown variant {data_config.variant!r} of dataset {data_config.name!r}; "

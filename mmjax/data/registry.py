@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from mmjax import errors
-from mmjax.data import av_digits, fashion_mnist, photos, preprocess, shapes, subword
+from mmjax.data import av_digits, fashion_mnist, folder, photos, preprocess, shapes, subword
 from mmjax.data import tokenizer as tokenizer_lib
 
 # Per-example operations: (builder, tokenizer, data_config, train) → grain transforms applied in order.
@@ -51,6 +51,9 @@ class Dataset:
   decoders: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   download_config: Callable[[ml_collections.ConfigDict], tfds.download.DownloadConfig | None] = _no_download_config
   photo_input: PhotoInput | None = None
+  # config.data → its builder, for datasets whose builder config comes from the data block (a folder's
+  # manifest) rather than from `variant`, a name among the builder's BUILDER_CONFIGS.
+  make_builder: Callable[[ml_collections.ConfigDict], tfds.core.DatasetBuilder] | None = None
 
 
 def _shapes_operations(builder, tokenizer, data_config, train):
@@ -92,6 +95,11 @@ def _fashion_mnist_photo_input(builder, data_config):
   return prepare
 
 
+def _folder_operations(builder, tokenizer, data_config, train):
+  folder.check_lengths(builder.info.metadata, data_config, tokenizer)
+  return [folder.PreprocessFolder(tokenizer, builder.info.metadata, data_config, train)]
+
+
 def _shapes_label_names(metadata: Mapping[str, Any]) -> dict[str, list[str]]:
   return {"answer_id": list(metadata["answers"]), "question_type": list(metadata["question_types"]),
           **{field: list(metadata[field + "s"]) for field in ("shape", "colour", "size")}}
@@ -116,6 +124,10 @@ DATASETS = {
                              lambda metadata: {"label": list(metadata["label_names"])}, class_field="label",
                              precomputed_images=True, download_config=_fashion_mnist_download_config,
                              photo_input=_fashion_mnist_photo_input),
+    "folder": Dataset(folder.FolderDataset, lambda metadata: tokenizer_lib.WordTokenizer(metadata["vocab"]),
+                      _folder_operations, folder.folder_label_names, class_field="label",
+                      photo_input=lambda builder, data_config: folder.photo_transform(data_config),
+                      make_builder=folder.make_builder),
 }
 
 

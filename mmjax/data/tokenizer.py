@@ -21,6 +21,11 @@ SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)
 _TOKEN_PATTERN = re.compile(r"[\w']+|[^\w\s]")
 
 
+def split_words(text: str) -> list[str]:
+  """The lower-cased words and punctuation marks of `text`, as WordTokenizer sees them."""
+  return _TOKEN_PATTERN.findall(text.lower())
+
+
 class Tokenizer(Protocol):
   """What the pipeline and models need from a tokenizer."""
 
@@ -94,7 +99,7 @@ class WordTokenizer(_SpecialIds):
     return len(self._tokens)
 
   def encode(self, text: str) -> list[int]:
-    return [self._ids.get(word, self.unk_id) for word in _TOKEN_PATTERN.findall(text.lower())]
+    return [self._ids.get(word, self.unk_id) for word in split_words(text)]
 
   def decode(self, ids: Sequence[int]) -> str:
     words = []

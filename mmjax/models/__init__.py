@@ -29,9 +29,10 @@ def build(model_config: ml_collections.ConfigDict, **data_values: Any) -> nn.Mod
   """`config.model` = {name, dtype, param_dtype, **model fields} → a Flax module.
 
   `data_values` are fields that belong to the dataset rather than the config (num_classes, sample_rate);
-  each is passed to the model if it has such a field.
+  each is passed to the model if it has such a field. `vocab_size` among them (the tokenizer's) fills every
+  block whose `vocab_size` is 0 (the configs of datasets whose vocabulary is built from the data).
   """
-  kwargs = model_config.to_dict()
+  kwargs = _fill_vocab_sizes(model_config.to_dict(), data_values.pop("vocab_size", 0))
   name = kwargs.pop("name")
   model = errors.lookup(MODELS, name, "model", "config.model.name")
   if kwargs.get("pretrained"):
@@ -45,8 +46,17 @@ def build(model_config: ml_collections.ConfigDict, **data_values: Any) -> nn.Mod
   return model(**kwargs)
 
 
+def _fill_vocab_sizes(block: dict[str, Any], vocab_size: int) -> dict[str, Any]:
+  filled = {key: _fill_vocab_sizes(value, vocab_size) if isinstance(value, dict) else value
+            for key, value in block.items()}
+  if filled.get("vocab_size") == 0 and vocab_size:
+    filled["vocab_size"] = vocab_size
+  return filled
+
+
 def vocab_sizes(model_config: ml_collections.ConfigDict) -> dict[str, int]:
-  """The vocabulary size of each part of `config.model` that embeds tokens, keyed by its config key."""
+  """The vocabulary size of each part of `config.model` that embeds tokens, keyed by its config key (0: the
+  tokenizer's, filled in by `build`)."""
   sizes = {}
   for key, block in model_config.items():
     if isinstance(block, ml_collections.ConfigDict) and "vocab_size" in block:

@@ -43,7 +43,10 @@ def say(line: str) -> None:
 def prepare_data(data_config: ml_collections.ConfigDict) -> None:
   """Generates the dataset on first use: process 0 writes it, the others wait and open it."""
   if jax.process_index() == 0:
-    mmdata.prepare(data_config, announce=say)
+    metadata = mmdata.prepare(data_config, announce=say).info.metadata or {}
+    if metadata.get("num_bad_rows"):
+      say(f"{metadata['num_bad_rows']} bad manifest row(s) are left out (config.data.skip_bad_rows): "
+          + "; ".join(metadata["bad_rows"][:3]) + (" ..." if metadata["num_bad_rows"] > 3 else "") + ".")
   multihost_utils.sync_global_devices("mmjax_prepare_data")
   mmdata.prepare(data_config)
 
@@ -148,7 +151,8 @@ def make_train_step(task: tasks.Task, tx: optax.GradientTransformation, schedule
 def build_task(config: ml_collections.ConfigDict, tokenizer: mmdata.Tokenizer | None = None) -> tasks.Task:
   """The task of `config` with its model, the dataset's values (classes, sample rate) filled in."""
   tokenizer = tokenizer or mmdata.get_tokenizer(config.data)
-  return tasks.build(config, models.build(config.model, **_data_values(config)), tokenizer)
+  return tasks.build(config, models.build(config.model, vocab_size=tokenizer.vocab_size, **_data_values(config)),
+                     tokenizer)
 
 
 def build_run(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] | None = None,
@@ -163,7 +167,7 @@ def build_run(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] |
   feature_cache.ensure_image_features(config, mesh, rules, say)
   tokenizer = mmdata.get_tokenizer(config.data)
   for key, vocab_size in models.vocab_sizes(config.model).items():
-    if vocab_size < tokenizer.vocab_size:
+    if 0 < vocab_size < tokenizer.vocab_size:
       raise errors.ConfigError(f"{key}={vocab_size} is smaller than the tokenizer's vocabulary "
                                f"({tokenizer.vocab_size}); raise it.")
   task = build_task(config, tokenizer)

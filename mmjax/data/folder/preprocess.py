@@ -1,0 +1,125 @@
+"""A folder dataset's record → model inputs, as big_vision and open_clip prepare photos and text.
+
+Training: an Inception-style random-resized crop (`config.data.train_crop_scale`, the smallest fraction of the
+area kept; 0: no crop, the eval transform instead) and a random horizontal flip (`train_flip`), one caption of
+the example's captions at random. Evaluation: the shorter side resized to image_size / crop_fraction and the
+centre crop, the first caption, plus every caption as `caption_refs` (the references of caption metrics).
+Pixels are normalised per channel as (x / 255 − image_mean) / image_std, the image tower's checkpoint's values.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import grain
+import ml_collections
+import numpy as np
+
+from mmjax import errors
+from mmjax.data import photos
+from mmjax.data import tokenizer as tokenizer_lib
+from mmjax.data.folder.builder import normalize_answer
+
+# The token-length key of each text field, and the record field it is read from.
+TEXT_LENGTHS = {"captions": "text_len", "question": "question_len", "answer": "answer_len"}
+
+
+def photo_transform(data_config: ml_collections.ConfigDict) -> Any:
+  """photo uint8 [H, W, 3] → f32 [S, S, 3]: the evaluation transform (resize, centre crop, normalise)."""
+  def transform(photo: np.ndarray) -> np.ndarray:
+    cropped = photos.center_crop(photo, data_config.image_size, data_config.crop_fraction)
+    return normalize(cropped, data_config)
+  return transform
+
+
+def normalize(photo: np.ndarray, data_config: ml_collections.ConfigDict) -> np.ndarray:
+  return photos.normalize(photo, 255.0 * np.asarray(data_config.image_mean), 255.0 * np.asarray(data_config.image_std))
+
+
+def check_lengths(metadata: Mapping[str, Any], data_config: ml_collections.ConfigDict,
+                  tokenizer: tokenizer_lib.Tokenizer) -> None:
+  """Before anything compiles: every text fits its token length (with the dataset's word tokenizer, whose
+  lengths are known from the build; subword tokenizers truncate, as their references do)."""
+  if getattr(tokenizer, "truncates", False):
+    return
+  for field, (words, source) in metadata["longest"].items():
+    key = TEXT_LENGTHS[field]
+    if words + 1 > data_config[key]:
+      raise errors.ConfigError(f"The longest {field.rstrip('s')} of the folder dataset ({source}) has {words} words; "
+                               f"with eos it needs config.data.{key}={words + 1} (now {data_config[key]}).")
+
+
+class PreprocessFolder(grain.transforms.RandomMap):
+  """A record → {image f32[S, S, 3], text i32[text_len], question, answer i32[..], answer_id, question_type,
+  label i32, audio f32[audio_samples]} (the fields its manifest has), and for evaluation also `id`, `caption`,
+  `question_text` (str) and `caption_refs` i32[max_captions, text_len] (zero rows past its captions).
+
+  `answer_id` indexes the train split's answers (−1: an answer never seen in training, which a classifier
+  cannot give; a decoder still can)."""
+
+  def __init__(self, tokenizer: tokenizer_lib.Tokenizer, metadata: Mapping[str, Any],
+               data_config: ml_collections.ConfigDict, train: bool):
+    self._tokenizer, self._config, self._train = tokenizer, data_config, train
+    self._answer_ids = {answer: i for i, answer in enumerate(metadata["answers"])}
+    self._max_captions = metadata["max_captions"]
+    self._audio_samples = round(data_config.audio_seconds * data_config.sample_rate)
+    self._transform = photo_transform(data_config)
+
+  def _tokens(self, text: str, key: str) -> np.ndarray:
+    return tokenizer_lib.tokenize_to_length(self._tokenizer, text, self._config[key], key)
+
+  def _image(self, encoded: bytes, rng: np.random.Generator) -> np.ndarray:
+    photo = photos.decode(encoded)
+    if not self._train or not self._config.train_crop_scale:
+      return self._transform(photo)
+    cropped = photos.random_resized_crop(photo, self._config.image_size, rng,
+                                         scale=(self._config.train_crop_scale, 1.0), flip=self._config.train_flip)
+    return normalize(cropped, self._config)
+
+  def _audio(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A window of audio_seconds: a random one for training, the first for evaluation; zero-padded."""
+    spare = len(audio) - self._audio_samples
+    start = int(rng.integers(0, spare + 1)) if self._train and spare > 0 else 0
+    window = np.zeros(self._audio_samples, np.float32)
+    clip = np.asarray(audio[start:start + self._audio_samples], np.float32)
+    window[:len(clip)] = clip
+    return window
+
+  def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    example: dict[str, Any] = {}
+    if "image" in element:
+      example["image"] = self._image(element["image"], rng)
+    if "captions" in element:
+      captions = [c.decode("utf-8") if isinstance(c, bytes) else c for c in element["captions"]]
+      caption = captions[int(rng.integers(len(captions)))] if self._train else captions[0]
+      example["text"] = self._tokens(caption, "text_len")
+      if not self._train:
+        example["caption"] = caption
+        refs = np.zeros((self._max_captions, self._config.text_len), np.int32)
+        for i, reference in enumerate(captions[:self._max_captions]):
+          refs[i] = self._tokens(reference, "text_len")
+        example["caption_refs"] = refs
+    if "question" in element:
+      question, answer = (element[k].decode("utf-8") for k in ("question", "answer"))
+      example.update(question=self._tokens(question, "question_len"), answer=self._tokens(answer, "answer_len"),
+                     answer_id=np.int32(self._answer_ids.get(normalize_answer(answer), -1)),
+                     question_type=np.int32(element["question_type"]))
+      if not self._train:
+        example["question_text"] = question
+    if "label" in element:
+      example["label"] = np.int32(element["label"])
+    if "audio" in element:
+      example["audio"] = self._audio(element["audio"], rng)
+    if not self._train:
+      example["id"] = element["id"].decode("utf-8")
+    return example
+
+  def map(self, element: dict[str, Any]) -> dict[str, Any]:
+    """The deterministic evaluation form (the pipeline's eval passes call `map`)."""
+    return self.random_map(element, np.random.default_rng(0))
+
+
+def folder_label_names(metadata: Mapping[str, Any]) -> dict[str, list[str]]:
+  return {"label": list(metadata["label_names"]), "answer_id": list(metadata["answers"]),
+          "question_type": list(metadata["question_types"])}
+
