@@ -37,7 +37,9 @@ def token_accuracy(generated: np.ndarray, targets: np.ndarray) -> float:
 
 
 class CaptioningEvaluator(SplitEvaluator):
-  """Decodes a caption for every image of `split` (with `config.decode`) and scores it."""
+  """Decodes a caption for every image of `split` (with `config.decode`) and scores it against the image's
+  captions: all of them where the batches carry `caption_refs`, else its one `text`. `token_accuracy` and
+  `exact_match` compare with the first."""
 
   headline = ("bleu4", "cider_d", "exact_match")
 
@@ -49,7 +51,10 @@ class CaptioningEvaluator(SplitEvaluator):
     generated, fields = predict_over(self.batches(), lambda batch: self.predict_fns["generate"](params, batch),
                                      self.to_device)
     hypotheses = [self.tokenizer.decode(ids) for ids in generated]
-    references = [[self.tokenizer.decode(ids)] for ids in fields["text"]]
+    if "caption_refs" in fields:  # Every caption of the image (a folder dataset's), the first one first.
+      references = [[self.tokenizer.decode(ids) for ids in refs if ids.any()] for refs in fields["caption_refs"]]
+    else:
+      references = [[self.tokenizer.decode(ids)] for ids in fields["text"]]
     metrics = caption_metrics(hypotheses, references)
     metrics["token_accuracy"] = token_accuracy(generated, fields["text"])
     metrics["num_examples"] = float(len(hypotheses))

@@ -58,14 +58,20 @@ class VqaEvaluator(SplitEvaluator):
 
   def run(self, params) -> dict[str, float]:
     outputs, fields = predict_over(self.batches(), lambda batch: self._predict(params, batch), self.to_device)
+    # Answers are compared as the tokenizer writes them ("t-shirt" and a generated "t - shirt" are one answer).
+    def canonical(text: str) -> str:
+      return self.tokenizer.decode(self.tokenizer.encode(text))
+
     if "generate" in self.predict_fns:
       predicted = [self.tokenizer.decode(ids) for ids in outputs]
     else:
-      predicted = [self.answer_names[i] for i in outputs]
-    answers = [self.answer_names[i] for i in fields["answer_id"]]
+      predicted = [canonical(self.answer_names[i]) for i in outputs]
+    # answer_id −1: an answer the train split never had (a folder dataset's): no class, but a decoder can say it.
+    answers = [canonical(self.answer_names[i]) if i >= 0 else self.tokenizer.decode(tokens)
+               for i, tokens in zip(fields["answer_id"], fields["answer"])]
     types = fields["question_type"]
     metrics = vqa_accuracy(predicted, answers, types, self.type_names)
-    baseline = [self.majority.get(int(t), "") for t in types]
+    baseline = [canonical(self.majority.get(int(t), "")) for t in types]
     metrics.update({f"majority_{k}": v for k, v in vqa_accuracy(baseline, answers, types, self.type_names).items()})
     metrics["num_examples"] = float(len(answers))
     return metrics

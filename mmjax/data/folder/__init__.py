@@ -4,8 +4,10 @@
 by a hash of its inputs), `preprocess` turns its records into model inputs.
 """
 from mmjax.data.folder.builder import FolderConfig, FolderDataset, make_builder, normalize_answer
+from mmjax.data.folder.example import write_example_folder
 from mmjax.data.folder.manifest import BadRow, Row, assign_splits, parse_manifest_key, read
 from mmjax.data.folder.preprocess import PreprocessFolder, check_lengths, folder_label_names, photo_transform
 
 __all__ = ["BadRow", "FolderConfig", "FolderDataset", "PreprocessFolder", "Row", "assign_splits", "check_lengths",
-           "folder_label_names", "make_builder", "normalize_answer", "parse_manifest_key", "photo_transform", "read"]
+           "folder_label_names", "make_builder", "normalize_answer", "parse_manifest_key", "photo_transform", "read",
+           "write_example_folder"]

@@ -175,11 +175,10 @@ def _metadata(splits: Mapping[str, Sequence[manifest.Row]], config: FolderConfig
   }
 
 
-def _fingerprint(data_config: ml_collections.ConfigDict, rows: Sequence[manifest.Row],
-                 files: Mapping[str | None, str]) -> str:
+def _fingerprint(path: str, rows: Sequence[manifest.Row], files: Mapping[str | None, str], options: tuple) -> str:
   digest = hashlib.sha256()
   for name in files.values():
-    with open(os.path.join(data_config.path, name), "rb") as f:
+    with open(os.path.join(path, name), "rb") as f:
       digest.update(f.read())
   for row in rows:
     for field in manifest.MEDIA_FIELDS:
@@ -189,7 +188,7 @@ def _fingerprint(data_config: ml_collections.ConfigDict, rows: Sequence[manifest
           digest.update(f"{row.fields[field]}:{stat.st_size}:{stat.st_mtime_ns}".encode())
         except OSError:
           digest.update(f"{row.fields[field]}:missing".encode())
-  digest.update(repr(_build_options(data_config)).encode())
+  digest.update(repr(options).encode())
   return digest.hexdigest()[:12]
 
 
@@ -234,11 +233,10 @@ def _folder_config(path: str, manifest_key: str, stamp: tuple, options: tuple) -
   """The builder config of one folder state; cached, as a run opens its dataset many times and each would
   re-read the manifest."""
   del stamp  # Part of the cache key only.
-  data_config = ml_collections.ConfigDict(dict(options, path=path, manifest=manifest_key))
   files = manifest.parse_manifest_key(manifest_key)
   rows, bad = manifest.read(files, path)
   fields = rows[0].fields if rows else {}
   slug = re.sub(r"[^a-z0-9]+", "_", os.path.basename(path).lower()).strip("_") or "folder"
   del bad  # Reported when the dataset is built (FolderDataset._split_generators).
-  return FolderConfig(name=f"{slug}_{_fingerprint(data_config, rows, files)}", path=path, manifest=manifest_key,
+  return FolderConfig(name=f"{slug}_{_fingerprint(path, rows, files, options)}", path=path, manifest=manifest_key,
                       fields=tuple(sorted(set(fields) - {"question_type"})), **dict(options))
