@@ -134,6 +134,19 @@ def folder_data(*, path: str = "", manifest: str = "manifest.jsonl", image_size:
   return ml_collections.ConfigDict(config)
 
 
+def prepared_data(*, tfds_name: str, fields: Mapping[str, str], variant: str = "",
+                  **overrides: Any) -> ml_collections.ConfigDict:
+  """The `config.data` block of a tfds dataset prepared elsewhere (array_record) and copied into `data_dir`,
+  read by name (mmjax.data.prepared): `fields` maps mmjax fields (image, captions, question, answer,
+  question_type, label, id) to its feature paths, e.g. {"image": "image", "captions": "captions/text"};
+  `variant` is its builder config, if it has several. Preprocessing as folder_data's."""
+  config = folder_data(**overrides).to_dict()
+  for key in ("path", "manifest", "split_ratio", "split_seed", "label_names", "skip_bad_rows", "store_short_side"):
+    config.pop(key)
+  config.update(name="tfds", tfds_name=tfds_name, variant=variant, fields=dict(fields))
+  return ml_collections.ConfigDict(config)
+
+
 def optim(*, lr: float, warmup_steps: int, weight_decay: float, **overrides: Any) -> ml_collections.ConfigDict:
   """The `config.optim` block: AdamW with linear warmup, cosine decay to `end_lr_factor`·lr, and gradient
   clipping at `grad_clip_norm` (0 or None: none)."""

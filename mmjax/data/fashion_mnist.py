@@ -73,7 +73,7 @@ def read_split(source_dir: str, split: str, expected: int | None = None) -> tupl
   return images, labels
 
 
-class FashionMnist(tfds.core.GeneratorBasedBuilder):
+class FashionMnist(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """tfds builder reading Fashion-MNIST's idx files from `manual_dir` (see the module docstring)."""
 
   VERSION = tfds.core.Version("1.0.0")

@@ -63,6 +63,7 @@ def prepare(data_config: ml_collections.ConfigDict, announce: Callable[[str], No
   `--regenerate_data`) such a dataset's version folder, and nothing else of `data_dir`, is deleted and
   generated again instead; a whole one is kept.
   """
+  regenerate = regenerate and registry.dataset(data_config).generated  # Never delete a dataset made elsewhere.
   with _quiet_tfds():
     builder = _builder(data_config)
     prepared = builder.is_prepared()

@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from mmjax import errors
-from mmjax.data import av_digits, fashion_mnist, folder, photos, preprocess, shapes, subword
+from mmjax.data import av_digits, fashion_mnist, folder, photos, prepared, preprocess, shapes, subword
 from mmjax.data import tokenizer as tokenizer_lib
 
 # Per-example operations: (builder, tokenizer, data_config, train) → grain transforms applied in order.
@@ -54,6 +54,7 @@ class Dataset:
   # config.data → its builder, for datasets whose builder config comes from the data block (a folder's
   # manifest) rather than from `variant`, a name among the builder's BUILDER_CONFIGS.
   make_builder: Callable[[ml_collections.ConfigDict], tfds.core.DatasetBuilder] | None = None
+  generated: bool = True  # False: prepared elsewhere, so never generated or deleted here.
 
 
 def _shapes_operations(builder, tokenizer, data_config, train):
@@ -128,6 +129,11 @@ DATASETS = {
                       _folder_operations, folder.folder_label_names, class_field="label",
                       photo_input=lambda builder, data_config: folder.photo_transform(data_config),
                       make_builder=folder.make_builder),
+    # A dataset prepared elsewhere, by name, read as a folder dataset through config.data.fields.
+    "tfds": Dataset(tfds.core.DatasetBuilder, lambda metadata: tokenizer_lib.WordTokenizer(metadata["vocab"]),
+                    _folder_operations, folder.folder_label_names, class_field="label",
+                    photo_input=lambda builder, data_config: folder.photo_transform(data_config),
+                    make_builder=prepared.make_builder, generated=False),
 }
 
 

@@ -300,7 +300,7 @@ class ShapesConfig(tfds.core.BuilderConfig):
   num_heldout: int = 2_000
 
 
-class Shapes(GeneratedBuilder):
+class Shapes(GeneratedBuilder, skip_registration=True):
   """tfds builder for the Shapes dataset (see the module docstring)."""
 
   VERSION = tfds.core.Version("1.1.0")

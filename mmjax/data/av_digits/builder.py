@@ -96,7 +96,7 @@ def generate_example(config: AvDigitsConfig, split: str, index: int, images: Dig
               text_heavy=text_heavy, image_index=np.int32(image_index), voice=key[1], language=language)
 
 
-class AvDigits(GeneratedBuilder):
+class AvDigits(GeneratedBuilder, skip_registration=True):
   """tfds builder for AV-Digits (see the module docstring)."""
 
   VERSION = tfds.core.Version("1.0.0")

@@ -52,7 +52,7 @@ class FolderConfig(tfds.core.BuilderConfig):
   sample_rate: int = 16_000
 
 
-class FolderDataset(GeneratedBuilder):
+class FolderDataset(GeneratedBuilder, skip_registration=True):
   """tfds builder of a folder dataset (see the module docstring); built through `make_builder`."""
 
   VERSION = tfds.core.Version("1.0.0")

@@ -49,6 +49,11 @@ def check_lengths(metadata: Mapping[str, Any], data_config: ml_collections.Confi
                                f"with eos it needs config.data.{key}={words + 1} (now {data_config[key]}).")
 
 
+def _text(value: Any) -> str:
+  """tfds' numpy decoding gives Text as bytes; a prepared dataset's mapped records may hold str."""
+  return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
 class PreprocessFolder(grain.transforms.RandomMap):
   """A record → {image f32[S, S, 3], text i32[text_len], question, answer i32[..], answer_id, question_type,
   label i32, audio f32[audio_samples]} (the fields its manifest has), and for evaluation also `id`, `caption`,
@@ -90,7 +95,7 @@ class PreprocessFolder(grain.transforms.RandomMap):
     if "image" in element:
       example["image"] = self._image(element["image"], rng)
     if "captions" in element:
-      captions = [c.decode("utf-8") if isinstance(c, bytes) else c for c in element["captions"]]
+      captions = [_text(c) for c in element["captions"]]
       caption = captions[int(rng.integers(len(captions)))] if self._train else captions[0]
       example["text"] = self._tokens(caption, "text_len")
       if not self._train:
@@ -100,7 +105,7 @@ class PreprocessFolder(grain.transforms.RandomMap):
           refs[i] = self._tokens(reference, "text_len")
         example["caption_refs"] = refs
     if "question" in element:
-      question, answer = (element[k].decode("utf-8") for k in ("question", "answer"))
+      question, answer = (_text(element[k]) for k in ("question", "answer"))
       example.update(question=self._tokens(question, "question_len"), answer=self._tokens(answer, "answer_len"),
                      answer_id=np.int32(self._answer_ids.get(normalize_answer(answer), -1)),
                      question_type=np.int32(element["question_type"]))
@@ -111,7 +116,7 @@ class PreprocessFolder(grain.transforms.RandomMap):
     if "audio" in element:
       example["audio"] = self._audio(element["audio"], rng)
     if not self._train:
-      example["id"] = element["id"].decode("utf-8")
+      example["id"] = _text(element["id"])
     return example
 
   def map(self, element: dict[str, Any]) -> dict[str, Any]:
