@@ -94,8 +94,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg.task == "classify":
     evaluator.update(label="label", reliance=["image"])
   config.evals = ml_collections.ConfigDict(dict(test=evaluator))
-  return common.finish(config, arg, smoke_model={
-      "total_steps": 20, "batch_size": 16, "eval_batch_size": 16, "checkpoint_every_steps": 20,
-      "optim.warmup_steps": 2,
-      **({} if pretrained else {"data.image_size": 32, "model.image.variant" if arg.task == "contrastive"
-                                else "model.encoders.image.variant": "Nano/8"})})
+  image_key = "model.image.variant" if arg.task == "contrastive" else "model.encoders.image.variant"
+  return common.finish(config, arg, smoke_model={} if pretrained else {"data.image_size": 32, image_key: "Nano/8"})

@@ -82,7 +82,7 @@ def test_regenerate_never_deletes_a_prepared_dataset(prepared_dir):
 def test_captioning_trains_and_evaluates_on_a_prepared_dataset(prepared_dir, tmp_path):
   from mmjax import trainer
 
-  config = folder.get_config("task=caption,smoke,steps=4")
+  config = folder.get_config("task=caption,smoke,steps=12")
   with config.unlocked():
     config.data = common.prepared_data(tfds_name="tiny_captions", fields=FIELDS, data_dir=prepared_dir,
                                        image_size=32, text_len=8)
