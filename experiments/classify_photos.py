@@ -8,8 +8,6 @@ the checkpoint was evaluated (mmjax.pretrained.efficientnet: 224/256 center crop
 Prints the `--top_k` ImageNet classes of each photo with their probabilities. The class names are open_clip's
 IMAGENET_CLASSNAMES, read from its zero_shot_metadata.py as a literal (open_clip itself is not imported).
 """
-import ast
-
 from absl import app, flags
 
 from experiments import launch
@@ -20,37 +18,24 @@ _WEIGHTS = flags.DEFINE_string("weights", "efficientnet-lite0",
 _TOP_K = flags.DEFINE_integer("top_k", 5, "How many classes to print per photo.")
 
 
-def imagenet_class_names(path: str) -> list[str]:
-  """The 1000 class names assigned to IMAGENET_CLASSNAMES in the Python file at `path`, read without running it."""
-  with open(path) as f:
-    tree = ast.parse(f.read(), path)
-  for node in tree.body:
-    if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "IMAGENET_CLASSNAMES" for t in node.targets):
-      names = ast.literal_eval(node.value)
-      if len(names) == 1000:
-        return list(names)
-  raise errors.ConfigError(f"{path} assigns no list of 1000 IMAGENET_CLASSNAMES; reinstall open_clip_torch.")
-
-
 def main(argv):
   del argv
   launch.start()
-  import flax.linen as nn
   import jax
   import numpy as np
 
   from mmjax.data import photos
-  from mmjax.models.encoders import EfficientNetLite
+  from mmjax.models import load_pretrained_encoder
   from mmjax.pretrained import efficientnet, files
 
   with errors.reported_to_user():
-    names = imagenet_class_names(files.resolve("imagenet-classnames", "imagenet class names"))
+    names = files.imagenet_class_names()
     samples = photos.sample_photos()
     batch = np.stack([photos.preprocess(photo, efficientnet.RESOLUTION, efficientnet.MEAN_RGB, efficientnet.STDDEV_RGB,
                                         efficientnet.CROP_FRACTION) for photo in samples.values()])
-    model = EfficientNetLite(variant="lite0", num_classes=len(names))
-    expected = nn.meta.unbox(jax.eval_shape(model.init, jax.random.key(0), batch[:1]))["params"]
-    params = efficientnet.import_params(files.resolve(_WEIGHTS.value, "--weights"), expected)
+    model, params = load_pretrained_encoder(
+        "image", {"name": "efficientnet_lite", "variant": "lite0", "pretrained": _WEIGHTS.value}, batch[:1],
+        num_classes=len(names))
   _, aux = jax.jit(model.apply)({"params": params}, batch)
   probabilities = np.asarray(jax.nn.softmax(aux["logits"], axis=-1))
   for (name, photo), row in zip(samples.items(), probabilities):

@@ -17,7 +17,7 @@ from typing import Any
 
 from mmjax import errors
 from mmjax.pretrained import bert, efficientnet, hf_clip
-from mmjax.pretrained.files import KNOWN, resolve
+from mmjax.pretrained.files import KNOWN, imagenet_class_names, resolve
 from mmjax.pretrained.fit import fit
 
 Importer = Callable[[str, Mapping[str, Any]], dict[str, Any]]
@@ -36,4 +36,4 @@ def architecture(model: str, name_or_path: str, key: str = "config.model.pretrai
   return read(resolve(name_or_path, key))
 
 
-__all__ = ["ARCHITECTURES", "IMPORTERS", "KNOWN", "architecture", "fit", "resolve"]
+__all__ = ["ARCHITECTURES", "IMPORTERS", "KNOWN", "architecture", "fit", "imagenet_class_names", "resolve"]

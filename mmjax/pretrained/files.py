@@ -7,6 +7,7 @@ need those dependencies.
 """
 from __future__ import annotations
 
+import ast
 import importlib.metadata
 import os
 
@@ -56,3 +57,17 @@ def find(folder: str, candidates: tuple[str, ...], key: str) -> str:
       return path
   raise errors.ConfigError(f"{key}: {folder} holds none of {list(candidates)}; point it at the checkpoint's "
                            "folder or file.")
+
+
+def imagenet_class_names() -> list[str]:
+  """ImageNet-1k's 1000 class names in index order: open_clip's IMAGENET_CLASSNAMES, read from its
+  zero_shot_metadata.py as a literal (open_clip itself is not imported)."""
+  path = resolve("imagenet-classnames", "imagenet class names")
+  with open(path) as f:
+    tree = ast.parse(f.read(), path)
+  for node in tree.body:
+    if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "IMAGENET_CLASSNAMES" for t in node.targets):
+      names = ast.literal_eval(node.value)
+      if len(names) == 1000:
+        return list(names)
+  raise errors.ConfigError(f"{path} assigns no list of 1000 IMAGENET_CLASSNAMES; reinstall open_clip_torch.")

@@ -4,7 +4,7 @@ array_record dataset in the data dir and opened like every other dataset.
 The build is named by a hash of everything it depends on: the manifest files' bytes, each media file's size and
 modification time, and the config keys that change what is stored (split_ratio, split_seed, label_names,
 skip_bad_rows, store_short_side, sample_rate). Editing the manifest or replacing a photo therefore builds a new
-version beside the old one (`<data_dir>/folder/<folder name>_<hash>/`), and an unchanged folder is never built
+version beside the old one (`<data_dir>/folder_dataset/<folder name>_<hash>/`), and an unchanged folder is never built
 twice.
 
 What the dataset knows of itself is computed from its rows when it is built and stored in its metadata: the
