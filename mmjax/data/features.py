@@ -21,16 +21,19 @@ import ml_collections
 import numpy as np
 
 from mmjax import errors
+from mmjax.data import registry
 
 INDEX_FIELD = "__record_index__"
 # The data config fields that change the image a tower sees; other fields (text, classes) do not.
-IMAGE_FIELDS = ("name", "variant", "image_size", "image_mean", "image_std", "source_dir")
+IMAGE_FIELDS = ("name", "variant", "image_size", "image_mean", "image_std", "crop_fraction", "source_dir")
 
 
 def cache_dir(data_config: ml_collections.ConfigDict) -> str:
   """The folder of the features `config.data.image_features` names, for this dataset and image preprocessing."""
   block = data_config.image_features.to_dict()
-  identity = {"tower": block, "data": {k: data_config.get(k) for k in IMAGE_FIELDS}}
+  # The dataset's own folder names its build: a folder dataset's changes with its manifest and files.
+  identity = {"tower": block, "data": {k: data_config.get(k) for k in IMAGE_FIELDS},
+              "dataset": os.fspath(registry.dataset_builder(data_config).data_dir)}
   key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
   return os.path.join(data_config.data_dir, "image_features", data_config.name, key)
 

@@ -36,18 +36,6 @@ from mmjax.data import tokenizer as tokenizer_lib
 _READ_OPTIONS = grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
 
 
-def _builder(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
-  dataset = registry.dataset(data_config)
-  if dataset.make_builder is not None:
-    return dataset.make_builder(data_config)
-  builder_cls = dataset.builder
-  # tfds' own message for an unknown config lists no names.
-  if data_config.variant not in builder_cls.builder_configs:
-    raise errors.ConfigError(f"Unknown variant {data_config.variant!r} of dataset {data_config.name!r}; "
-                             f"known variants: {sorted(builder_cls.builder_configs)}.")
-  return builder_cls(config=data_config.variant, data_dir=data_config.data_dir)
-
-
 def prepare(data_config: ml_collections.ConfigDict, announce: Callable[[str], None] = logging.info,
             regenerate: bool = False) -> tfds.core.DatasetBuilder:
   """Opens the dataset, generating it into `data_dir` on first use (`announce` says so, in one line).
@@ -65,7 +53,7 @@ def prepare(data_config: ml_collections.ConfigDict, announce: Callable[[str], No
   """
   regenerate = regenerate and registry.dataset(data_config).generated  # Never delete a dataset made elsewhere.
   with _quiet_tfds():
-    builder = _builder(data_config)
+    builder = registry.dataset_builder(data_config)
     prepared = builder.is_prepared()
   if prepared and integrity.check(builder, regenerate=regenerate):
     return builder
@@ -74,13 +62,13 @@ def prepare(data_config: ml_collections.ConfigDict, announce: Callable[[str], No
   with open(lock_path, "w") as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)
     with _quiet_tfds():
-      builder = _builder(data_config)
+      builder = registry.dataset_builder(data_config)
       # Checked again under the lock: another process may have regenerated it meanwhile.
       problem = regenerate and builder.is_prepared() and integrity.find_problem(builder)
       if problem:
         announce(f"Dataset file {problem}: deleting {builder.data_dir} and generating it again.")
         shutil.rmtree(builder.data_dir)
-        builder = _builder(data_config)
+        builder = registry.dataset_builder(data_config)
       if not builder.is_prepared():
         start = time.time()
         announce(f"Generating the {builder.info.full_name} dataset into {data_config.data_dir} (first use; nothing "

@@ -126,12 +126,12 @@ DATASETS = {
                              precomputed_images=True, download_config=_fashion_mnist_download_config,
                              photo_input=_fashion_mnist_photo_input),
     "folder": Dataset(folder.FolderDataset, lambda metadata: tokenizer_lib.WordTokenizer(metadata["vocab"]),
-                      _folder_operations, folder.folder_label_names, class_field="label",
+                      _folder_operations, folder.folder_label_names, class_field="label", precomputed_images=True,
                       photo_input=lambda builder, data_config: folder.photo_transform(data_config),
                       make_builder=folder.make_builder),
     # A dataset prepared elsewhere, by name, read as a folder dataset through config.data.fields.
     "tfds": Dataset(tfds.core.DatasetBuilder, lambda metadata: tokenizer_lib.WordTokenizer(metadata["vocab"]),
-                    _folder_operations, folder.folder_label_names, class_field="label",
+                    _folder_operations, folder.folder_label_names, class_field="label", precomputed_images=True,
                     photo_input=lambda builder, data_config: folder.photo_transform(data_config),
                     make_builder=prepared.make_builder, generated=False),
 }
@@ -139,6 +139,19 @@ DATASETS = {
 
 def dataset(data_config: ml_collections.ConfigDict) -> Dataset:
   return errors.lookup(DATASETS, data_config.name, "dataset", "config.data.name")
+
+
+def dataset_builder(data_config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
+  """The tfds builder of `config.data` (nothing is generated or read yet)."""
+  entry = dataset(data_config)
+  if entry.make_builder is not None:
+    return entry.make_builder(data_config)
+  builder_cls = entry.builder
+  # tfds' own message for an unknown config lists no names.
+  if data_config.variant not in builder_cls.builder_configs:
+    raise errors.ConfigError(f"Unknown variant {data_config.variant!r} of dataset {data_config.name!r}; "
+                             f"known variants: {sorted(builder_cls.builder_configs)}.")
+  return builder_cls(config=data_config.variant, data_dir=data_config.data_dir)
 
 
 @functools.cache

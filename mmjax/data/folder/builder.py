@@ -19,6 +19,7 @@ import collections
 import dataclasses
 import functools
 import hashlib
+import logging
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -34,6 +35,17 @@ from mmjax.data.folder import manifest, media
 from mmjax.data.generated import GeneratedBuilder
 
 DEFAULT_QUESTION_TYPE = "all"
+
+
+class _NoCustomConfigWarning(logging.Filter):
+  """tfds warns "Using custom data configuration" whenever a builder gets a config object rather than a name,
+  which every folder dataset does each time it is opened."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Using custom data configuration")
+
+
+logging.getLogger("absl").addFilter(_NoCustomConfigWarning())
 _SHOWN_BAD_ROWS = 20  # In an error, and in the metadata of a build that skipped rows.
 
 

@@ -69,6 +69,7 @@ class PreprocessFolder(grain.transforms.RandomMap):
     self._max_captions = metadata["max_captions"]
     self._audio_samples = round(data_config.audio_seconds * data_config.sample_rate)
     self._transform = photo_transform(data_config)
+    self._precomputed = bool(data_config.get("image_features"))
 
   def _tokens(self, text: str, key: str) -> np.ndarray:
     return tokenizer_lib.tokenize_to_length(self._tokenizer, text, self._config[key], key)
@@ -93,7 +94,8 @@ class PreprocessFolder(grain.transforms.RandomMap):
   def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
     example: dict[str, Any] = {}
     if "image" in element:
-      example["image"] = self._image(element["image"], rng)
+      # With config.data.image_features, `image` already holds a frozen tower's features (mmjax.data.features).
+      example["image"] = element["image"] if self._precomputed else self._image(element["image"], rng)
     if "captions" in element:
       captions = [_text(c) for c in element["captions"]]
       caption = captions[int(rng.integers(len(captions)))] if self._train else captions[0]
