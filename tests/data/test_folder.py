@@ -82,7 +82,7 @@ def test_a_broken_image_and_an_unknown_label_are_named(tmp_path):
     mmdata.prepare(_data(root, tmp_path, label_names="even"))
   message = str(raised.value)
   assert "3 bad manifest row(s)" in message
-  assert "manifest.jsonl:2: image" in message and "img1.png is not an image PIL can decode" in message
+  assert "manifest.jsonl:2: image" in message and "img1.png is not in an image format PIL reads" in message
   assert "manifest.jsonl:3: image" in message
   assert "manifest.jsonl:4: label 'odd' is not one of config.data.label_names ['even']" in message
   assert "skip_bad_rows=True" in message

@@ -182,7 +182,8 @@ def read(files: Mapping[str | None, str], folder: str) -> tuple[list[Row], list[
       seen_ids[example_id] = source
       rows.append(Row(source, example_id, {k: v for k, v in fields.items() if k not in ("id", "split")}, split))
   if not rows and not bad:
-    raise errors.InputError(f"Manifest {', '.join(files.values())} in {folder} has no rows.")
+    raise errors.InputError(f"Manifest {', '.join(files.values())} in {folder} has no rows; write one example per "
+                            "line, e.g. {\"image\": \"a.jpg\", \"caption\": \"a cat\"}.")
   return rows, bad
 
 

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 import soundfile
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import signal
 
 from mmjax.data import photos
@@ -42,6 +42,8 @@ def load_image(path: str, short_side: int) -> bytes:
       scale = short_side / min(image.size)
       resized = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
                              photos.RESAMPLING["bicubic"])
+  except UnidentifiedImageError:
+    raise MediaError(f"image {path} is not in an image format PIL reads") from None
   except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
     raise MediaError(f"image {path} is not an image PIL can decode ({e})") from None
   out = io.BytesIO()
