@@ -2,7 +2,8 @@
 
 Every test sees 8 CPU devices; single-device code paths build a 1-device mesh.
 The small Shapes variant is generated once per session into a temporary directory, and
-the contrastive smoke run that several tests read (and fine-tune from) is trained once.
+the contrastive smoke run that several tests read (and fine-tune from) is trained once, as are the caption and
+VQA smoke runs.
 """
 import os
 import tempfile
@@ -110,3 +111,49 @@ def clip_smoke_run(shapes_data_dir, tmp_path_factory) -> tuple[str, dict]:
   printed = json.loads(result.stdout[result.stdout.index("{"):])
   assert printed == {"workdir": workdir, **{k: v for k, v in final.items() if k != "step"}}
   return workdir, final
+
+
+def _task_smoke_config(module, data_dir: str, **overrides):
+  """`module`'s smoke config on the test dataset for 40 steps, evaluated on the first 128 test and heldout
+  examples (at the end, unless `overrides` say otherwise)."""
+  from tests.helpers import smoke_config
+
+  return smoke_config(data_dir, module, total_steps=40, **{
+      "evals.test.every_steps": 0, "evals.heldout.every_steps": 0, "evals.test.split": "test[:128]",
+      "evals.heldout.split": "heldout[:128]", **overrides})
+
+
+@pytest.fixture(scope="session")
+def caption_smoke_run(clip_smoke_run, shapes_data_dir, tmp_path_factory) -> tuple:
+  """(config, workdir, final metrics) of `configs/shapes_caption.py:smoke` fine-tuned in-process for 40 steps from
+  the contrastive smoke run, its image tower frozen."""
+  from configs import shapes_caption
+  from mmjax import trainer
+
+  config = _task_smoke_config(shapes_caption, shapes_data_dir, init_from=clip_smoke_run[0], freeze="image")
+  workdir = str(tmp_path_factory.mktemp("caption_smoke"))
+  return config, workdir, trainer.train(config, workdir)
+
+
+@pytest.fixture(scope="session")
+def vqa_smoke_run(shapes_data_dir, tmp_path_factory) -> tuple:
+  """(config, workdir, final metrics) of `configs/shapes_vqa.py:smoke` trained in-process for 40 steps with two
+  rounds of evals (at 20 and at the end, the last batch padded), where tracing the train step or the decoding
+  loop a second time raises (chex.assert_max_traces)."""
+  import chex
+
+  from configs import shapes_vqa
+  from mmjax import tasks, trainer
+  from mmjax.trainer import run as run_lib
+
+  config = _task_smoke_config(shapes_vqa, shapes_data_dir, **{"evals.test.every_steps": 20,
+                                                             "evals.heldout.every_steps": 20})
+  workdir = str(tmp_path_factory.mktemp("vqa_smoke"))
+  with pytest.MonkeyPatch.context() as monkeypatch:
+    make_train_step = run_lib.make_train_step
+    monkeypatch.setattr(run_lib, "make_train_step",
+                        lambda *args, **kwargs: chex.assert_max_traces(make_train_step(*args, **kwargs), n=1))
+    predict_fns = tasks.GenerationTask.predict_fns
+    monkeypatch.setattr(tasks.GenerationTask, "predict_fns",
+                        lambda self: {k: chex.assert_max_traces(fn, n=1) for k, fn in predict_fns(self).items()})
+    return config, workdir, trainer.train(config, workdir)

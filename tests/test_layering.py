@@ -18,7 +18,10 @@ ALLOWED = {
     "evaluators": {"errors", "data"},
     "parallel": {"errors"},
     "ablation": {"errors"},
-    "trainer": {"errors", "nn", "models", "data", "decoding", "tasks", "evaluators", "parallel", "pretrained"},
+    "stored_config": {"errors"},
+    "trainer": {"errors", "nn", "models", "data", "decoding", "tasks", "evaluators", "parallel", "pretrained",
+                "stored_config"},
+    "inference": {"errors", "data", "evaluators", "trainer", "tasks", "models", "stored_config"},
 }
 
 
