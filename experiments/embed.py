@@ -82,15 +82,7 @@ def main(argv):
       if _MODALITY.value != "image":
         raise errors.ConfigError("--folder embeds images: drop --modality=text, or embed a --split's captions.")
       paths = inference.check_images(image_files(_FOLDER.value))
-    if _CONFIG.value is None:
-      raise errors.ConfigError("Give --workdir=<a workdir written by experiments.train> or "
-                               "--config=<config file>[:arg] (its pretrained towers).")
-    launch.join_processes()
-    launch.repair_data(_CONFIG.value.data)
-    if _WORKDIR.value:
-      predictor = inference.Predictor.from_checkpoint(_CONFIG.value, _WORKDIR.value)
-    else:
-      predictor = inference.Predictor.from_config(_CONFIG.value)
+    predictor = launch.predictor(_CONFIG.value, _WORKDIR.value)
     predictor.show_progress = sys.stderr.isatty()  # A bar only where it redraws in place (see train_log).
     if _FOLDER.value is not None:
       embeddings = predictor.embed_images(paths, projected=_PROJECTED.value)

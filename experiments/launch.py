@@ -58,3 +58,18 @@ def repair_data(data_config) -> None:
 
   if jax.process_index() == 0:
     mmdata.prepare(data_config, announce=run.say, regenerate=True)
+
+
+def predictor(config, workdir: str | None):
+  """The mmjax.inference.Predictor of predict.py and embed.py: --workdir's newest checkpoint, or without one
+  --config's pretrained towers; after joining processes and repairing the data (--regenerate_data)."""
+  from mmjax import errors, inference
+
+  if config is None:
+    raise errors.ConfigError("Give --workdir=<a workdir written by experiments.train> or "
+                             "--config=<config file>[:arg] (its pretrained towers).")
+  join_processes()
+  repair_data(config.data)
+  if workdir:
+    return inference.Predictor.from_checkpoint(config, workdir)
+  return inference.Predictor.from_config(config)

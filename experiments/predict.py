@@ -79,15 +79,7 @@ def main(argv):
 
   with errors.reported_to_user():
     images = inference.check_images(_IMAGES.value)  # Before anything is built: a wrong path is said at once.
-    if _CONFIG.value is None:
-      raise errors.ConfigError("Give --workdir=<a workdir written by experiments.train> or "
-                               "--config=<config file>[:arg] (its pretrained towers).")
-    launch.join_processes()
-    launch.repair_data(_CONFIG.value.data)
-    if _WORKDIR.value:
-      predictor = inference.Predictor.from_checkpoint(_CONFIG.value, _WORKDIR.value)
-    else:
-      predictor = inference.Predictor.from_config(_CONFIG.value)
+    predictor = launch.predictor(_CONFIG.value, _WORKDIR.value)
     rows = predictions(predictor, images)
   if jax.process_index() == 0:
     for row in rows:
