@@ -103,7 +103,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                                  unimodal_loss_weight=0.0))
   if arg.task in ("caption", "vqa"):
     config.decode = common.decode()
-  config.optim = common.optim(lr=1e-4 if pretrained else 1e-3, warmup_steps=50, weight_decay=1e-4)
+  # Contrastive: the pretrained text tower fine-tunes at a small step. VQA: the question tower stays locked
+  # (LiT's finding: a locked tower keeps what pretraining taught) and the fresh fusion and decoder train at 1e-3.
+  if pretrained and arg.task in ("vqa", "vqa_classifier"):
+    config.freeze = "text"
+  config.optim = common.optim(lr=1e-4 if pretrained and arg.task == "contrastive" else 1e-3, warmup_steps=50,
+                              weight_decay=1e-4)
   evaluator = dict(name=_EVALS[arg.task], split="test", every_steps=0)
   if arg.task == "classify":
     evaluator.update(label="label", reliance=["image"])
