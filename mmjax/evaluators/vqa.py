@@ -10,10 +10,11 @@ from mmjax import errors
 from mmjax.evaluators.common import SplitEvaluator, predict_over
 
 
-def vqa_accuracy(predicted: Sequence[str], answers: Sequence[str], question_types: np.ndarray,
+def vqa_accuracy(predicted: Sequence[str], answers: Sequence[str | None], question_types: np.ndarray,
                  type_names: Sequence[str]) -> dict[str, float]:
   """Exact-match accuracy overall and per question type ("accuracy/<type>"); one reference
-  answer per question, so this is the VQA metric with a single annotator."""
+  answer per question, so this is the VQA metric with a single annotator. A None answer is one no prediction
+  can match (it counts as wrong)."""
   correct = np.array([p == a for p, a in zip(predicted, answers)], dtype=float)
   metrics = {"accuracy": float(correct.mean())}
   for index, name in enumerate(type_names):
@@ -66,8 +67,11 @@ class VqaEvaluator(SplitEvaluator):
       predicted = [self.tokenizer.decode(ids) for ids in outputs]
     else:
       predicted = [canonical(self.answer_names[i]) for i in outputs]
-    # answer_id −1: an answer the train split never had (a folder dataset's): no class, but a decoder can say it.
-    answers = [canonical(self.answer_names[i]) if i >= 0 else self.tokenizer.decode(tokens)
+    # answer_id −1: an answer the train split never had (a folder dataset's): no class, but a decoder can say it,
+    # unless the tokenizer cannot write it (an unknown word): then no prediction matches (None), where a generated
+    # unknown token would otherwise "equal" it.
+    answers = [canonical(self.answer_names[i]) if i >= 0
+               else None if self.tokenizer.unk_id in tokens else self.tokenizer.decode(tokens)
                for i, tokens in zip(fields["answer_id"], fields["answer"])]
     types = fields["question_type"]
     metrics = vqa_accuracy(predicted, answers, types, self.type_names)

@@ -87,6 +87,8 @@ def test_vqa_accuracy_per_type():
   metrics = vqa_accuracy(predicted, answers, types, ["exists", "colour", "count", "shape"])
   assert metrics == {"accuracy": pytest.approx(3 / 5), "accuracy/exists": 0.5, "accuracy/colour": 0.5,
                      "accuracy/count": 1.0}
+  # An answer the tokenizer cannot write (None) matches nothing, not even the unknown token.
+  assert vqa_accuracy(["<unk>", "red"], [None, "red"], np.array([1, 1]), ["exists", "colour"])["accuracy"] == 0.5
 
 
 def test_majority_answers_per_type():
