@@ -269,6 +269,25 @@ def test_late_fusions_combine_their_unimodal_logits(compiled):
   np.testing.assert_allclose(output.logits, output.unimodal_logits["text"], rtol=1e-5, atol=1e-5)
 
 
+def test_weighted_mean_averages_the_pooled_vectors_with_its_weights(compiled):
+  """Learned: the softmax of its parameter (equal weights: the plain mean of the pooled vectors); fixed: the
+  given weights, normalised."""
+  tokens, masks = _inputs(15)
+  means = {n: (np.asarray(tokens[n]) * np.asarray(masks[n])[..., None]).sum(1) / np.asarray(masks[n]).sum(1)[:, None]
+           for n in NAMES}
+  learned = compiled("weighted_mean")
+  for logits in (np.zeros(3), np.array([1.0, -2.0, 0.5])):
+    output, _, _ = learned.run({"params": {"modality_weights": jnp.asarray(logits, jnp.float32)}}, tokens, masks)
+    weights = np.exp(logits) / np.exp(logits).sum()
+    np.testing.assert_allclose(output.pooled, sum(w * means[n] for w, n in zip(weights, NAMES)), rtol=1e-5,
+                               atol=1e-6)
+  fixed = fusion.build_fusion("weighted_mean", **KWARGS, weights=(1.0, 0.0, 3.0))
+  output = fixed.apply({}, tokens, masks)
+  np.testing.assert_allclose(output.pooled, 0.25 * means["audio"] + 0.75 * means["text"], rtol=1e-5, atol=1e-6)
+  with pytest.raises(errors.ConfigError, match=r"weights=\[1.0, 2.0\] must be 3 non-negative numbers"):
+    fusion.build_fusion("weighted_mean", **KWARGS, weights=(1.0, 2.0)).apply({}, tokens, masks)
+
+
 def test_config_errors_name_the_problem():
   with pytest.raises(errors.ConfigError, match=r"Unknown fusion 'x' \(config.model.fusion\); known: ") as error:
     fusion.build_fusion("x", **KWARGS)

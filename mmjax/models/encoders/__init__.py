@@ -11,6 +11,7 @@ import flax.linen as nn
 from mmjax import errors
 from mmjax.models.encoders.audio import AudioCNN, AudioSpectrogramTransformer
 from mmjax.models.encoders.bert import BertEncoder
+from mmjax.models.encoders.classic_text import BagOfWordsEncoder, CnnTextEncoder, LstmTextEncoder
 from mmjax.models.encoders.cnn import ConvNet
 from mmjax.models.encoders.features import PrecomputedFeatures
 from mmjax.models.encoders.efficientnet import EfficientNetLite
@@ -20,7 +21,8 @@ from mmjax.models.encoders.vit import VIT_SIZES, ViT, decode_variant
 ENCODERS: dict[str, dict[str, type[nn.Module]]] = {
     "image": {"vit": ViT, "cnn": ConvNet, "efficientnet_lite": EfficientNetLite, "features": PrecomputedFeatures},
     "audio": {"ast": AudioSpectrogramTransformer, "cnn": AudioCNN},
-    "text": {"transformer": TextTransformer, "bert": BertEncoder},
+    "text": {"transformer": TextTransformer, "bert": BertEncoder, "lstm": LstmTextEncoder, "cnn": CnnTextEncoder,
+             "bow": BagOfWordsEncoder},
 }
 MODALITIES = tuple(ENCODERS)
 
@@ -37,5 +39,6 @@ def build_encoder(modality: str, config: Mapping[str, Any], **kwargs: Any) -> nn
   return encoder(**fields, **kwargs)
 
 
-__all__ = ["ENCODERS", "MODALITIES", "VIT_SIZES", "AudioCNN", "AudioSpectrogramTransformer", "BertEncoder", "ConvNet",
-           "EfficientNetLite", "PrecomputedFeatures", "TextTransformer", "ViT", "build_encoder", "decode_variant"]
+__all__ = ["ENCODERS", "MODALITIES", "VIT_SIZES", "AudioCNN", "AudioSpectrogramTransformer", "BagOfWordsEncoder",
+           "BertEncoder", "CnnTextEncoder", "ConvNet", "EfficientNetLite", "LstmTextEncoder", "PrecomputedFeatures",
+           "TextTransformer", "ViT", "build_encoder", "decode_variant"]

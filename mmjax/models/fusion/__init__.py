@@ -23,11 +23,12 @@ from mmjax import errors
 from mmjax.models.fusion.base import CrossAttentionBlock, Fusion, FusionOutput
 from mmjax.models.fusion.token import AttentionFusion, BottleneckFusion, ConcatFusion, MulTFusion
 from mmjax.models.fusion.vector import (
-    EarlyFusion, GatedFusion, HybridFusion, JointMlp, LateLearned, LateMean, LateVote, vote_logits)
+    EarlyFusion, GatedFusion, HybridFusion, JointMlp, LateLearned, LateMean, LateVote, WeightedMeanFusion, vote_logits)
 
 FUSIONS: dict[str, type[Fusion]] = {
     "concat": ConcatFusion,
     "early": EarlyFusion,
+    "weighted_mean": WeightedMeanFusion,
     "late_mean": LateMean,
     "late_vote": LateVote,
     "late_learned": LateLearned,
@@ -56,4 +57,5 @@ def check_yields_tokens(name: str) -> None:
 
 __all__ = ["DECISION_LEVEL", "FUSIONS", "TOKEN_LEVEL", "AttentionFusion", "BottleneckFusion", "ConcatFusion",
            "CrossAttentionBlock", "EarlyFusion", "Fusion", "FusionOutput", "GatedFusion", "HybridFusion", "JointMlp",
-           "LateLearned", "LateMean", "LateVote", "MulTFusion", "build_fusion", "check_yields_tokens", "vote_logits"]
+           "LateLearned", "LateMean", "LateVote", "MulTFusion", "WeightedMeanFusion", "build_fusion",
+           "check_yields_tokens", "vote_logits"]

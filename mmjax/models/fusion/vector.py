@@ -1,11 +1,12 @@
 """Fusions that combine the modalities' pooled vectors (feature level) or their class scores (decision
 level). They yield no fused tokens, so a decoder cannot use them."""
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mmjax import errors
 from mmjax import nn as mnn
 from mmjax.models.fusion.base import Dtype, Fusion, FusionOutput, mean, pooled_means, pooled_vector
 
@@ -54,6 +55,28 @@ class EarlyFusion(Fusion):
     pooled = JointMlp(self.width, self.mlp_dim, self.dtype, self.param_dtype, name="joint_mlp")(
         jnp.concatenate(pooled_means(tokens, masks), -1))
     return FusionOutput(pooled=pooled_vector(pooled))
+
+
+class WeightedMeanFusion(Fusion):
+  """Feature level, the plainest fusion: pooled = Σ_m w_m · pooled_m, the modalities' mean-pooled vectors
+  averaged with weights that sum to 1 — learned (the softmax of one parameter per modality, equal at init) or
+  fixed (`weights`: one per modality in sorted name order, e.g. fusion_options={"weights": [0.7, 0.3]})."""
+  weights: Sequence[float] | None = None
+
+  @nn.compact
+  def __call__(self, tokens: Mapping[str, jax.Array], masks: Mapping[str, jax.Array]) -> FusionOutput:
+    names, tokens, masks = self.inputs(tokens, masks)
+    if self.weights is None:
+      logits = self.param("modality_weights", mnn.logical(nn.initializers.zeros, (None,)), (len(names),),
+                          self.param_dtype)
+      weights = jax.nn.softmax(logits.astype(jnp.float32))
+    else:
+      if len(self.weights) != len(names) or min(self.weights) < 0 or not sum(self.weights):
+        raise errors.ConfigError(f"fusion_options.weights={list(self.weights)} must be {len(names)} non-negative "
+                                 f"numbers, not all zero: one per modality of {names}, in that order.")
+      weights = jnp.asarray(self.weights, jnp.float32) / sum(self.weights)
+    stacked = jnp.stack(pooled_means(tokens, masks))
+    return FusionOutput(pooled=pooled_vector(jnp.einsum("m,mbd->bd", weights.astype(stacked.dtype), stacked)))
 
 
 class LateFusion(Fusion):
