@@ -124,7 +124,8 @@ def test_build_encoder_by_name():
   assert isinstance(build_encoder("audio", {"name": "cnn", "width": 16}, sample_rate=RATE), AudioCNN)
   assert isinstance(build_encoder("image", {"name": "cnn", "width": 16}), ConvNet)
   assert {m: sorted(e) for m, e in ENCODERS.items()} == {"image": ["cnn", "efficientnet_lite", "features", "vit"],
-                                                          "audio": ["ast", "cnn"], "text": ["bert", "transformer"]}
+                                                          "audio": ["ast", "cnn"],
+                                                          "text": ["bert", "bow", "cnn", "lstm", "transformer"]}
   with pytest.raises(errors.ConfigError, match=r"Unknown audio encoder 'wav2vec'; known: \['ast', 'cnn'\]"):
     build_encoder("audio", {"name": "wav2vec"})
   with pytest.raises(errors.ConfigError, match=r"Unknown modality 'smell'"):
