@@ -16,7 +16,6 @@ says how to prepare it, and --regenerate_data leaves it alone.
 """
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
 import os
@@ -27,8 +26,7 @@ import ml_collections
 import tensorflow_datasets as tfds
 
 from mmjax import errors
-from mmjax.data import tokenizer as tokenizer_lib
-from mmjax.data.folder import builder as folder_builder
+from mmjax.data.folder import text_stats
 
 FIELDS = ("image", "captions", "question", "answer", "question_type", "label", "id")
 
@@ -75,7 +73,7 @@ class MappedSource(Sequence[dict[str, Any]]):
     if "label" in out and self._label_ids is not None:  # A Text label: its index among the names found.
       out["label"] = self._label_ids[_text(out["label"])]
     if "question" in out:
-      question_type = out.get("question_type", folder_builder.DEFAULT_QUESTION_TYPE)
+      question_type = out.get("question_type", text_stats.DEFAULT_QUESTION_TYPE)
       out["question_type"] = (self._type_ids[_text(question_type)] if isinstance(question_type, (bytes, str))
                               else int(question_type))
     out["id"] = _text(out["id"]) if "id" in out else f"{self._split}[{index}]"
@@ -149,40 +147,19 @@ class PreparedDataset:
     """One pass over the text fields of every split (images skipped), as a folder dataset's build makes."""
     text_fields = [name for name in ("captions", "question", "answer", "question_type", "label")
                    if name in self._fields]
-    vocab, answers, labels, types = collections.Counter(), collections.Counter(), set(), set()
-    longest: dict[str, list[Any]] = {}
-    max_captions = 0
+    stats = text_stats.TextStats()
     for split in self._builder.info.splits:
-      source = self._builder.as_data_source(split, decoders=_nested(
-          [p for n, p in self._fields.items() if n == "image"], tfds.decode.SkipDecoding()))
+      source = self._raw_source(split)
       for start in range(0, len(source), 1024):
         for offset, record in enumerate(source.__getitems__(range(start, min(start + 1024, len(source))))):
           values = {name: _get(record, self._fields[name]) for name in text_fields}
-          texts = {"captions": [_text(c) for c in ([values["captions"]] if isinstance(values.get("captions"), bytes)
-                                                    else values.get("captions", []))]}
-          max_captions = max(max_captions, len(texts["captions"]))
-          if "question" in values:
-            texts.update(question=[_text(values["question"])], answer=[_text(values["answer"])])
-            types.add(_text(values.get("question_type", folder_builder.DEFAULT_QUESTION_TYPE)))
-            if split == "train":
-              answers[folder_builder.normalize_answer(_text(values["answer"]))] += 1
-          if "label" in values:
-            labels.add(_text(values["label"]))
-          for field, field_texts in texts.items():
-            for text in field_texts:
-              words = tokenizer_lib.split_words(text)
-              if split == "train":
-                vocab.update(words)
-              if len(words) > longest.get(field, [0])[0]:
-                longest[field] = [len(words), f"{split}[{start + offset}]"]
-    return {
-        "label_names": self._label_feature_names() or sorted(labels),
-        "answers": [a for a, _ in sorted(answers.items(), key=lambda item: (-item[1], item[0]))],
-        "question_types": sorted(types) or [folder_builder.DEFAULT_QUESTION_TYPE],
-        "vocab": [w for w, _ in sorted(vocab.items(), key=lambda item: (-item[1], item[0]))
-                  if w not in tokenizer_lib.SPECIAL_TOKENS],
-        "longest": longest, "max_captions": max_captions, "sample_rate": None, "num_bad_rows": 0, "bad_rows": [],
-    }
+          captions = values.get("captions", [])
+          stats.add(split, f"{split}[{start + offset}]",
+                    captions=[_text(c) for c in ([captions] if isinstance(captions, (bytes, str)) else captions)],
+                    **{name: _text(values[name]) for name in ("question", "answer", "question_type", "label")
+                       if name in values})
+    return {**stats.metadata(self._label_feature_names() or ()), "sample_rate": None, "num_bad_rows": 0,
+            "bad_rows": []}
 
 
 class _Info:

@@ -15,7 +15,6 @@ anything compiles), and the rows left out with skip_bad_rows.
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import functools
 import hashlib
@@ -30,11 +29,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mmjax import errors
-from mmjax.data import tokenizer as tokenizer_lib
-from mmjax.data.folder import manifest, media
+from mmjax.data.folder import manifest, media, text_stats
+from mmjax.data.folder.text_stats import DEFAULT_QUESTION_TYPE, normalize_answer
 from mmjax.data.generated import GeneratedBuilder
 
-DEFAULT_QUESTION_TYPE = "all"
 
 
 class _NoCustomConfigWarning(logging.Filter):
@@ -151,40 +149,16 @@ class FolderDataset(GeneratedBuilder, skip_registration=True):
       yield index, example
 
 
-def normalize_answer(answer: str) -> str:
-  """Lower case, single spaces, no final full stop: "Two dogs." and "two  dogs" are one answer."""
-  return " ".join(answer.lower().split()).rstrip(".")
-
-
 def _metadata(splits: Mapping[str, Sequence[manifest.Row]], config: FolderConfig,
               bad: Sequence[manifest.BadRow]) -> dict[str, Any]:
-  rows = [row for split_rows in splits.values() for row in split_rows]
-  labels = list(config.label_names) or sorted({row.fields["label"] for row in rows if "label" in row.fields})
-  train = splits["train"]
-  answers = collections.Counter(normalize_answer(row.fields["answer"]) for row in train if "answer" in row.fields)
-  texts = collections.Counter()
-  longest: dict[str, tuple[int, str]] = {}
-  for row in rows:
-    for field in ("captions", "question", "answer"):
-      for text in ([row.fields[field]] if isinstance(row.fields.get(field), str) else row.fields.get(field, [])):
-        words = tokenizer_lib.split_words(text)
-        if row.split == "train":
-          texts.update(words)
-        if len(words) > longest.get(field, (0, ""))[0]:
-          longest[field] = (len(words), row.source)
-  return {
-      "label_names": labels,
-      "answers": [answer for answer, _ in sorted(answers.items(), key=lambda item: (-item[1], item[0]))],
-      "question_types": sorted({row.fields.get("question_type", DEFAULT_QUESTION_TYPE) for row in rows
-                                if "question" in row.fields}) or [DEFAULT_QUESTION_TYPE],
-      "vocab": [word for word, _ in sorted(texts.items(), key=lambda item: (-item[1], item[0]))
-                if word not in tokenizer_lib.SPECIAL_TOKENS],
-      "longest": {field: list(value) for field, value in longest.items()},
-      "max_captions": max((len(row.fields.get("captions", ())) for row in rows), default=0),
-      "sample_rate": config.sample_rate if "audio" in config.fields else None,
-      "num_bad_rows": len(bad),
-      "bad_rows": [str(row) for row in bad[:_SHOWN_BAD_ROWS]],
-  }
+  stats = text_stats.TextStats()
+  for split, rows in splits.items():
+    for row in rows:
+      fields = row.fields
+      stats.add(split, row.source, captions=fields.get("captions", ()), question=fields.get("question"),
+                answer=fields.get("answer"), question_type=fields.get("question_type"), label=fields.get("label"))
+  return {**stats.metadata(config.label_names), "sample_rate": config.sample_rate if "audio" in config.fields else None,
+          "num_bad_rows": len(bad), "bad_rows": [str(row) for row in bad[:_SHOWN_BAD_ROWS]]}
 
 
 def _fingerprint(path: str, rows: Sequence[manifest.Row], files: Mapping[str | None, str], options: tuple) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 from mmjax import errors
 from mmjax.data import photos
 from mmjax.data import tokenizer as tokenizer_lib
-from mmjax.data.folder.builder import normalize_answer
+from mmjax.data.folder.text_stats import normalize_answer
 
 # The token-length key of each text field, and the record field it is read from.
 TEXT_LENGTHS = {"captions": "text_len", "question": "question_len", "answer": "answer_len"}
