@@ -17,9 +17,7 @@ import ml_collections
 from configs import common
 from mmjax import errors
 
-# mmjax.models.FUSIONS, by name (a config imports nothing from mmjax; tests/configs checks they agree).
-FUSIONS = ("concat", "early", "weighted_mean", "late_mean", "late_vote", "late_learned", "cross_attention",
-           "bottleneck", "mult", "gated", "hybrid")
+FUSIONS = common.FUSIONS
 UNIMODAL = {"image_only": "image", "audio_only": "audio", "text_only": "text"}
 VARIANTS = ("redundant", "synergy")
 MODALITIES = ("image", "audio", "text")

@@ -3,8 +3,10 @@ r"""CLIP-style contrastive pretraining on the offline Shapes dataset.
   python -m experiments.train --config=configs/shapes_clip.py --workdir=runs/shapes_clip
 
 Args (after a colon, comma-separated): `smoke` (tiny model, small data, a few steps — what the tests run),
-`loss=softmax|sigmoid`, `steps=N`. For example `--config=configs/shapes_clip.py:smoke,loss=sigmoid`. Any field
-can also be overridden with `--config.<key>=<value>`, e.g. `--config.optim.lr=3e-4`.
+`loss=softmax|sigmoid`, `steps=N`, `itm=true` (also train an image–text matching head on hard negatives mined
+in the batch, and re-rank the test/heldout retrieval top-k by it: mmjax.tasks.itm). For example
+`--config=configs/shapes_clip.py:smoke,loss=sigmoid`. Any field can also be overridden with
+`--config.<key>=<value>`, e.g. `--config.optim.lr=3e-4`.
 """
 import math
 
@@ -20,11 +22,23 @@ SWEEPS = {
         metrics=["eval/test/i2t_r1", "eval/test/t2i_r1", "eval/heldout/i2t_r1"],
         metric_names={"eval/test/i2t_r1": "I→T R@1 (test)", "eval/test/t2i_r1": "T→I R@1 (test)",
                       "eval/heldout/i2t_r1": "I→T R@1 (heldout)"}),
+    # python -m experiments.ablate --config=configs/shapes_clip.py --sweep=itm --workdir=runs/ablate_itm
+    "itm": dict(
+        points=[{"itm": False}, {"itm": True}],
+        metrics=["eval/test/i2t_r1", "eval/test/t2i_r1", "eval/heldout/i2t_r1", "eval/heldout/t2i_r1",
+                 "eval/test/rerank/i2t_r1", "eval/test/rerank/t2i_r1", "eval/heldout/rerank/i2t_r1",
+                 "eval/heldout/rerank/t2i_r1"],
+        metric_names={"eval/test/i2t_r1": "I→T R@1 (test)", "eval/test/t2i_r1": "T→I R@1 (test)",
+                      "eval/heldout/i2t_r1": "I→T R@1 (heldout)", "eval/heldout/t2i_r1": "T→I R@1 (heldout)",
+                      "eval/test/rerank/i2t_r1": "I→T R@1 re-ranked (test)",
+                      "eval/test/rerank/t2i_r1": "T→I R@1 re-ranked (test)",
+                      "eval/heldout/rerank/i2t_r1": "I→T R@1 re-ranked (heldout)",
+                      "eval/heldout/rerank/t2i_r1": "T→I R@1 re-ranked (heldout)"}),
 }
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = common.parse_arg(arg, smoke=False, loss="softmax", steps=0)
+  arg = common.parse_arg(arg, smoke=False, loss="softmax", steps=0, itm=False)
   errors.check_choice(arg.loss, ("softmax", "sigmoid"), "loss", "config arg")
   config = common.run(total_steps=900, batch_size=128, eval_batch_size=512)
   # The longest Shapes caption is 16 words + end-of-text.
@@ -48,11 +62,23 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   eval_every = 500
   config.evals = ml_collections.ConfigDict(dict(
-      test=dict(name="retrieval", split="test", every_steps=eval_every),
+      # Recall with each tower's input zeroed and shuffled too (each tower runs 3 times; not in smoke runs).
+      test=dict(name="retrieval", split="test", every_steps=eval_every,
+                reliance=() if arg.smoke else ("image", "text")),
       heldout=dict(name="retrieval", split="heldout", every_steps=eval_every),
       zeroshot_colour=dict(name="zero_shot", split="test", attribute="colour",
                            template="a {size} {colour} {shape}", every_steps=eval_every),
   ))
+  if arg.itm:
+    # Text and image tokens fused by a cross-modal Transformer (each modality attends to the other, closest to
+    # BLIP's text-over-image cross-attention); the head reads its pooled vector.
+    config.model.itm = dict(fusion="mult", width=128, depth=1, num_heads=4, mlp_dim=512, fusion_options={})
+    config.task = ml_collections.ConfigDict(dict(name="contrastive_itm", loss=arg.loss, contrastive_weight=1.0,
+                                                 itm_weight=1.0, itm_trains_towers=False))
+    for key in ("test", "heldout"):
+      config.evals[key].name = "itm_retrieval"
+      config.evals[key].rerank_k = 16
+  itm_smoke = {"model.itm.width": 64, "model.itm.num_heads": 2, "model.itm.mlp_dim": 256} if arg.itm else {}
   return common.finish(config, arg, smoke_model={
       "model.image.variant": "Nano/8", "model.text.width": 64, "model.text.num_heads": 2,
-      "model.text.mlp_dim": 256, "model.embed_dim": 64})
+      "model.text.mlp_dim": 256, "model.embed_dim": 64, **itm_smoke})

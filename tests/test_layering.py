@@ -22,6 +22,7 @@ ALLOWED = {
     "trainer": {"errors", "nn", "models", "data", "decoding", "tasks", "evaluators", "parallel", "pretrained",
                 "stored_config"},
     "inference": {"errors", "data", "evaluators", "trainer", "tasks", "models", "stored_config"},
+    "interpret": {"errors", "models", "tasks"},
 }
 
 

@@ -6,6 +6,7 @@ from mmjax import errors
 from mmjax.evaluators.common import SplitEvaluator
 from mmjax.evaluators.classification import ClassificationEvaluator, classification_metrics
 from mmjax.evaluators.captioning import CaptioningEvaluator, caption_metrics, token_accuracy
+from mmjax.evaluators.itm_retrieval import ItmRetrievalEvaluator, rerank
 from mmjax.evaluators.retrieval import RetrievalEvaluator, recall_at_k
 from mmjax.evaluators.vqa import VqaEvaluator, majority_answers, vqa_accuracy
 from mmjax.evaluators.zero_shot import ZeroShotEvaluator, class_embeddings, class_prompts, zero_shot_accuracy
@@ -13,7 +14,8 @@ from mmjax.evaluators.zero_shot_classification import LinearProbeEvaluator, Zero
 
 EVALUATORS = {"retrieval": RetrievalEvaluator, "zero_shot": ZeroShotEvaluator, "captioning": CaptioningEvaluator,
               "vqa": VqaEvaluator, "classification": ClassificationEvaluator,
-              "zero_shot_classification": ZeroShotClassificationEvaluator, "linear_probe": LinearProbeEvaluator}
+              "zero_shot_classification": ZeroShotClassificationEvaluator, "linear_probe": LinearProbeEvaluator,
+              "itm_retrieval": ItmRetrievalEvaluator}
 
 
 def build(key: str, eval_config: ml_collections.ConfigDict, *, data_config: ml_collections.ConfigDict,
@@ -25,7 +27,7 @@ def build(key: str, eval_config: ml_collections.ConfigDict, *, data_config: ml_c
 
 
 __all__ = ["EVALUATORS", "SplitEvaluator", "build", "CaptioningEvaluator", "ClassificationEvaluator",
-           "LinearProbeEvaluator", "RetrievalEvaluator", "VqaEvaluator", "ZeroShotClassificationEvaluator",
-           "ZeroShotEvaluator", "caption_metrics", "class_embeddings", "class_prompts",
-           "classification_metrics", "majority_answers", "recall_at_k", "token_accuracy", "vqa_accuracy",
-           "zero_shot_accuracy"]
+           "ItmRetrievalEvaluator", "LinearProbeEvaluator", "RetrievalEvaluator", "VqaEvaluator",
+           "ZeroShotClassificationEvaluator", "ZeroShotEvaluator", "caption_metrics", "class_embeddings",
+           "class_prompts", "classification_metrics", "majority_answers", "recall_at_k", "rerank", "token_accuracy",
+           "vqa_accuracy", "zero_shot_accuracy"]

@@ -7,6 +7,7 @@ from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 
 from mmjax import data as mmdata
+from mmjax.evaluators import reliance
 from mmjax.evaluators.common import SplitEvaluator, predict_over
 
 
@@ -39,23 +40,30 @@ def token_accuracy(generated: np.ndarray, targets: np.ndarray) -> float:
 class CaptioningEvaluator(SplitEvaluator):
   """Decodes a caption for every image of `split` (with `config.decode`) and scores it against the image's
   captions: all of them where the batches carry `caption_refs`, else its one `text`. `token_accuracy` and
-  `exact_match` compare with the first."""
+  `exact_match` compare with the first.
+
+  Modality reliance (`reliance`, e.g. ("image",)): BLEU-1..4, CIDEr-D and exact match again of captions decoded
+  from the zeroed / shuffled image (`zeroed/image/cider_d`, `..._drop`; see mmjax.evaluators.reliance). A model
+  that writes the split's likeliest caption whatever the image loses little: its drop is the image's share of
+  the score. Each ablation decodes the split once more.
+  """
 
   headline = ("bleu4", "cider_d", "exact_match")
+  reports_reliance = True
 
   def __init__(self, key: str, eval_config: ml_collections.ConfigDict, **kwargs):
     super().__init__(key, eval_config, **kwargs)
     self.tokenizer = mmdata.get_tokenizer(self.data_config)
 
   def run(self, params) -> dict[str, float]:
-    generated, fields = predict_over(self.batches(), lambda batch: self.predict_fns["generate"](params, batch),
-                                     self.to_device)
-    hypotheses = [self.tokenizer.decode(ids) for ids in generated]
+    predicts = reliance.ablated(lambda batch: self.predict_fns["generate"](params, batch), self.reliance, self.key)
+    generated, fields = predict_over(self.batches(), predicts, self.to_device, keep=("text", "caption_refs"))
     if "caption_refs" in fields:  # Every caption of the image (a folder dataset's), the first one first.
       references = [[self.tokenizer.decode(ids) for ids in refs if ids.any()] for refs in fields["caption_refs"]]
     else:
       references = [[self.tokenizer.decode(ids)] for ids in fields["text"]]
-    metrics = caption_metrics(hypotheses, references)
-    metrics["token_accuracy"] = token_accuracy(generated, fields["text"])
-    metrics["num_examples"] = float(len(hypotheses))
+    metrics = reliance.report({variant: caption_metrics([self.tokenizer.decode(ids) for ids in outputs], references)
+                               for variant, outputs in generated.items()})
+    metrics["token_accuracy"] = token_accuracy(generated["clean"], fields["text"])
+    metrics["num_examples"] = float(len(references))
     return metrics

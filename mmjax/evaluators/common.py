@@ -1,5 +1,7 @@
-"""What every evaluator shares: one pass over a split through a jitted predict function."""
+"""What every evaluator shares: one pass over a split through jitted predict functions."""
+import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import jax
 import ml_collections
@@ -10,6 +12,17 @@ from mmjax import data as mmdata
 from mmjax import errors
 
 Batch = Mapping[str, np.ndarray]
+# A device batch (global jax.Arrays, see `to_device`) → outputs [B, ...] of its rows.
+Predict = Callable[[dict[str, jax.Array]], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+  """`predict` of the batch `prepare` makes from this process's host rows (numeric fields and `valid`), before
+  they become global arrays: for input changes only the host can make, such as permuting this process's rows
+  (mmjax.evaluators.reliance)."""
+  prepare: Callable[[Batch], Batch]
+  predict: Predict
 
 
 def numeric_fields(batch: Batch) -> dict[str, np.ndarray]:
@@ -31,34 +44,45 @@ def process_batches(rows: Mapping[str, np.ndarray], batch_size: int) -> list[dic
           for offset in range(0, count + padded, global_batch)]
 
 
-def predict_over(batches: Iterable[Batch], predict: Callable[[Batch], jax.Array],
+def predict_over(batches: Iterable[Batch], predicts: Predict | Mapping[str, Predict | Prepared],
                  to_device: Callable[[Batch], dict[str, jax.Array]],
-                 keep: Sequence[str] | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-  """Runs `predict` on every batch and keeps the valid rows.
+                 keep: Sequence[str] | None = None) -> tuple[Any, dict[str, np.ndarray]]:
+  """Runs `predicts` on every batch and keeps the valid rows.
 
-  Returns (outputs [N, ...], fields) where fields are the numeric batch fields of the same N examples (only
-  those named in `keep`, if given: a split's 224×224 images would otherwise all be held in memory), gathered
-  over processes in the same order as the global batch.
+  `predicts` is one function of a device batch (`to_device` of this process's numeric rows), or a dict of them
+  (and of `Prepared` ones), all run on each batch in a single pass over the split. Returns (outputs, fields):
+  outputs [N, ...] of the one function, or {name: outputs [N, ...]} of the dict; fields are the numeric batch
+  fields of the same N examples as the batches hold them (only those named in `keep`, if given: a split's
+  224×224 images would otherwise all be held in memory), gathered over processes in the same order as the
+  global batch.
   """
-  outputs, fields = [], []
+  named = {None: predicts} if callable(predicts) else predicts
+  # A plain function sees the rows as they are (`dict`: a copy of them).
+  steps = {name: step if isinstance(step, Prepared) else Prepared(dict, step) for name, step in named.items()}
+  outputs, fields = {name: [] for name in steps}, []
   for batch in batches:
     local = numeric_fields(batch)
-    outputs.append(np.asarray(predict(to_device(local))))
+    for name, step in steps.items():
+      outputs[name].append(np.asarray(step.predict(to_device(step.prepare(local)))))
     kept = local if keep is None else {k: v for k, v in local.items() if k in keep or k == "valid"}
     fields.append(multihost_utils.process_allgather(kept, tiled=True))
-  if not outputs:
+  if not fields:
     raise errors.InputError("The evaluation split produced no batches; check config.evals and the data split.")
   gathered = {k: np.concatenate([f[k] for f in fields]) for k in fields[0]}
   valid = gathered.pop("valid").astype(bool)
-  return np.concatenate(outputs)[valid], {k: v[valid] for k, v in gathered.items()}
+  results = {name: np.concatenate(chunks)[valid] for name, chunks in outputs.items()}
+  return results[None] if callable(predicts) else results, {k: v[valid] for k, v in gathered.items()}
 
 
 class SplitEvaluator:
   """The base of every evaluator: one `config.evals.<key>` block (`self.config`, whose `split`
   it reads), the data config, the task's jitted predict functions, the per-process batch size and
   the function that makes global device batches. Subclasses implement `run(params) -> {metric: value}`;
-  `headline` names the metrics the train loop shows after each eval."""
+  `headline` names the metrics the train loop shows after each eval. Those that set `reports_reliance` also
+  report their metrics with each batch field of `reliance` (e.g. ("image", "text")) ablated
+  (mmjax.evaluators.reliance); for the others `reliance` must be empty."""
   headline: tuple[str, ...] = ()
+  reports_reliance: bool = False
 
   def __init__(self, key: str, eval_config: ml_collections.ConfigDict, *, data_config: ml_collections.ConfigDict,
                predict_fns: Mapping[str, Callable], batch_size: int, to_device: Callable):
@@ -69,6 +93,14 @@ class SplitEvaluator:
     self.predict_fns = predict_fns
     self.batch_size = batch_size
     self.to_device = to_device
+    reliance = eval_config.get("reliance", ())
+    if isinstance(reliance, str) or not all(isinstance(field, str) for field in reliance):
+      raise errors.ConfigError(f"config.evals.{key}.reliance={reliance!r} must be a list of batch fields, e.g. "
+                               "('image', 'text').")
+    if reliance and not self.reports_reliance:
+      raise errors.ConfigError(f"config.evals.{key}.reliance={tuple(reliance)}: {type(self).__name__} does not "
+                               "report modality reliance; remove `reliance`.")
+    self.reliance: tuple[str, ...] = tuple(reliance)
 
   def run(self, params) -> dict[str, float]:
     raise NotImplementedError

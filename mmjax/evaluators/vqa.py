@@ -7,6 +7,7 @@ import numpy as np
 
 from mmjax import data as mmdata
 from mmjax import errors
+from mmjax.evaluators import reliance
 from mmjax.evaluators.common import SplitEvaluator, predict_over
 
 
@@ -36,10 +37,17 @@ class VqaEvaluator(SplitEvaluator):
   """Answers every question of `split`, by decoding (`generate`) or over the answer set (`classify`).
 
   The baseline answers each question with its type's most frequent answer in the train split
-  (the "prior" baseline of the VQA papers).
+  (the "prior" baseline of the VQA papers: `majority_accuracy`, `majority_accuracy/<type>`).
+
+  Modality reliance (`reliance`, e.g. ("image", "question")): accuracy overall and per type again with that field
+  zeroed or shuffled (`zeroed/image/accuracy/<type>`, `..._drop`; see mmjax.evaluators.reliance). With the image
+  zeroed the model answers blind: `zeroed/image/accuracy/<type>` is its "blind" figure per question type, to set
+  next to `majority_accuracy/<type>` (a blind model can at best learn the answer prior, which the majority
+  baseline approximates); with the question zeroed it is left to guess what is asked.
   """
 
   headline = ("accuracy", "majority_accuracy")
+  reports_reliance = True
 
   def __init__(self, key: str, eval_config: ml_collections.ConfigDict, **kwargs):
     super().__init__(key, eval_config, **kwargs)
@@ -58,15 +66,18 @@ class VqaEvaluator(SplitEvaluator):
     return self.predict_fns["classify"](params, batch)
 
   def run(self, params) -> dict[str, float]:
-    outputs, fields = predict_over(self.batches(), lambda batch: self._predict(params, batch), self.to_device)
+    predicts = reliance.ablated(lambda batch: self._predict(params, batch), self.reliance, self.key)
+    outputs, fields = predict_over(self.batches(), predicts, self.to_device,
+                                   keep=("answer_id", "answer", "question_type"))
     # Answers are compared as the tokenizer writes them ("t-shirt" and a generated "t - shirt" are one answer).
     def canonical(text: str) -> str:
       return self.tokenizer.decode(self.tokenizer.encode(text))
 
-    if "generate" in self.predict_fns:
-      predicted = [self.tokenizer.decode(ids) for ids in outputs]
-    else:
-      predicted = [canonical(self.answer_names[i]) for i in outputs]
+    def answered(output: np.ndarray) -> list[str]:
+      if "generate" in self.predict_fns:
+        return [self.tokenizer.decode(ids) for ids in output]
+      return [canonical(self.answer_names[i]) for i in output]
+
     # answer_id −1: an answer the train split never had (a folder dataset's): no class, but a decoder can say it,
     # unless the tokenizer cannot write it (an unknown word): then no prediction matches (None), where a generated
     # unknown token would otherwise "equal" it.
@@ -74,7 +85,8 @@ class VqaEvaluator(SplitEvaluator):
                else None if self.tokenizer.unk_id in tokens else self.tokenizer.decode(tokens)
                for i, tokens in zip(fields["answer_id"], fields["answer"])]
     types = fields["question_type"]
-    metrics = vqa_accuracy(predicted, answers, types, self.type_names)
+    metrics = reliance.report({variant: vqa_accuracy(answered(output), answers, types, self.type_names)
+                               for variant, output in outputs.items()})
     baseline = [canonical(self.majority.get(int(t), "")) for t in types]
     metrics.update({f"majority_{k}": v for k, v in vqa_accuracy(baseline, answers, types, self.type_names).items()})
     metrics["num_examples"] = float(len(answers))

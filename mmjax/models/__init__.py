@@ -16,6 +16,7 @@ from mmjax.models.captioner import Captioner
 from mmjax.models.classifier import Classifier
 from mmjax.models.encoders import ENCODERS, MODALITIES, build_encoder
 from mmjax.models.fusion import DECISION_LEVEL, FUSIONS, TOKEN_LEVEL, FusionOutput, build_fusion
+from mmjax.models.lstm_decoder import LSTMDecoder
 from mmjax.models.multimodal_encoder import MultimodalEncoder
 from mmjax.models.pretrained_encoder import load_pretrained_encoder
 from mmjax.models.text_decoder import TextDecoder
@@ -69,5 +70,5 @@ def vocab_sizes(model_config: ml_collections.ConfigDict) -> dict[str, int]:
 
 
 __all__ = ["DECISION_LEVEL", "DTYPES", "ENCODERS", "FUSIONS", "MODALITIES", "MODELS", "TOKEN_LEVEL", "Captioner",
-           "Classifier", "FusionOutput", "MultimodalEncoder", "TextDecoder", "TwoTower", "build", "build_encoder",
-           "build_fusion", "load_pretrained_encoder", "vocab_sizes"]
+           "Classifier", "FusionOutput", "LSTMDecoder", "MultimodalEncoder", "TextDecoder", "TwoTower", "build",
+           "build_encoder", "build_fusion", "load_pretrained_encoder", "vocab_sizes"]

@@ -2,20 +2,25 @@
 from collections.abc import Mapping
 from typing import Any
 
+import flax.linen as nn
 import jax
 
 from mmjax import errors
 from mmjax.models.fusion import check_yields_tokens
+from mmjax.models.lstm_decoder import LSTMDecoder
 from mmjax.models.multimodal_encoder import MultimodalEncoder
 from mmjax.models.text_decoder import DecodeState, TextDecoder
+
+DECODERS: dict[str, type[nn.Module]] = {"transformer": TextDecoder, "lstm": LSTMDecoder}
 
 
 class Captioner(MultimodalEncoder):
   """p(y | inputs) = Π_t p(y_t | y_<t, fused tokens of the inputs).
 
   The inputs' encoders and fusion are MultimodalEncoder's; the fusion must yield tokens (a token-level
-  fusion: mmjax.models.fusion.TOKEN_LEVEL), which a TextDecoder of the fusion's `width` cross-attends to.
-  `decoder` holds the TextDecoder's other fields (vocab_size, depth, num_heads, mlp_dim, max_len, ...).
+  fusion: mmjax.models.fusion.TOKEN_LEVEL), which a decoder of the fusion's `width` attends to. `decoder` holds
+  the decoder's `name` (one of DECODERS; "transformer" when absent) and its other fields (vocab_size, depth,
+  num_heads, mlp_dim, max_len, ...).
   """
   decoder: Mapping[str, Any] | None = None
 
@@ -25,8 +30,10 @@ class Captioner(MultimodalEncoder):
       raise errors.ConfigError("A captioner needs config.model.decoder (vocab_size, depth, num_heads, mlp_dim, "
                                "max_len).")
     super().setup()
-    self.text_decoder = TextDecoder(**self.decoder, width=self.width, dtype=self.dtype, param_dtype=self.param_dtype,
-                                    remat=self.remat)
+    fields = dict(self.decoder)
+    decoder = errors.lookup(DECODERS, fields.pop("name", "transformer"), "decoder", "config.model.decoder.name")
+    self.text_decoder = decoder(**fields, width=self.width, dtype=self.dtype, param_dtype=self.param_dtype,
+                                remat=self.remat)
 
   def encode_tokens(self, inputs: Mapping[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
     """→ (fused tokens [B, N, width], valid bool[B, N]) that the decoder attends to."""

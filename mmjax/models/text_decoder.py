@@ -14,7 +14,37 @@ from mmjax import nn as mnn
 DecodeState = dict[str, Any]
 
 
-class TextDecoder(nn.Module):
+class AutoregressiveDecoder(nn.Module):
+  """What every text decoder shares (fields `width` and `max_len` come from the subclass): the input checks,
+  and decoding without a cache, by a teacher-forced pass over a token buffer per step (`__call__` of the
+  subclass) — the reference every decoder's cached `step` is tested against."""
+
+  def _check_length(self, length: int) -> None:
+    if length > self.max_len:
+      raise errors.InputError(f"Decoding {length} positions exceeds the decoder's max_len={self.max_len}; "
+                              "raise config.model.decoder.max_len or lower config.decode.max_len.")
+
+  def _check_width(self, encoded: jax.Array) -> None:
+    if encoded.shape[-1] != self.width:
+      raise errors.InputError(f"Encoded features of width {encoded.shape[-1]} do not match the decoder width "
+                              f"{self.width}; project them first.")
+
+  def init_buffer(self, encoded: jax.Array, encoded_mask: jax.Array, length: int) -> DecodeState:
+    """The state for decoding without a cache: the encoder output and a token buffer int[B, length]."""
+    self._check_length(length)
+    return {"encoded": encoded, "encoded_mask": encoded_mask,
+            "tokens": jnp.zeros((encoded.shape[0], length), jnp.int32)}
+
+  def step_uncached(self, tokens: jax.Array, index: jax.Array,
+                    state: DecodeState) -> tuple[jax.Array, DecodeState]:
+    """`step` by recomputing every position of the buffer (causally), as a model without a
+    cache must: O(length) times the work per token."""
+    buffer = lax.dynamic_update_slice_in_dim(state["tokens"], tokens[:, None].astype(jnp.int32), index, axis=1)
+    logits = self(buffer, state["encoded"], state["encoded_mask"])
+    return lax.dynamic_index_in_dim(logits, index, axis=1, keepdims=False), {**state, "tokens": buffer}
+
+
+class TextDecoder(AutoregressiveDecoder):
   """Pre-LN Transformer decoder over token ids, conditioned on encoded features.
 
   Three entry points share one set of weights:
@@ -49,11 +79,6 @@ class TextDecoder(nn.Module):
     if not self.tie_embedding:
       self.head = mnn.dense(self.vocab_size, ("embed", "vocab"), self.dtype, self.param_dtype)
 
-  def _check_length(self, length: int) -> None:
-    if length > self.max_len:
-      raise errors.InputError(f"Decoding {length} positions exceeds the decoder's max_len={self.max_len}; "
-                              "raise config.model.decoder.max_len or lower config.decode.max_len.")
-
   def _logits(self, x: jax.Array) -> jax.Array:
     x = self.ln_final(x)
     logits = self.embed.attend(x) if self.tie_embedding else self.head(x)
@@ -73,9 +98,7 @@ class TextDecoder(nn.Module):
 
   def __call__(self, tokens: jax.Array, encoded: jax.Array, encoded_mask: jax.Array) -> jax.Array:
     """tokens: int[B, L] (bos first), encoded: [B, N, D], encoded_mask: bool[B, N] → f32[B, L, V]."""
-    if encoded.shape[-1] != self.width:
-      raise errors.InputError(f"Encoded features of width {encoded.shape[-1]} do not match the decoder width "
-                              f"{self.width}; project them first.")
+    self._check_width(encoded)
     self._check_length(tokens.shape[1])
     x = self.embed(tokens) + self.pos_embedding[:tokens.shape[1]].astype(self.dtype)
     x, _ = self._run_blocks(nn.with_logical_constraint(x, ("batch", "length", "embed")),
@@ -94,17 +117,3 @@ class TextDecoder(nn.Module):
     x = self.embed(tokens[:, None]) + lax.dynamic_slice_in_dim(self.pos_embedding, index, 1)[None].astype(self.dtype)
     x, self_kv = self._run_blocks(x, state, state["self_kv"], index)
     return self._logits(x)[:, 0], {**state, "self_kv": self_kv}
-
-  def init_buffer(self, encoded: jax.Array, encoded_mask: jax.Array, length: int) -> DecodeState:
-    """The state for decoding without a cache: the encoder output and a token buffer int[B, length]."""
-    self._check_length(length)
-    return {"encoded": encoded, "encoded_mask": encoded_mask,
-            "tokens": jnp.zeros((encoded.shape[0], length), jnp.int32)}
-
-  def step_uncached(self, tokens: jax.Array, index: jax.Array,
-                    state: DecodeState) -> tuple[jax.Array, DecodeState]:
-    """`step` by recomputing every position of the buffer (causally), as a model without a
-    cache must: O(length) times the work per token."""
-    buffer = lax.dynamic_update_slice_in_dim(state["tokens"], tokens[:, None].astype(jnp.int32), index, axis=1)
-    logits = self(buffer, state["encoded"], state["encoded_mask"])
-    return lax.dynamic_index_in_dim(logits, index, axis=1, keepdims=False), {**state, "tokens": buffer}

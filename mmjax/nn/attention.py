@@ -123,7 +123,8 @@ class MultiHeadAttention(nn.Module):
 
     `heads_first` takes key and value as [B, H, K, D/H], the layout of a KV cache: both
     attention products are then batched over (B, H) without transposing the cache, which
-    would otherwise be copied at every decoding step.
+    would otherwise be copied at every decoding step. The attention weights f32[B, H, Q, K] are sown as
+    intermediates["attention_weights"] (see mmjax.interpret).
     """
     query = self.query(inputs_q)
     _check_scores_fit(self.num_heads, query.shape[1], key.shape[2 if heads_first else 1], _where(self))
@@ -132,8 +133,11 @@ class MultiHeadAttention(nn.Module):
     logits = jnp.einsum(f"bqhd,{kv}->bhqk", query, key).astype(jnp.float32)
     if mask is not None:
       logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-    weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-    return self.out(jnp.einsum(f"bhqk,{kv}->bqhd", weights, value))
+    weights = jax.nn.softmax(logits, axis=-1)
+    # Kept only when the caller applies the model with mutable=["intermediates"] (mmjax.interpret); otherwise
+    # a no-op, so training and decoding compute exactly what they did without it.
+    self.sow("intermediates", "attention_weights", weights)
+    return self.out(jnp.einsum(f"bhqk,{kv}->bqhd", weights.astype(self.dtype), value))
 
   def __call__(self, inputs_q: jax.Array, inputs_kv: jax.Array,
                mask: jax.Array | None = None) -> jax.Array:

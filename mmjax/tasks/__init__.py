@@ -8,8 +8,10 @@ from mmjax.tasks.base import Task, zeros_like_rows
 from mmjax.tasks.classification import ClassificationTask
 from mmjax.tasks.contrastive import ContrastiveTask, sigmoid_contrastive_loss, softmax_contrastive_loss
 from mmjax.tasks.generation import GenerationTask, sequence_loss, shift_right
+from mmjax.tasks.itm import ContrastiveItmTask, caption_positives, mine_hard_negatives
 
-TASKS = {"contrastive": ContrastiveTask, "generation": GenerationTask, "classification": ClassificationTask}
+TASKS = {"contrastive": ContrastiveTask, "generation": GenerationTask, "classification": ClassificationTask,
+         "contrastive_itm": ContrastiveItmTask}
 
 
 def build(config: ml_collections.ConfigDict, model: nn.Module, tokenizer: Tokenizer) -> Task:
@@ -21,5 +23,6 @@ def build(config: ml_collections.ConfigDict, model: nn.Module, tokenizer: Tokeni
   return task(config.task, model)
 
 
-__all__ = ["TASKS", "ClassificationTask", "ContrastiveTask", "GenerationTask", "Task", "build", "sequence_loss",
-           "shift_right", "sigmoid_contrastive_loss", "softmax_contrastive_loss", "zeros_like_rows"]
+__all__ = ["TASKS", "ClassificationTask", "ContrastiveItmTask", "ContrastiveTask", "GenerationTask", "Task", "build",
+           "caption_positives", "mine_hard_negatives", "sequence_loss", "shift_right", "sigmoid_contrastive_loss",
+           "softmax_contrastive_loss", "zeros_like_rows"]

@@ -49,10 +49,11 @@ def test_a_config_file_imports_only_common_ml_collections_and_the_standard_libra
 
 
 def test_sweeps_are_valid_and_hand_kept_names_agree_with_mmjax():
-  from configs import av_digits
+  from configs import av_digits, common
   from mmjax import ablation, models
 
-  assert set(av_digits.FUSIONS) == set(models.FUSIONS)
+  assert set(common.FUSIONS) == set(models.FUSIONS)
+  assert set(common.TOKEN_FUSIONS) == set(models.TOKEN_LEVEL)
   # Every encoder trained from scratch; the pretrained-only towers (EfficientNet-Lite, precomputed features)
   # are not part of AV-Digits' 28×28 sweep.
   pretrained_only = {"efficientnet_lite", "features"}

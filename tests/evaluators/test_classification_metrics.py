@@ -1,9 +1,8 @@
-"""Accuracy, macro-F1 and the modality-reliance ablations of the classification evaluator."""
+"""Accuracy and macro-F1 of the classification evaluator (its modality reliance: test_reliance.py)."""
 import numpy as np
 import pytest
 
 from mmjax.evaluators import classification_metrics
-from mmjax.evaluators.classification import shuffled, zeroed
 
 
 def test_macro_f1_by_hand():
@@ -24,15 +23,3 @@ def test_perfect_and_constant_classifiers():
   # Class 0: P=0.1, R=1 → F1=2/11; the other nine classes score 0.
   assert constant["macro_f1"] == pytest.approx(2 / 11 / 10)
 
-
-def test_zeroed_and_shuffled_touch_only_their_field_and_valid_rows():
-  rng = np.random.default_rng(0)
-  batch = {"audio": np.arange(8.0)[:, None] * np.ones((8, 3)), "text": np.arange(8)[:, None] + np.ones((8, 2), int),
-           "valid": np.arange(8) < 6}
-  out = zeroed(batch, "audio", rng)
-  assert not out["audio"].any() and out["text"] is batch["text"]
-  out = shuffled(batch, "audio", np.random.default_rng(1))
-  np.testing.assert_array_equal(out["audio"][6:], batch["audio"][6:])  # Padding rows stay put.
-  assert sorted(out["audio"][:6, 0]) == list(range(6)) and (out["audio"][:6, 0] != np.arange(6)).any()
-  np.testing.assert_array_equal(out["text"], batch["text"])
-  np.testing.assert_array_equal(batch["audio"][:, 0], np.arange(8))  # The input batch is not modified.

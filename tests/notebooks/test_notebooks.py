@@ -33,7 +33,7 @@ def _text(outputs: list) -> str:
 
 
 def test_every_notebook_has_a_test():
-  assert NOTEBOOKS == ["pretrained_and_your_own_data.ipynb", "quickstart.ipynb"]
+  assert NOTEBOOKS == ["attention_maps.ipynb", "pretrained_and_your_own_data.ipynb", "quickstart.ipynb"]
 
 
 # The quickstart continues the shared contrastive smoke run (conftest.clip_smoke_run), so it shares its worker.
@@ -61,3 +61,20 @@ def test_pretrained_and_your_own_data(monkeypatch):
           "'china': 'a temple', 'flower': 'a flower'}") in text
   assert "'eval/test/bleu4'" in text
   assert any("image/png" in o.get("data", {}) for o in outputs), "the captioned images were not drawn"
+
+
+# The caption smoke run fine-tunes the contrastive one (conftest), so it shares its worker.
+@pytest.mark.xdist_group("clip_smoke")
+def test_attention_maps(shapes_data_dir, caption_smoke_run, vqa_smoke_run, monkeypatch):
+  """The caption and VQA smoke runs stand in for the two runs the notebook would train (it only reads them): it
+  draws a heat map per generated word and the VQA answers' maps, and prints the colour words' hit rate, the image
+  vs question shares and the fusion's per-modality attention."""
+  monkeypatch.setenv("MMJAX_DATA_DIR", shapes_data_dir)
+  monkeypatch.setenv("MMJAX_CAPTION_WORKDIR", caption_smoke_run[1])
+  monkeypatch.setenv("MMJAX_VQA_WORKDIR", vqa_smoke_run[1])
+  outputs = _run("attention_maps.ipynb", monkeypatch)
+  text = _text(outputs)
+  for line in ("caption: reused", "colour words: the argmax patch is a cell with an object of that colour for",
+               "the answer word's attention on the image:", "fusion layer 0: image tokens → image"):
+    assert line in text
+  assert sum("image/png" in o.get("data", {}) for o in outputs) == 2, "a heat-map figure is missing"

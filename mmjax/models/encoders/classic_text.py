@@ -18,8 +18,8 @@ from mmjax import nn as mnn
 from mmjax.nn.partitioning import logical
 
 # Input-to-hidden kernels take the embedding axis (ZeRO-sharded over `fsdp`); the recurrence stays whole.
-_INPUT_KERNEL = logical(nn.initializers.lecun_normal(), ("embed", None))
-_RECURRENT_KERNEL = logical(nn.initializers.orthogonal(), (None, None))
+LSTM_INPUT_KERNEL = logical(nn.initializers.lecun_normal(), ("embed", None))
+LSTM_RECURRENT_KERNEL = logical(nn.initializers.orthogonal(), (None, None))
 _CONV_KERNEL = logical(nn.initializers.lecun_normal(), (None, "embed", None))
 
 
@@ -54,7 +54,7 @@ class LstmTextEncoder(nn.Module):
   remat: str = "none"
 
   def _cell(self, features: int, name: str) -> nn.OptimizedLSTMCell:
-    return nn.OptimizedLSTMCell(features, kernel_init=_INPUT_KERNEL, recurrent_kernel_init=_RECURRENT_KERNEL,
+    return nn.OptimizedLSTMCell(features, kernel_init=LSTM_INPUT_KERNEL, recurrent_kernel_init=LSTM_RECURRENT_KERNEL,
                                 dtype=self.dtype, param_dtype=self.param_dtype, name=name)
 
   @nn.compact
