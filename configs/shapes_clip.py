@@ -25,15 +25,12 @@ SWEEPS = {
     # python -m experiments.ablate --config=configs/shapes_clip.py --sweep=itm --workdir=runs/ablate_itm
     "itm": dict(
         points=[{"itm": False}, {"itm": True}],
-        metrics=["eval/test/i2t_r1", "eval/test/t2i_r1", "eval/heldout/i2t_r1", "eval/heldout/t2i_r1",
-                 "eval/test/rerank/i2t_r1", "eval/test/rerank/t2i_r1", "eval/heldout/rerank/i2t_r1",
-                 "eval/heldout/rerank/t2i_r1"],
-        metric_names={"eval/test/i2t_r1": "I→T R@1 (test)", "eval/test/t2i_r1": "T→I R@1 (test)",
-                      "eval/heldout/i2t_r1": "I→T R@1 (heldout)", "eval/heldout/t2i_r1": "T→I R@1 (heldout)",
-                      "eval/test/rerank/i2t_r1": "I→T R@1 re-ranked (test)",
-                      "eval/test/rerank/t2i_r1": "T→I R@1 re-ranked (test)",
-                      "eval/heldout/rerank/i2t_r1": "I→T R@1 re-ranked (heldout)",
-                      "eval/heldout/rerank/t2i_r1": "T→I R@1 re-ranked (heldout)"}),
+        metrics=[f"eval/{split}/{score}{direction}_r1" for split in ("test", "heldout")
+                 for score in ("", "rerank/", "rerank_joint/") for direction in ("i2t", "t2i")],
+        metric_names={f"eval/{split}/{score}{direction}_r1": f"{direction[0].upper()}→{direction[2].upper()} R@1"
+                      f"{name} ({split})" for split in ("test", "heldout") for direction in ("i2t", "t2i")
+                      for score, name in (("", ""), ("rerank/", " re-ranked by ITM"),
+                                          ("rerank_joint/", " re-ranked by ITM + contrastive"))}),
 }
 
 
@@ -74,7 +71,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # BLIP's text-over-image cross-attention); the head reads its pooled vector.
     config.model.itm = dict(fusion="mult", width=128, depth=1, num_heads=4, mlp_dim=512, fusion_options={})
     config.task = ml_collections.ConfigDict(dict(name="contrastive_itm", loss=arg.loss, contrastive_weight=1.0,
-                                                 itm_weight=1.0, itm_trains_towers=False))
+                                                 itm_weight=1.0, itm_trains_towers=True))
     for key in ("test", "heldout"):
       config.evals[key].name = "itm_retrieval"
       config.evals[key].rerank_k = 16

@@ -1,4 +1,4 @@
-"""Retrieval re-ranked by image–text matching: the contrastive top-k of each query, reordered by ITM logit.
+"""Retrieval re-ranked by image–text matching: the contrastive top-k of each query, reordered by ITM score.
 
 The contrastive embedding ranks all N candidates cheaply but compares an image and a text only through two
 vectors; the ITM head (mmjax.tasks.itm) reads both token sequences together and can tell "red circle above blue
@@ -31,6 +31,18 @@ def rerank(similarity: np.ndarray, score_pairs: PairScorer, k: int) -> np.ndarra
   return order
 
 
+def _scored_once(score_pairs: PairScorer) -> PairScorer:
+  """`score_pairs` that remembers its answers, so re-ranking the same pairs another way costs no second pass."""
+  answers = {}
+
+  def score(queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    key = (queries.tobytes(), candidates.tobytes())
+    if key not in answers:
+      answers[key] = np.asarray(score_pairs(queries, candidates))
+    return answers[key]
+  return score
+
+
 def _unpack(packed: np.ndarray, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
   """[N, Σ sizes] float32 columns → {name: [N, *shape]} in `shapes`' order (masks back to bool)."""
   sizes = [int(np.prod(shape)) for shape in shapes.values()]
@@ -40,15 +52,18 @@ def _unpack(packed: np.ndarray, shapes: Mapping[str, tuple[int, ...]]) -> dict[s
 
 
 class ItmRetrievalEvaluator(RetrievalEvaluator):
-  """RetrievalEvaluator's metrics, plus `rerank/{i2t,t2i}_r{1,5,10}`: the same retrieval with each query's
-  top `rerank_k` (config.evals.<key>.rerank_k) candidates reordered by the task's `match` logits.
+  """RetrievalEvaluator's metrics, plus the same retrieval with each query's top `rerank_k`
+  (config.evals.<key>.rerank_k) candidates reordered: `rerank/{i2t,t2i}_r{1,5,10}` by the ITM logit alone, and
+  `rerank_joint/...` by log σ(ITM logit) + the contrastive log-probability of the pair (the task's
+  `contrastive_log_prob`): the two models' evidence added, untuned, as BLIP adds the similarity to the ITM score.
+  On Shapes the joint score is the better one (mmjax.tasks.itm's docstring has the figures).
 
   The towers' tokens of the whole split are held on the host (every process holds all of them, as the
   predict functions' outputs are replicated), and pairs are scored in fixed-shape batches of query/candidate
   indices over the devices, each process feeding its share (process_batches).
   """
 
-  headline = ("i2t_r1", "t2i_r1", "rerank/i2t_r1", "rerank/t2i_r1")
+  headline = ("i2t_r1", "t2i_r1", "rerank/i2t_r1", "rerank/t2i_r1", "rerank_joint/i2t_r1", "rerank_joint/t2i_r1")
 
   def __init__(self, key: str, eval_config: ml_collections.ConfigDict, **kwargs):
     super().__init__(key, eval_config, **kwargs)
@@ -56,7 +71,7 @@ class ItmRetrievalEvaluator(RetrievalEvaluator):
     if isinstance(rerank_k, bool) or not isinstance(rerank_k, int) or rerank_k < 1:
       raise errors.ConfigError(f"config.evals.{key}.rerank_k={rerank_k!r}: set it to how many contrastive "
                                "candidates per query the ITM head re-ranks (a positive integer, e.g. 16).")
-    missing = sorted({"image_tokens", "text_tokens", "match"} - set(self.predict_fns))
+    missing = sorted({"image_tokens", "text_tokens", "match", "contrastive_log_prob"} - set(self.predict_fns))
     if missing:
       raise errors.ConfigError(f"config.evals.{key}.name='itm_retrieval' needs predict functions {missing}, which "
                                "this task lacks: use config.task.name='contrastive_itm'.")
@@ -70,8 +85,15 @@ class ItmRetrievalEvaluator(RetrievalEvaluator):
     score = self._pair_scorer(params, split)
     for name, scores, score_pairs in (("i2t", similarity, score),
                                       ("t2i", similarity.T, lambda text, image: score(image, text))):
-      recalls = recall_of_ranking(rerank(scores, score_pairs, self.rerank_k), hits)
-      metrics.update({f"rerank/{name}_r{k}": recall for k, recall in recalls.items()})
+      itm = _scored_once(score_pairs)
+
+      def joint(queries, candidates, scores=scores, itm=itm):
+        prior = self.predict_fns["contrastive_log_prob"](params, scores[queries, candidates])
+        return -np.logaddexp(0, -itm(queries, candidates)) + np.asarray(prior)  # log σ(ITM) + log p_contrastive.
+
+      for variant, variant_score in (("rerank", itm), ("rerank_joint", joint)):
+        recalls = recall_of_ranking(rerank(scores, variant_score, self.rerank_k), hits)
+        metrics.update({f"{variant}/{name}_r{k}": recall for k, recall in recalls.items()})
     metrics["rerank_k"] = float(min(self.rerank_k, len(groups)))
     return metrics
 

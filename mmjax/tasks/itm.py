@@ -71,9 +71,11 @@ def _rows(side: dict[str, jax.Array], index: jax.Array) -> dict[str, jax.Array]:
 class ContrastiveItmTask(ContrastiveTask):
   """loss = contrastive_weight · the contrastive loss (`config.task.loss`, as ContrastiveTask) + itm_weight · the
   ITM loss over 3B pairs: the B positives, each image with its mined text and each text with its mined image
-  (ALBEF). A batch's `negative_text` (config.data.hard_negatives) joins the contrastive loss only: as ITM
-  negatives (measured on Shapes) they taught the head to spot a rewritten caption from its text alone, and the
-  re-ranked recall fell (test R@1 0.891/0.905 against 0.905/0.913 without them).
+  (ALBEF). `itm_trains_towers` (True in ALBEF) lets the ITM loss train the towers too; False stops its gradient
+  at their tokens, so the fusion learns on top of purely contrastive towers. On Shapes the ITM head that trained
+  its towers re-ranked better (test R@1 re-ranked by ITM alone 0.905/0.913 against 0.868/0.894 detached, one run
+  each). A batch's `negative_text` (config.data.hard_negatives) joins the contrastive loss only: as further ITM
+  negatives they lowered the re-ranked recall in a Shapes run (0.891/0.905).
 
   The model needs an `itm` block (config.model.itm). Mining uses the step's rng, so a rerun of a step mines the
   same negatives. Gradient accumulation is refused: mining couples every example with the whole batch, and the
@@ -135,5 +137,13 @@ class ContrastiveItmTask(ContrastiveTask):
       return self.model.apply({"params": params}, pairs["image_tokens"], pairs["image_mask"], pairs["text_tokens"],
                               pairs["text_mask"], method=self.model.match_logits)
 
+    def contrastive_log_prob(params, cosines):
+      """Cosine similarities of (image, text) pairs → the contrastive model's log-probability that they match:
+      for the sigmoid loss log σ(scale·cos + bias); for the softmax loss scale·cos, the log-softmax over a query's
+      candidates up to that query's own constant, which no ranking of its candidates sees."""
+      logits = jnp.exp(params["logit_scale"]) * cosines
+      return jax.nn.log_sigmoid(logits + params["logit_bias"]) if self.loss == "sigmoid" else logits
+
     return {**super().predict_fns(), "image_tokens": with_tokens(self.model.encode_image),
-            "text_tokens": with_tokens(self.model.encode_text), "match": match}
+            "text_tokens": with_tokens(self.model.encode_text), "match": match,
+            "contrastive_log_prob": contrastive_log_prob}

@@ -39,10 +39,13 @@ def test_rerank_with_k_past_the_candidates_orders_all_by_itm_and_k_1_changes_not
 
 # Six items; the caption token of item i is CAPTION[i] (items 0 and 2 share one). Text embeddings are one-hot in
 # their token; image i's points mostly at the next item's caption (1.0) and less at its own (0.9), so contrastive
-# R@1 is 0 both ways, while the ITM head knows the true pairs.
+# R@1 is 0 both ways, while the ITM head knows the true pairs: logit +5, else -5 — except that it is unsure about
+# image 3, 0 for its caption (token 3) against -0.2 for the next one (token 4). The contrastive log-probability is
+# 10·cos, so in the joint score (log σ(ITM) + 10·cos) the contrastive model's +1 outweighs that ITM margin.
 CAPTION = np.array([1, 2, 1, 3, 4, 5])
 IMAGE_EMB = np.eye(6)[np.roll(CAPTION, -1)] * 1.0 + np.eye(6)[CAPTION] * 0.9
-MATCH = (np.arange(6)[None, :] == CAPTION[:, None]).astype(np.float32)  # [image, token]: 1 for the true caption.
+MATCH = np.where(np.arange(6)[None, :] == CAPTION[:, None], 5.0, -5.0)  # [image, token]
+MATCH[3, 3], MATCH[3, 4] = 0.0, -0.2
 
 
 def _image_tokens(params, image):
@@ -58,7 +61,8 @@ PREDICT_FNS = {"embed_image": lambda p, image: _image_tokens(p, image)[0],
                "embed_text": lambda p, text: _text_tokens(p, text)[0],
                "image_tokens": _image_tokens, "text_tokens": _text_tokens,
                "match": lambda p, pairs: MATCH[pairs["image_tokens"][:, 0, 0].astype(int),
-                                               pairs["text_tokens"][:, 0, 0].astype(int)]}
+                                               pairs["text_tokens"][:, 0, 0].astype(int)],
+               "contrastive_log_prob": lambda p, cosines: 10 * cosines}
 
 
 def _evaluator(rerank_k, predict_fns=PREDICT_FNS):
@@ -73,16 +77,18 @@ def _evaluator(rerank_k, predict_fns=PREDICT_FNS):
   return evaluator
 
 
-@pytest.mark.parametrize("rerank_k, i2t, t2i", [
+@pytest.mark.parametrize("rerank_k, i2t, t2i, joint_i2t, joint_t2i", [
     # k=2: image 1's and image 5's next caption is the shared one (two texts at 1.0), which fills their top-2;
-    # so does the shared caption's pair of previous images (1 and 5) for texts 0 and 2. The others are fixed.
-    (2, 4 / 6, 4 / 6),
-    (3, 1.0, 1.0),
+    # so does the shared caption's pair of previous images (1 and 5) for texts 0 and 2. The ITM fixes the others;
+    # jointly, image 3 keeps text 4 (the next caption) and text 4 takes image 3 (the previous image).
+    (2, 4 / 6, 4 / 6, 3 / 6, 3 / 6),
+    (3, 1.0, 1.0, 5 / 6, 5 / 6),
 ])
-def test_the_evaluator_reports_contrastive_and_reranked_recall(rerank_k, i2t, t2i):
+def test_the_evaluator_reports_contrastive_and_reranked_recall(rerank_k, i2t, t2i, joint_i2t, joint_t2i):
   metrics = _evaluator(rerank_k).run(params=None)
   assert metrics["i2t_r1"] == 0.0 and metrics["t2i_r1"] == 0.0 and metrics["num_distinct_captions"] == 5
   assert (metrics["rerank/i2t_r1"], metrics["rerank/t2i_r1"], metrics["rerank_k"]) == (i2t, t2i, rerank_k)
+  assert (metrics["rerank_joint/i2t_r1"], metrics["rerank_joint/t2i_r1"]) == (joint_i2t, joint_t2i)
   assert metrics["rerank/i2t_r10"] == 1.0 and metrics["i2t_r5"] == 1.0
 
 

@@ -18,7 +18,7 @@ BAD_COMMAND_LINES = [
      r"keys: batch_size, .*, model, optim, .*, total_steps\.$"),
     ("wrong value type", "train", ["--config.optim.lr=fast"], 2, r"^error: .*fast"),
     ("unknown config arg", "train", ["--config=configs/shapes_clip.py:smok"], 2,
-     r"^error: Unknown config arg 'smok' in 'smok'; known args: \['loss', 'smoke', 'steps'\]\.$"),
+     r"^error: Unknown config arg 'smok' in 'smok'; known args: \['itm', 'loss', 'smoke', 'steps'\]\.$"),
     ("config file that does not exist", "train", ["--config=configs/shapes_clp.py"], 2,
      r"^error: Cannot load the config file 'configs/shapes_clp.py': No such file or directory .* Configs in "
      r"configs/: av_digits.py, .*shapes_caption.py, shapes_clip.py, shapes_vqa.py\.$"),

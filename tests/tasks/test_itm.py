@@ -85,22 +85,18 @@ def _task():
                           text=dict(name="transformer", vocab_size=16, width=32, depth=1, num_heads=2, mlp_dim=64,
                                     max_len=3),
                           embed_dim=16, itm=ITM)
-  config = ml_collections.ConfigDict(dict(name="contrastive_itm", loss="softmax", contrastive_weight=1.0,
+  # No weight on the contrastive loss and towers the ITM loss may not train: the towers' gradient must be 0.
+  config = ml_collections.ConfigDict(dict(name="contrastive_itm", loss="softmax", contrastive_weight=0.0,
                                           itm_weight=0.5, itm_trains_towers=False))
   return tasks.ContrastiveItmTask(config, model)
 
 
 @functools.cache
 def _compiled():
-  """(task, params, step): step(params, batch, rng) → (task.value_and_grad's result, the gradient of the ITM loss
-  alone), jitted once for the tests below."""
+  """(task, params, jitted task.value_and_grad), shared by the tests below so they compile it once."""
   task = _task()
   params = jax.jit(task.init)(jax.random.key(0, impl="rbg"), _batch(CAPTIONS))["params"]
-
-  def step(params, batch, rng):
-    itm_grads = jax.grad(lambda p: task.loss_fn(p, batch, rng)[1]["itm_loss"])(params)
-    return task.value_and_grad(params, batch, rng), itm_grads
-  return task, params, jax.jit(step)
+  return task, params, jax.jit(task.value_and_grad)
 
 
 def _batch(texts):
@@ -109,25 +105,25 @@ def _batch(texts):
   return {"image": images, "text": texts, "negative_text": texts[::-1]}
 
 
-def test_loss_and_gradient_are_finite_and_weigh_both_losses():
-  """And with itm_trains_towers=False the ITM loss trains the ITM part only."""
-  task, params, step = _compiled()
-  assert {"itm_fusion", "itm_head", "itm_image_proj", "itm_text_proj"} <= set(params)
-  ((loss, metrics), grads), itm_grads = step(params, _batch(CAPTIONS), jax.random.key(1))
+def test_loss_and_gradient_are_finite_weighted_and_reach_the_towers_only_if_asked():
+  """contrastive_weight 0, itm_weight 0.5, itm_trains_towers=False: the gradient reaches the ITM part only."""
+  task, params, value_and_grad = _compiled()
+  (loss, metrics), grads = value_and_grad(params, _batch(CAPTIONS), jax.random.key(1))
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves((metrics, grads)))
   assert {"loss", "contrastive_loss", "itm_loss", "itm_accuracy", "temperature"} <= set(metrics)
-  np.testing.assert_allclose(loss, metrics["contrastive_loss"] + 0.5 * metrics["itm_loss"], rtol=1e-6)
-  norms = {name: float(optax.global_norm(tree)) for name, tree in itm_grads.items()}
-  assert norms["itm_head"] > 0 and norms["itm_fusion"] > 0 and norms["image_encoder"] == norms["text_encoder"] == 0
-  assert float(optax.global_norm(grads["image_encoder"])) > 0
+  assert metrics["contrastive_loss"] > 0 and metrics["itm_loss"] > 0
+  np.testing.assert_allclose(loss, 0.5 * metrics["itm_loss"], rtol=1e-6)
+  norms = {name: float(optax.global_norm(tree)) for name, tree in grads.items()}
+  assert norms["itm_head"] > 0 and norms["itm_fusion"] > 0 and norms["itm_image_proj"] > 0
+  assert norms["image_encoder"] == norms["text_encoder"] == norms["image_proj"] == norms["logit_scale"] == 0
 
 
 def test_without_negatives_the_itm_loss_is_the_positives_alone():
   """One caption for the batch: mining has nothing to offer and no mined pair may enter the loss (a wrong label);
   the batch's negative_text joins the contrastive loss only. What remains is the B positives."""
-  task, params, step = _compiled()
+  task, params, value_and_grad = _compiled()
   batch = _batch(CAPTIONS.at[:].set(CAPTIONS[4]))
-  ((_, metrics), _), _ = step(params, batch, jax.random.key(1))
+  (_, metrics), _ = value_and_grad(params, batch, jax.random.key(1))
   model = task.model
 
   def positive_logits(params):
@@ -138,6 +134,16 @@ def test_without_negatives_the_itm_loss_is_the_positives_alone():
   positives = np.asarray(jax.jit(positive_logits)(params))
   np.testing.assert_allclose(metrics["itm_loss"], np.mean(np.logaddexp(0, -positives)), rtol=1e-5)
   np.testing.assert_allclose(metrics["itm_accuracy"], np.mean(positives > 0), rtol=1e-6)
+
+
+@pytest.mark.parametrize("loss", ["softmax", "sigmoid"])
+def test_contrastive_log_prob_is_the_losses_logit(loss):
+  task = _task()
+  task.loss = loss
+  cosines = jnp.array([0.5, -0.25])
+  params = {"logit_scale": jnp.log(4.0), "logit_bias": jnp.array(-1.0)}
+  expected = 4 * np.asarray(cosines) if loss == "softmax" else -np.logaddexp(0, -(4 * np.asarray(cosines) - 1))
+  np.testing.assert_allclose(task.predict_fns()["contrastive_log_prob"](params, cosines), expected, rtol=1e-6)
 
 
 def test_refuses_accumulation_and_a_model_without_itm():

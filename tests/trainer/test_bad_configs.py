@@ -49,7 +49,7 @@ BAD_CONFIGS = [
     ("empty split", {"evals.test.split": "test[:0]"}, errors.InputError, r"Split 'test\[:0\]' .* has no examples"),
     ("unknown evaluator", {"evals.test.name": "bleu"}, errors.ConfigError,
      r"Unknown evaluator 'bleu' \(config.evals.test.name\); known: "
-     r"\['captioning', 'classification', 'linear_probe', 'retrieval', 'vqa', 'zero_shot', "
+     r"\['captioning', 'classification', 'itm_retrieval', 'linear_probe', 'retrieval', 'vqa', 'zero_shot', "
      r"'zero_shot_classification'\]"),
     ("negative eval interval", {"evals.test.every_steps": -1}, errors.ConfigError,
      r"config.evals.test.every_steps=-1: each must be an integer ≥ 0 \(0: evaluate at the end only\)"),

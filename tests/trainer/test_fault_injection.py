@@ -30,10 +30,11 @@ FLAGS = (f"--config.total_steps={TOTAL_STEPS}", "--config.log_every_steps=4", "-
 REFERENCE_FLAGS = ("--config.checkpoint_every_steps=6", "--config.keep_checkpoints=4")
 # Killed runs keep a single checkpoint: a kill during a save must still leave the previous one.
 KILLED_FLAGS = ("--config.checkpoint_every_steps=8", "--config.keep_checkpoints=1")
-# The interruptions, in order: SIGKILL at a named point of the loop (see mmjax.trainer.faults: mid-step, during
-# an async save, between evaluators, during the final save) and SIGTERM (preemption) mid-step between checkpoints.
-# Each start resumes where the previous one left off.
-INTERRUPTIONS = ("step:3", "save:8", "eval:16", "step:13:SIGTERM", "save:24")
+# The interruptions, in order: SIGKILL at a named point of the loop (see mmjax.trainer.faults: during the first
+# async save, so no checkpoint is complete yet; between evaluators; during the final save) and SIGTERM
+# (preemption) mid-step between checkpoints. Each start resumes where the previous one left off. (A SIGKILL
+# mid-step before any save, the case the first one already covers, was dropped to keep the suite in its budget.)
+INTERRUPTIONS = ("save:8", "eval:16", "step:13:SIGTERM", "save:24")
 
 
 def _start(data_dir: str, workdir: str, *flags: str, kill_at: str | None = None) -> subprocess.Popen:
@@ -84,7 +85,7 @@ def reference(shapes_data_dir, tmp_path_factory) -> str:
 
 
 def test_interrupted_run_resumes_bitwise(shapes_data_dir, reference, tmp_path):
-  """SIGKILL mid-step, during an async save, between evaluators and during the final save, plus a SIGTERM
+  """SIGKILL during the first async save, between evaluators and during the final save, plus a SIGTERM
   between checkpoints: the restarted run ends bitwise equal to the uninterrupted one."""
   workdir = str(tmp_path / "interrupted")
   log = []
