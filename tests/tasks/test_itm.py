@@ -108,7 +108,7 @@ def _batch(texts):
 def test_loss_and_gradient_are_finite_weighted_and_reach_the_towers_only_if_asked():
   """contrastive_weight 0, itm_weight 0.5, itm_trains_towers=False: the gradient reaches the ITM part only."""
   task, params, value_and_grad = _compiled()
-  (loss, metrics), grads = value_and_grad(params, _batch(CAPTIONS), jax.random.key(1))
+  (loss, metrics), grads = value_and_grad(params, _batch(CAPTIONS), jax.random.key(1, impl="rbg"))
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves((metrics, grads)))
   assert {"loss", "contrastive_loss", "itm_loss", "itm_accuracy", "temperature"} <= set(metrics)
   assert metrics["contrastive_loss"] > 0 and metrics["itm_loss"] > 0
@@ -123,7 +123,7 @@ def test_without_negatives_the_itm_loss_is_the_positives_alone():
   the batch's negative_text joins the contrastive loss only. What remains is the B positives."""
   task, params, value_and_grad = _compiled()
   batch = _batch(CAPTIONS.at[:].set(CAPTIONS[4]))
-  (_, metrics), _ = value_and_grad(params, batch, jax.random.key(1))
+  (_, metrics), _ = value_and_grad(params, batch, jax.random.key(1, impl="rbg"))
   model = task.model
 
   def positive_logits(params):
