@@ -39,7 +39,9 @@ SWEEPS = {
                  "eval/test/shuffled/image/cider_d"],
         metric_names={**_METRICS["metric_names"], "eval/test/exact_match": "Exact match (test)",
                       "eval/test/zeroed/image/cider_d": "CIDEr-D, image zeroed",
-                      "eval/test/shuffled/image/cider_d": "CIDEr-D, image shuffled"}),
+                      "eval/test/shuffled/image/cider_d": "CIDEr-D, image shuffled"},
+        # Bold marks the model that needs the image most: the lowest CIDEr-D without it.
+        lower_is_better=["eval/test/zeroed/image/cider_d", "eval/test/shuffled/image/cider_d"]),
 }
 
 

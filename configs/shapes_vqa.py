@@ -37,6 +37,8 @@ _ABLATION_METRICS = dict(
                   "eval/test/accuracy/relation": "Relation (test)",
                   "eval/test/zeroed/image/accuracy": "Image zeroed (test)",
                   "eval/test/zeroed/question/accuracy": "Question zeroed (test)"},
+    # Bold marks the model that needs a modality most: the lowest accuracy once it is zeroed.
+    lower_is_better=["eval/test/zeroed/image/accuracy", "eval/test/zeroed/question/accuracy"],
     columns="head")
 SWEEPS = {
     # python -m experiments.ablate --config=configs/shapes_vqa.py --sweep=head --workdir=runs/ablate_head

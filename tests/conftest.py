@@ -50,6 +50,17 @@ jax.monitoring.register_event_listener(_count_cache_event)
 jax.monitoring.register_event_duration_secs_listener(_count_time_saved)
 
 
+@pytest.hookimpl(tryfirst=True)  # Before xdist's own hook, which turns the marks into scheduling groups.
+def pytest_collection_modifyitems(config, items):
+  """Keeps each test file on one xdist worker (as `--dist loadfile` would) unless its tests name a group: a
+  module's fixtures and cached compiles are then built once, not once per worker (the two workers used to
+  compile the same module-scoped models twice)."""
+  del config
+  for item in items:
+    if not any(item.iter_markers("xdist_group")):
+      item.add_marker(pytest.mark.xdist_group(item.nodeid.partition("::")[0]))
+
+
 def pytest_sessionfinish(session):
   if hasattr(session.config, "workeroutput"):  # An xdist worker: hand the counts to the controller.
     session.config.workeroutput["compilation_cache"] = dict(_cache_counts)

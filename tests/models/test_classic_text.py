@@ -18,9 +18,10 @@ BLOCKS = {"lstm": dict(name="lstm", vocab_size=12, width=8),
 
 
 def _apply(block, tokens):
+  """(params, the encoder's output on `tokens`), jitted: op by op, every op would compile on its own."""
   encoder = build_encoder("text", block)
-  params = nn.unbox(encoder.init(jax.random.PRNGKey(0), jnp.asarray(TOKENS)))["params"]
-  return params, encoder.apply({"params": params}, jnp.asarray(tokens))
+  params = nn.unbox(jax.jit(encoder.init)(jax.random.PRNGKey(0), jnp.asarray(TOKENS)))["params"]
+  return params, jax.jit(encoder.apply)({"params": params}, jnp.asarray(tokens))
 
 
 @pytest.mark.parametrize("key", sorted(BLOCKS))
@@ -33,7 +34,7 @@ def test_interface_and_padding_change_nothing(key):
   # More padding, or none, gives the same valid tokens and pooled vector.
   encoder = build_encoder("text", BLOCKS[key])
   for tokens in (np.pad(TOKENS, ((0, 0), (0, 3))), TOKENS[:1, :3]):
-    other_pooled, other_aux = encoder.apply({"params": params}, jnp.asarray(tokens))
+    other_pooled, other_aux = jax.jit(encoder.apply)({"params": params}, jnp.asarray(tokens))
     rows = len(tokens)
     np.testing.assert_allclose(other_pooled, pooled[:rows], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(other_aux["tokens"][:, :3], aux["tokens"][:rows, :3], rtol=1e-5, atol=1e-6)

@@ -68,15 +68,15 @@ def test_cached_decoding_equals_full_recompute(params_and_batch, length, method)
 
 def test_beam_of_one_is_greedy(params_and_batch):
   params, batch = params_and_batch
-  greedy = _task("greedy", True).generate(params, batch, 10)
-  beam = _task("beam", True, beam_size=1).generate(params, batch, 10)
+  greedy = jax.jit(lambda p, b: _task("greedy", True).generate(p, b, 10))(params, batch)
+  beam = jax.jit(lambda p, b: _task("beam", True, beam_size=1).generate(p, b, 10))(params, batch)
   np.testing.assert_array_equal(greedy, beam)
 
 
 def test_generate_uses_the_target_length(params_and_batch):
   params, batch = params_and_batch
-  assert _task("greedy", True).predict_fns()["generate"](params, batch).shape == (4, 10)
-  assert _task("greedy", True, max_len=3).predict_fns()["generate"](params, batch).shape == (4, 3)
+  assert jax.eval_shape(_task("greedy", True).predict_fns()["generate"], params, batch).shape == (4, 10)
+  assert jax.eval_shape(_task("greedy", True, max_len=3).predict_fns()["generate"], params, batch).shape == (4, 3)
 
 
 def test_sampling_never_picks_an_id_beyond_the_tokenizer(params_and_batch):
