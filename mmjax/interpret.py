@@ -36,6 +36,8 @@ from mmjax.tasks.generation import GenerationTask, shift_right
 
 _SOWN = "attention_weights"
 DECODER_CROSS_ATTENTION = "text_decoder/blocks_{}/cross_attn"
+# The LSTM decoder attends once per position, from the decoder module itself.
+LSTM_DECODER_ATTENTION = "text_decoder"
 VIT_SELF_ATTENTION = "image_encoder/encoder/block_{}/attn"
 
 
@@ -157,12 +159,15 @@ def image_patch_grid(model: nn.Module, params: Any, image: jax.Array) -> tuple[t
 def _generate_and_attend(task: GenerationTask, params: Any, batch: dict[str, jax.Array]):
   tokens = task.predict_fns()["generate"](params, batch)
   _, weights = attention_weights(task.model, params, None, task.inputs(batch), shift_right(tokens, task.bos_id))
-  return tokens, jnp.stack([w.mean(1) for w in layer_stack(weights, DECODER_CROSS_ATTENTION)], 1)
+  layers = ([weights[LSTM_DECODER_ATTENTION]] if LSTM_DECODER_ATTENTION in weights
+            else layer_stack(weights, DECODER_CROSS_ATTENTION))
+  return tokens, jnp.stack([w.mean(1) for w in layers], 1)
 
 
 def caption_attention(task: GenerationTask, params: Any, batch: Mapping[str, Any]) -> CaptionAttention:
   """Decodes `batch` as the task's evaluation does (config.decode: greedy by default), then feeds the generated
-  tokens back by teacher forcing to read the decoder's cross-attention (DECODER_CROSS_ATTENTION) at each
+  tokens back by teacher forcing to read the decoder's cross-attention (DECODER_CROSS_ATTENTION, or the LSTM
+  decoder's one attention per position: a single "layer" with one head) at each
   position: the numbers the cached decoding steps attend with (tests/test_interpret.py), without sowing inside
   the decoding loop. Position t's query is the token before y_t, so its map is what the decoder looked at to choose
   y_t. `batch` has the task's fields (its target only sets the length). Call it in the run's context

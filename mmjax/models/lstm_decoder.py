@@ -96,6 +96,8 @@ class LSTMDecoder(AutoregressiveDecoder):
     # Zeroing the masked weights leaves a row with no valid encoded token a zero context (not NaN, not a mean of
     # padding).
     weights = jax.nn.softmax(scores, axis=-1) * mask
+    # As mmjax.nn.MultiHeadAttention does (one head, f32[B, 1, L, N]): kept only under mutable=["intermediates"].
+    self.sow("intermediates", "attention_weights", weights[:, None])
     context = jnp.einsum("bln,bnd->bld", weights.astype(self.dtype), encoded.astype(self.dtype))
     x = jnp.tanh(self.combine(jnp.concatenate([hidden, context], axis=-1)))
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))

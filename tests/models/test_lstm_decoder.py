@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import common, shapes_caption
-from mmjax import errors, models, tasks
+from mmjax import errors, interpret, models, tasks
 from mmjax.data.tokenizer import WordTokenizer
 from mmjax.models import LSTMDecoder
 
@@ -120,6 +120,16 @@ def test_one_sgd_step_on_the_task_loss_lowers_it_and_reaches_every_weight(params
   (stepped_loss, _), _ = loss_and_grad(jax.tree.map(lambda p, g: p - 0.5 * g, params, grads), batch,
                                        jax.random.PRNGKey(0))
   assert float(stepped_loss) < float(loss)
+
+
+def test_caption_attention_reads_the_lstms_attention_over_the_image_patches(params_and_batch):
+  """mmjax.interpret on the LSTM captioner: one layer of one head, at each generated position a distribution over
+  the image's tokens (its CLS and 2 × 2 patches), the patches laid out on their grid."""
+  params, batch = params_and_batch
+  found = interpret.caption_attention(_task(), params, batch)
+  assert found.layers.shape == (4, 1, 10, 5) and found.grid == (2, 2) and found.patches.shape == (4, 10, 2, 2)
+  np.testing.assert_allclose(found.layers.sum(-1), 1.0, rtol=1e-5)
+  assert found.layers.std(-1).min() > 0  # Not uniform: the scores depend on the patches.
 
 
 def test_an_unknown_decoder_name_is_a_one_line_config_error(params_and_batch):
