@@ -25,12 +25,15 @@ def test_loss_accuracy_and_predictions_agree_with_the_logits():
            "question": jnp.array([[5, 6, 3, 0], [7, 3, 0, 0], [9, 10, 11, 3], [4, 3, 0, 0]]),
            "answer_id": jnp.array([0, 1, 2, 3])}
   params = jax.jit(task.init)(jax.random.PRNGKey(0), batch)["params"]
-  # Jitted: op-by-op, the ViT and the fusion would compile each of their hundreds of ops on their own.
-  logits, _ = jax.jit(model.apply)({"params": params}, {"image": batch["image"], "text": batch["question"]})
-  loss, metrics = jax.jit(task.loss_fn)(params, batch, jax.random.PRNGKey(1))
+
+  @jax.jit  # One program: op by op, the ViT and the fusion would compile each of their hundreds of ops alone.
+  def outputs(params, batch):
+    logits, _ = model.apply({"params": params}, {"image": batch["image"], "text": batch["question"]})
+    return logits, task.loss_fn(params, batch, jax.random.PRNGKey(1)), task.predict_fns()["classify"](params, batch)
+
+  logits, (loss, metrics), predicted = outputs(params, batch)
   assert float(loss) == pytest.approx(float(optax.softmax_cross_entropy_with_integer_labels(
       logits, batch["answer_id"]).mean()), rel=1e-6)
-  predicted = jax.jit(task.predict_fns()["classify"])(params, batch)
   np.testing.assert_array_equal(predicted, logits.argmax(-1))
   assert float(metrics["accuracy"]) == pytest.approx(float((predicted == batch["answer_id"]).mean()))
 
