@@ -54,11 +54,14 @@ jax.monitoring.register_event_duration_secs_listener(_count_time_saved)
 def pytest_collection_modifyitems(config, items):
   """Keeps each test file on one xdist worker (as `--dist loadfile` would) unless its tests name a group: a
   module's fixtures and cached compiles are then built once, not once per worker (the two workers used to
-  compile the same module-scoped models twice)."""
+  compile the same module-scoped models twice). Starts the slow tests first."""
   del config
   for item in items:
     if not any(item.iter_markers("xdist_group")):
       item.add_marker(pytest.mark.xdist_group(item.nodeid.partition("::")[0]))
+  # The slow groups first (xdist hands out groups in collection order): the short ones then fill in around
+  # them, instead of one long group running alone at the end while the other worker idles.
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def pytest_sessionfinish(session):

@@ -12,7 +12,7 @@ from mmjax.parallel import sharding
 from mmjax.tasks import accumulation
 from tests.helpers import smoke_config
 
-pytestmark = pytest.mark.xdist_group("accumulation")  # One worker: full-batch results are shared.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("accumulation")]  # One worker: full-batch results shared.
 
 BATCH, STEPS = 32, 4
 CASES = {
