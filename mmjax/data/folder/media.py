@@ -14,7 +14,6 @@ import math
 import numpy as np
 import soundfile
 from PIL import Image, ImageOps, UnidentifiedImageError
-from scipy import signal
 
 from mmjax.data import photos
 
@@ -66,6 +65,8 @@ def load_audio(path: str, sample_rate: int) -> np.ndarray:
     raise MediaError(f"audio {path} has no samples")
   mono = samples.mean(axis=1)
   if rate != sample_rate:
+    from scipy import signal  # Here, not at the top: it takes ~1 s to import, in every process that reads data.
+
     divisor = math.gcd(rate, sample_rate)
     mono = signal.resample_poly(mono, sample_rate // divisor, rate // divisor)
   return np.clip(mono, -1.0, 1.0).astype(np.float32)
