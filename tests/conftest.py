@@ -1,6 +1,7 @@
 """Test setup: 8 fake CPU devices (before jax initialises) and a small Shapes dataset.
 
-Every test sees 8 CPU devices; single-device code paths build a 1-device mesh.
+Every test sees 8 CPU devices (single-device code paths build a 1-device mesh); the scripts tests start see
+helpers.SCRIPT_DEVICES unless a test asks otherwise.
 The small Shapes variant is generated once per session into a temporary directory, and
 the contrastive smoke run that several tests read (and fine-tune from) is trained once, as are the caption and
 VQA smoke runs.
@@ -8,12 +9,9 @@ VQA smoke runs.
 import os
 import tempfile
 
-# XLA's backend optimisation level 0 in every test process (and the scripts they start): the same programs,
-# compiled in about 60% of the time (measured on the accumulation, composed-model and precision tests: 137 s →
-# 83 s). The tests' models are tiny, so running them unoptimised costs less than compiling them optimised.
-TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
-os.environ["XLA_FLAGS"] = " ".join(
-    [os.environ.get("XLA_FLAGS", ""), TEST_XLA_FLAGS, "--xla_force_host_platform_device_count=8"]).strip()
+from tests import helpers  # Reads XLA_FLAGS as the user set them.
+
+os.environ["XLA_FLAGS"] = helpers.xla_flags(8)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # One persistent compilation cache for every test process (xdist workers and the scripts tests
 # launch): a program compiled once, such as the smoke train step that many tests and training
@@ -25,6 +23,10 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 * 1024**3))  # Byt
 import collections  # noqa: E402
 
 import jax  # noqa: E402
+
+jax.devices()  # Starts the backend, which reads XLA_FLAGS once: 8 devices here; then the scripts' flags.
+os.environ["XLA_FLAGS"] = helpers.xla_flags()
+
 import pytest  # noqa: E402
 from absl import flags  # noqa: E402
 
@@ -140,13 +142,13 @@ def _task_smoke_config(module, data_dir: str, **overrides):
 @pytest.fixture(scope="session")
 def caption_smoke_run(clip_smoke_run, shapes_data_dir, tmp_path_factory) -> tuple:
   """(config, workdir, final metrics) of `configs/shapes_caption.py:smoke` fine-tuned in-process for 40 steps from
-  the contrastive smoke run, its image tower frozen."""
+  the contrastive smoke run, its image tower frozen; on as many devices as that run (helpers.SCRIPT_DEVICES)."""
   from configs import shapes_caption
   from mmjax import trainer
 
   config = _task_smoke_config(shapes_caption, shapes_data_dir, init_from=clip_smoke_run[0], freeze="image")
   workdir = str(tmp_path_factory.mktemp("caption_smoke"))
-  return config, workdir, trainer.train(config, workdir)
+  return config, workdir, trainer.train(config, workdir, devices=jax.devices()[:helpers.SCRIPT_DEVICES])
 
 
 @pytest.fixture(scope="session")
@@ -170,4 +172,4 @@ def vqa_smoke_run(shapes_data_dir, tmp_path_factory) -> tuple:
     predict_fns = tasks.GenerationTask.predict_fns
     monkeypatch.setattr(tasks.GenerationTask, "predict_fns",
                         lambda self: {k: chex.assert_max_traces(fn, n=1) for k, fn in predict_fns(self).items()})
-    return config, workdir, trainer.train(config, workdir)
+    return config, workdir, trainer.train(config, workdir, devices=jax.devices()[:helpers.SCRIPT_DEVICES])

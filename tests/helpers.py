@@ -9,6 +9,21 @@ import sys
 import ml_collections
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The XLA flags of every test process, whatever the device count: the user's own, and XLA's backend optimisation
+# level 0 (the same programs compiled in about 60% of the time, measured on the accumulation, composed-model and
+# precision tests: 137 s → 83 s; the tests' models are tiny, so running them unoptimised costs less than
+# compiling them optimised).
+BASE_XLA_FLAGS = " ".join([os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0"]).strip()
+# The pytest processes see 8 fake CPU devices; the scripts they start 2 (SCRIPT_DEVICES, in their environment),
+# unless a test asks otherwise: a batch split over 2 devices is still sharded, and a step runs ~1.8× faster than
+# over 8 fake devices on this 2-core machine (the smoke model: ~5.3 vs ~2.9 steps/s).
+SCRIPT_DEVICES = 2
+
+
+def xla_flags(device_count: int = SCRIPT_DEVICES) -> str:
+  """XLA_FLAGS for a process with `device_count` fake CPU devices (1: none faked, as on a laptop)."""
+  return " ".join([BASE_XLA_FLAGS, f"--xla_force_host_platform_device_count={device_count}"] if device_count > 1
+                  else [BASE_XLA_FLAGS])
 
 
 def smoke_config(data_dir: str, module=None, arg: str = "smoke", **overrides) -> ml_collections.ConfigDict:

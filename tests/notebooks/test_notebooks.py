@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.helpers import REPO
+from tests.helpers import REPO, xla_flags
 
 NOTEBOOKS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(REPO, "notebooks", "*.ipynb")))
 pytestmark = pytest.mark.slow
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 def _run(name: str, monkeypatch) -> list:
   """The notebook's outputs, after checking it raised nothing and did not flood its output (a progress bar or
   the logs would). The kernel inherits this environment, on one CPU device as on a user's laptop."""
-  monkeypatch.setenv("XLA_FLAGS", os.environ["XLA_FLAGS"].replace("--xla_force_host_platform_device_count=8", ""))
+  monkeypatch.setenv("XLA_FLAGS", xla_flags(1))
   path = os.path.join(REPO, "notebooks", name)
   notebook = nbformat.read(path, as_version=4)
   NotebookClient(notebook, timeout=300, kernel_name="python3",

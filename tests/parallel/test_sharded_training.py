@@ -1,4 +1,4 @@
-"""Sharded training equals one device, on every mesh layout, and 2 processes × 4 devices (joined
+"""Sharded training (data, fsdp and model axes at once) equals one device, and 2 processes × 4 devices (joined
 through jax.distributed) equal 1 process × 8 devices. (Resume: test_fault_injection.py; bad
 configs: test_bad_inputs.py.)
 
@@ -18,7 +18,7 @@ from jax.sharding import PartitionSpec as P
 
 from mmjax import trainer
 from mmjax.parallel import sharding
-from tests.helpers import REPO, read_metrics, smoke_config
+from tests.helpers import REPO, read_metrics, smoke_config, xla_flags
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sharding")]
 
@@ -43,15 +43,14 @@ def _train_losses(data_dir: str, workdir_root, mesh: dict) -> np.ndarray:
   return _losses_by_mesh[key]
 
 
-# ZeRO-3 over 4 devices, and all three axes at once (tensor parallelism is tested inside the mixed mesh, which
-# the two-process run also uses).
-@pytest.mark.parametrize("mesh", [{"data": 2, "fsdp": 4, "model": 1}, MIXED], ids=["data_fsdp", "mixed"])
-def test_sharded_training_equals_one_device(shapes_data_dir, tmp_path_factory, mesh):
+def test_sharded_training_equals_one_device(shapes_data_dir, tmp_path_factory):
+  """All three axes at once, the mesh the two-process run also uses: data parallelism, ZeRO-3 (weights and Adam
+  moments split over `fsdp`) and tensor parallelism."""
   assert jax.device_count() == 8
   reference = _train_losses(shapes_data_dir, tmp_path_factory, ONE_DEVICE)
-  losses = _train_losses(shapes_data_dir, tmp_path_factory, mesh)
+  losses = _train_losses(shapes_data_dir, tmp_path_factory, MIXED)
   relative = np.abs(losses - reference) / np.abs(reference)
-  print(f"mesh {mesh}: max relative loss difference over {len(losses)} steps vs 1 device: {relative.max():.2e}")
+  print(f"mesh {MIXED}: max relative loss difference over {len(losses)} steps vs 1 device: {relative.max():.2e}")
   assert len(losses) == OVERRIDES["total_steps"]
   np.testing.assert_allclose(losses, reference, rtol=1e-4)
   assert reference[-1] < reference[0]
@@ -77,7 +76,7 @@ def test_two_processes_train_like_one(shapes_data_dir, tmp_path, tmp_path_factor
            "--verbosity=0"]
   overrides = {**OVERRIDES, **{f"mesh.{axis}": size for axis, size in MIXED.items()}}
   flags += [f"--config.{key}={value}" for key, value in overrides.items()]
-  env = dict(os.environ, XLA_FLAGS=os.environ["XLA_FLAGS"].replace("device_count=8", "device_count=4"))
+  env = dict(os.environ, XLA_FLAGS=xla_flags(4))
   processes = [subprocess.Popen([sys.executable, "-m", "experiments.train", *flags, f"--process_id={index}"],
                                 cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                for index in range(2)]
