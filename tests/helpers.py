@@ -42,6 +42,20 @@ def smoke_config(data_dir: str, module=None, arg: str = "smoke", **overrides) ->
   return config
 
 
+def image_caption_task(model: ml_collections.ConfigDict, tokenizer, method: str = "greedy", kv_cache: bool = True,
+                       **decode):
+  """The generation task over `model` (images → text), decoding with `method` and `decode` overrides of
+  configs.common.decode() (length penalty 0, so beam search with beam 1 is greedy)."""
+  from configs import common
+  from mmjax import models, tasks
+
+  decode_config = common.decode()
+  decode_config.update(method=method, kv_cache=kv_cache, length_penalty=0.0, **decode)
+  config = ml_collections.ConfigDict(dict(
+      model=model, task=dict(name="generation", inputs={"image": "image"}, target="text"), decode=decode_config))
+  return tasks.build(config, models.build(config.model), tokenizer)
+
+
 def read_metrics(workdir: str) -> list[dict]:
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     return [json.loads(line) for line in f]

@@ -8,10 +8,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import common, shapes_caption
+from configs import shapes_caption
 from mmjax import errors, interpret, models, tasks
 from mmjax.data.tokenizer import WordTokenizer
 from mmjax.models import LSTMDecoder
+from tests.helpers import image_caption_task
 
 DECODER = dict(vocab_size=24, width=32, depth=2, mlp_dim=16, max_len=10)
 ENCODED_LENGTHS = (5, 2, 0)  # Row 1 has padding; row 2 has no valid encoded token at all.
@@ -83,11 +84,7 @@ MODEL = ml_collections.ConfigDict(dict(
 
 
 def _task(method: str = "greedy", kv_cache: bool = True, model: ml_collections.ConfigDict = MODEL, **decode):
-  decode_config = common.decode()
-  decode_config.update(method=method, kv_cache=kv_cache, length_penalty=0.0, **decode)
-  config = ml_collections.ConfigDict(dict(
-      model=model, task=dict(name="generation", inputs={"image": "image"}, target="text"), decode=decode_config))
-  return tasks.build(config, models.build(config.model), TOKENIZER)
+  return image_caption_task(model, TOKENIZER, method, kv_cache, **decode)
 
 
 @pytest.fixture(scope="module")

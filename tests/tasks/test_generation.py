@@ -5,9 +5,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import common
-from mmjax import models, tasks
+from mmjax import tasks
 from mmjax.data.tokenizer import WordTokenizer
+from tests.helpers import image_caption_task
 
 TOKENIZER = WordTokenizer(["w%d" % i for i in range(20)])
 # A decoder table wider than the tokenizer's vocabulary, as configs round it up: decoding must not pick the
@@ -37,11 +37,7 @@ def test_sequence_loss_counts_every_valid_token_once():
 
 
 def _task(method: str, kv_cache: bool, **decode):
-  decode_config = common.decode()
-  decode_config.update(method=method, kv_cache=kv_cache, length_penalty=0.0, **decode)
-  config = ml_collections.ConfigDict(dict(
-      model=MODEL, task=dict(name="generation", inputs={"image": "image"}, target="text"), decode=decode_config))
-  return tasks.build(config, models.build(config.model), TOKENIZER)
+  return image_caption_task(MODEL, TOKENIZER, method, kv_cache, **decode)
 
 
 @pytest.fixture(scope="module")
