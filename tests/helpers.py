@@ -9,15 +9,15 @@ import sys
 import ml_collections
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The XLA flags of every test process, whatever the device count: the user's own, then three that make XLA:CPU
-# compile faster. Most of the suite's time is compiling (in the pytest processes: 414 s of backend compiles,
-# 133 s of tracing in 1,129 s of tests), and its models are tiny, so running them less optimised costs less than
-# compiling them optimised. LLVM's backend optimisation level 0: the same programs compiled in about 60% of the
-# time (the accumulation, composed-model and precision tests: 137 s → 83 s). XLA:CPU's older loop emitters instead
-# of its MLIR fusion emitters, and one LLVM module per program instead of several compiled in parallel (which
-# 2 cores cannot use): the accumulation and composed-model tests without a compilation cache in 47 s of CPU
-# instead of 89 s, and the smoke train step as fast as before (~7.7 steps/s on 2 devices). Not for real runs: at
-# XLA's default optimisation level the last two made the bench step compile in 17.6 s instead of 7.1 s.
+# The XLA flags of every test process, whatever the device count: the user's own, then three that make XLA:CPU compile
+# faster. About half the suite's time was compiling (in the pytest processes: 414 s of backend compiles and 133 s of
+# tracing in 1,129 s of tests), and its models are tiny, so running them less optimised costs less than compiling them
+# optimised. LLVM's backend optimisation level 0: the same programs compiled in about 60% of the time (the
+# accumulation, composed-model and precision tests: 137 s → 83 s). XLA:CPU's older loop emitters instead of its MLIR
+# fusion emitters, and one LLVM module per program instead of several compiled in parallel (which 2 cores cannot use):
+# the accumulation and composed-model tests without a compilation cache in 47 s of CPU instead of 89 s, and the smoke
+# train step as fast as before (~7.7 steps/s on 2 devices). Not for real runs: at XLA's default optimisation level the
+# last two made the bench step compile in 17.6 s instead of 7.1 s.
 BASE_XLA_FLAGS = " ".join([os.environ.get("XLA_FLAGS", ""), "--xla_backend_optimization_level=0",
                            "--xla_cpu_use_fusion_emitters=false", "--xla_cpu_parallel_codegen_split_count=1"]).strip()
 # The pytest processes see 8 fake CPU devices; the scripts they start 2 (SCRIPT_DEVICES, in their environment),
