@@ -1,4 +1,6 @@
 """The optax optimizer built from `config.optim`: gradient clipping, AdamW, warmup + cosine decay."""
+import functools
+
 import jax
 import ml_collections
 import optax
@@ -28,6 +30,28 @@ def check_optim_config(optim_config: ml_collections.ConfigDict) -> None:
     raise errors.ConfigError("; ".join(f"config.optim.{p}" for p in problems) + ".")
 
 
+_REST = "(the rest)"  # The label of parameters in no clip group.
+
+
+def clip_gradients(max_norm: float, groups: tuple[str, ...] = ()) -> optax.GradientTransformation:
+  """Clipping by global norm, computed over all gradients, or, with `groups` (prefixes of top-level parameter
+  names), over each group on its own and the remaining parameters together.
+
+  Why groups: one global norm couples every part of the model. A head trained on detached features (e.g. the
+  ITM head with `itm_trains_towers=False`, group "itm_") would otherwise shrink the towers' updates whenever its
+  gradient is large, changing how the towers learn although no gradient of its loss reaches them.
+  """
+  if not groups:
+    return optax.clip_by_global_norm(max_norm)
+
+  def labels(params):
+    def group(name: str) -> str:
+      return next((prefix for prefix in groups if name.startswith(prefix)), _REST)
+    return {name: jax.tree.map(functools.partial(lambda label, _: label, group(name)), subtree)
+            for name, subtree in params.items()}
+  return optax.multi_transform({label: optax.clip_by_global_norm(max_norm) for label in (_REST, *groups)}, labels)
+
+
 def make_schedule(optim_config: ml_collections.ConfigDict, total_steps: int) -> optax.Schedule:
   warmup = optim_config.warmup_steps
   if warmup >= total_steps:
@@ -39,13 +63,14 @@ def make_schedule(optim_config: ml_collections.ConfigDict, total_steps: int) -> 
 
 def make_optimizer(optim_config: ml_collections.ConfigDict,
                    total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """Gradient clipping → AdamW with warmup + cosine schedule and a decay mask. (Frozen towers are
+  """Gradient clipping (`grad_clip_norm`; per group with the optional `grad_clip_groups`: clip_gradients) →
+  AdamW with warmup + cosine schedule and a decay mask. (Frozen towers are
   mmjax.trainer.finetune's: it wraps this optimizer.)"""
   check_optim_config(optim_config)
   schedule = make_schedule(optim_config, total_steps)
   parts = []
   if optim_config.grad_clip_norm:
-    parts.append(optax.clip_by_global_norm(optim_config.grad_clip_norm))
+    parts.append(clip_gradients(optim_config.grad_clip_norm, tuple(optim_config.get("grad_clip_groups") or ())))
   parts.append(optax.adamw(schedule, b1=optim_config.b1, b2=optim_config.b2,
                            weight_decay=optim_config.weight_decay, mask=decay_mask))
   return optax.chain(*parts), schedule

@@ -171,3 +171,29 @@ def test_the_itm_config_builds_the_task_and_its_evaluators():
     assert type(task) is task_type and {config.evals.test.name, config.evals.heldout.name} == {eval_name}
     assert sorted(k for k in params if k.startswith("itm_")) == (
         ["itm_fusion", "itm_head", "itm_image_proj", "itm_text_proj"] if task_type is tasks.ContrastiveItmTask else [])
+
+
+def test_detached_itm_with_its_own_clip_group_leaves_the_towers_gradient_that_of_contrastive_only():
+  """configs/shapes_clip.py:itm=true's setting: the ITM loss stops at the towers' tokens and the ITM head is
+  clipped on its own norm, so the towers get exactly the clipped gradient of contrastive-only training (the
+  paired comparison of re-ranking rests on it). With one global norm, the head's gradient would shrink it."""
+  from mmjax.trainer import optimizer
+
+  base, params, _ = _compiled()
+  itm_task = tasks.ContrastiveItmTask(ml_collections.ConfigDict(dict(
+      loss="softmax", contrastive_weight=1.0, itm_weight=100.0, itm_trains_towers=False)), base.model)
+  plain_task = tasks.ContrastiveTask(ml_collections.ConfigDict(dict(loss="softmax")), base.model.clone(itm=None))
+  plain_params = {name: value for name, value in params.items() if not name.startswith("itm_")}
+  batch, rng = _batch(CAPTIONS), jax.random.key(1, impl="rbg")
+
+  def towers_clipped(task, params, groups):
+    _, grads = task.value_and_grad(params, batch, rng)
+    clip = optimizer.clip_gradients(1e-3, groups)  # A tiny norm: clipping is active, so its coupling would show.
+    clipped, _ = clip.update(grads, clip.init(params))
+    return {name: value for name, value in clipped.items() if not name.startswith("itm_")}
+
+  clipped = jax.jit(towers_clipped, static_argnums=(0, 2))
+  expected, grouped = clipped(plain_task, plain_params, ()), clipped(itm_task, params, ("itm_",))
+  for got, want in zip(jax.tree.leaves(grouped), jax.tree.leaves(expected)):
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-12)
+  assert optax.global_norm(clipped(itm_task, params, ())) < 0.9 * optax.global_norm(expected)
