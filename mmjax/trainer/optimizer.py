@@ -26,6 +26,9 @@ def check_optim_config(optim_config: ml_collections.ConfigDict) -> None:
       ("grad_clip_norm", c.grad_clip_norm, c.grad_clip_norm is None or c.grad_clip_norm >= 0,
        "≥ 0 (0 or None: no clipping)"),
   ) if not ok]
+  groups = c.get("grad_clip_groups")
+  if groups and (isinstance(groups, str) or not all(isinstance(g, str) and g for g in groups)):
+    problems.append(f"grad_clip_groups must be a tuple of parameter-name prefixes, e.g. ('itm_',); got {groups!r}")
   if problems:
     raise errors.ConfigError("; ".join(f"config.optim.{p}" for p in problems) + ".")
 
@@ -45,6 +48,11 @@ def clip_gradients(max_norm: float, groups: tuple[str, ...] = ()) -> optax.Gradi
     return optax.clip_by_global_norm(max_norm)
 
   def labels(params):
+    unmatched = [prefix for prefix in groups if not any(name.startswith(prefix) for name in params)]
+    if unmatched:
+      raise errors.ConfigError(f"config.optim.grad_clip_groups {unmatched} match no parameter of this model; its "
+                               f"top-level parameters: {sorted(params)}.")
+
     def group(name: str) -> str:
       return next((prefix for prefix in groups if name.startswith(prefix)), _REST)
     return {name: jax.tree.map(functools.partial(lambda label, _: label, group(name)), subtree)

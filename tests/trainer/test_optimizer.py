@@ -1,8 +1,11 @@
 """Gradient clipping by group: a large gradient in one group leaves the other groups' clipping unchanged."""
 import jax.numpy as jnp
-import optax
 import numpy as np
+import optax
+import pytest
 
+from configs import common
+from mmjax import errors
 from mmjax.trainer import optimizer
 
 
@@ -26,10 +29,15 @@ def test_without_groups_one_global_norm_scales_everything():
 
 
 def test_the_optimizer_clips_by_the_configs_groups():
-  from configs import common
-
   params = {"tower": {"kernel": jnp.ones((2, 2))}, "itm_head": {"kernel": jnp.ones((2,))}}
   for groups, state_type in (((), optax.EmptyState), (("itm_",), optax.MultiTransformState)):
     config = common.optim(lr=1e-3, warmup_steps=1, weight_decay=0.0, grad_clip_groups=groups)
     state = optimizer.make_optimizer(config, total_steps=10)[0].init(params)
     assert isinstance(state[0], state_type)
+
+
+def test_bad_clip_groups_are_named():
+  with pytest.raises(errors.ConfigError, match=r"grad_clip_groups must be a tuple of parameter-name prefixes"):
+    optimizer.check_optim_config(common.optim(lr=1e-3, warmup_steps=1, weight_decay=0.0, grad_clip_groups="itm_"))
+  with pytest.raises(errors.ConfigError, match=r"grad_clip_groups \['head_'\] match no parameter .* \['tower'\]"):
+    optimizer.clip_gradients(1.0, ("head_",)).init({"tower": jnp.ones(2)})
