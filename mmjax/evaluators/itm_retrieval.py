@@ -58,7 +58,7 @@ class ItmRetrievalEvaluator(RetrievalEvaluator):
   `contrastive_log_prob`): the two models' evidence added, untuned, as BLIP adds the similarity to the ITM score.
   On Shapes (configs/shapes_clip.py:itm=true, seeds 0–2) the joint score raised the run's own contrastive R@1
   in 11 of the 12 split × direction figures (by up to 0.0195), while the ITM logit alone lowered it in all 12 (by
-  0.04–0.08): the ITM head errs on other pairs than the embedding does, and not fewer.
+  0.035–0.078): the ITM head errs on other pairs than the embedding does, and not fewer.
 
   The towers' tokens of the whole split are held on the host (every process holds all of them, as the
   predict functions' outputs are replicated), and pairs are scored in fixed-shape batches of query/candidate

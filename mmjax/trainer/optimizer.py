@@ -1,6 +1,4 @@
 """The optax optimizer built from `config.optim`: gradient clipping, AdamW, warmup + cosine decay."""
-import functools
-
 import jax
 import ml_collections
 import optax
@@ -53,10 +51,10 @@ def clip_gradients(max_norm: float, groups: tuple[str, ...] = ()) -> optax.Gradi
       raise errors.ConfigError(f"config.optim.grad_clip_groups {unmatched} match no parameter of this model; its "
                                f"top-level parameters: {sorted(params)}.")
 
-    def group(name: str) -> str:
-      return next((prefix for prefix in groups if name.startswith(prefix)), _REST)
-    return {name: jax.tree.map(functools.partial(lambda label, _: label, group(name)), subtree)
-            for name, subtree in params.items()}
+    def label_tree(name: str, subtree):  # Every leaf under `name`: its group's label.
+      label = next((prefix for prefix in groups if name.startswith(prefix)), _REST)
+      return jax.tree.map(lambda _: label, subtree)
+    return {name: label_tree(name, subtree) for name, subtree in params.items()}
   return optax.multi_transform({label: optax.clip_by_global_norm(max_norm) for label in (_REST, *groups)}, labels)
 
 
