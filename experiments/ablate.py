@@ -22,8 +22,10 @@ A point's keys without a dot are get_config args (merged into those of `--config
 keys are config overrides (`"optim.lr": 3e-4`); see mmjax.ablation.Sweep. Every point is trained with
 seeds seed_offset .. seed_offset+seeds-1, each run by `python -m experiments.train` in
 `<workdir>/runs/<run_id>`, its result read from the `final_metrics.json` the run writes when it completes.
-The workdir gets `results.csv` (one row per run: its point, seed, status, error, wall seconds, final step
-and final metrics), `table.md`, `table.tex` and `plot.png` (mean ± std per cell).
+The workdir gets `results.csv` (one row per run: its point, seed, status, error, wall seconds, final step,
+the commit, date and machine it ran on (mmjax.provenance), and its final metrics), `table.md`, `table.tex` and
+`plot.png` (mean ± std per cell); `ablate.json` records the settings and every command line run in it.
+`python -m experiments.report --sweep_dir=<workdir> --name=<experiment>` publishes the results into the repo.
 Rerunning the same command skips finished runs and retries failed ones (`--noretry_failed` keeps
 them); several processes may work on one workdir at once. Exits 1 if any run of the sweep failed.
 """
@@ -31,7 +33,7 @@ import sys
 
 from absl import app, flags
 
-from mmjax import ablation, errors
+from mmjax import ablation, errors, provenance
 
 _CONFIG = flags.DEFINE_string("config", None, "Config file[:args] with a SWEEPS dict; the args are merged with "
                               "each point's get_config args (the point's value wins).")
@@ -60,7 +62,9 @@ def main(argv):
     else:
       try:
         rows = ablation.run_sweep(sweep, _CONFIG.value, _WORKDIR.value, seeds,
-                                  ablation.parse_overrides(_OVERRIDE.value), retry_failed=_RETRY_FAILED.value)
+                                  ablation.parse_overrides(_OVERRIDE.value), retry_failed=_RETRY_FAILED.value,
+                                  sweep_name=_SWEEP.value,
+                                  command=provenance.command_line("experiments.ablate", sys.argv))
       except KeyboardInterrupt:
         sys.exit("Interrupted: rerun the same command to resume (finished runs are kept; the interrupted one "
                  "continues from its last checkpoint).")

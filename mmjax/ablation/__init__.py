@@ -26,7 +26,9 @@ is claimed by creating `ablate.claim` (pid, host) in its directory — a claim l
 process is taken over — and `results.csv` is only changed under a lock file, by rewriting it
 whole and renaming it into place. When a run has several rows (a failure, then a retry), the
 last one counts. `ablate.json` records the config and overrides the runs are trained with, so a
-restart with other ones is an error rather than a table of incomparable runs.
+restart with other ones is an error rather than a table of incomparable runs, and the command lines that
+ran the sweep. Each row records its provenance (mmjax.provenance): the commit of the code that ran, the
+date it finished and the machine; `python -m experiments.report` publishes a sweep with them into the repo.
 
 Modules: `sweep` (the grid and its runs), `results` (results.csv, claims, settings), `runner`
 (subprocesses), `report` (tables and plot).

@@ -2,8 +2,8 @@
 
 Per cell: the mean ± std over the seeds of the ok runs (std with ddof=1; "—" for a single run). A
 metric whose every value lies in [0, 1] (accuracy, recall, F1) is shown ×100 with one decimal; any
-other with three significant digits of its largest mean. The best mean per column is in bold: the
-highest, or the lowest for metrics in `Sweep.lower_is_better`.
+other (and the runs' wall seconds, "wall_s") with three significant digits of its largest mean. The
+best mean per column is in bold: the highest, or the lowest for metrics in `Sweep.lower_is_better`.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from typing import Any
 
 from mmjax import errors
 from mmjax.ablation.results import FAILED, OK, RESULTS_FILE, Row, latest_rows, read_rows, replace_file, write_text
-from mmjax.ablation.sweep import Sweep, format_value, run_id
+from mmjax.ablation.sweep import RESERVED_KEYS, Sweep, format_value, run_id
 
 REPORT_FILES = ("table.md", "table.tex", "plot.png")
 
@@ -68,6 +68,13 @@ def _float(value: Any) -> float:
     return math.nan
 
 
+def ok_values(rows: Iterable[Row | None], metric: str) -> tuple[float, ...]:
+  """The finite values of `metric` in the ok rows of `rows` (None for a run without a row), in order: what a
+  cell's statistics are computed from."""
+  values = [_float(row.get(metric)) for row in rows if row is not None and row.get("status") == OK]
+  return tuple(value for value in values if math.isfinite(value))
+
+
 def summarize(sweep: Sweep, rows: Iterable[Row], seeds: Sequence[int]) -> Summary:
   """The per-cell statistics of `rows` (results.csv rows; the last row of a run counts) for the
   runs of `sweep` × `seeds`; rows of other runs are ignored."""
@@ -82,15 +89,15 @@ def summarize(sweep: Sweep, rows: Iterable[Row], seeds: Sequence[int]) -> Summar
     groups.setdefault(group)
     found = [latest.get(run_id(point, seed)) for seed in seeds]
     for metric in sweep.metrics:
-      values = [_float(row.get(metric)) for row in found if row is not None and row.get("status") == OK]
-      values = tuple(value for value in values if math.isfinite(value))
+      values = ok_values(found, metric)
       attempted = sum(row is not None for row in found)
       cells[list(labels).index(label), list(groups).index(group), metric] = Cell(
           values, attempted - len(values), len(seeds))
   scale, decimals = {}, {}
   for metric in sweep.metrics:
     values = [v for (_, _, m), cell in cells.items() if m == metric for v in cell.values]
-    fraction = bool(values) and all(0 <= v <= 1 for v in values)
+    # Bookkeeping columns (wall seconds) are never fractions, however short the runs.
+    fraction = metric not in RESERVED_KEYS and bool(values) and all(0 <= v <= 1 for v in values)
     largest = max((abs(cell.mean) for (_, _, m), cell in cells.items() if m == metric and cell.values), default=0)
     scale[metric] = 100.0 if fraction else 1.0
     # One decimal for percentages; else three significant digits of the largest mean.

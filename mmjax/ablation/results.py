@@ -125,19 +125,48 @@ def release(run_dir: str) -> None:
   os.remove(os.path.join(run_dir, CLAIM_FILE))
 
 
+def _settings(config: str, overrides: Mapping[str, str]) -> dict[str, Any]:
+  config_path, _, arg = config.partition(":")
+  return {"config": os.path.normpath(os.path.abspath(config_path)), "config_args": arg,
+          "overrides": dict(overrides)}
+
+
+def read_settings(workdir: str) -> dict[str, Any]:
+  """The workdir's `ablate.json` ({} if it has none)."""
+  path = os.path.join(workdir, SETTINGS_FILE)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
+def _write_settings(workdir: str, settings: Mapping[str, Any]) -> None:
+  write_text(os.path.join(workdir, SETTINGS_FILE), json.dumps(settings, indent=1, sort_keys=True) + "\n")
+
+
 def check_settings(workdir: str, config: str, overrides: Mapping[str, str]) -> None:
   """Records what the runs are trained with; a restart with other settings would mix
   incomparable runs in one table, so it is an error."""
-  config_path, _, arg = config.partition(":")
-  settings = {"config": os.path.normpath(os.path.abspath(config_path)), "config_args": arg,
-              "overrides": dict(overrides)}
-  path = os.path.join(workdir, SETTINGS_FILE)
-  if os.path.exists(path):
-    with open(path) as f:
-      stored = json.load(f)
-    if stored != settings:
-      raise errors.ConfigError(
-          f"{workdir} holds runs trained with {json.dumps(stored)}, not {json.dumps(settings)}: use a new "
-          f"--workdir, or the same --config and --override flags (or delete {path} if the change is harmless).")
-  else:
-    write_text(path, json.dumps(settings, indent=1, sort_keys=True) + "\n")
+  settings = _settings(config, overrides)
+  with locked(workdir):
+    stored = read_settings(workdir)
+    if not stored:
+      _write_settings(workdir, settings)
+      return
+  stored = {key: stored.get(key) for key in settings}  # Not the commands recorded beside them.
+  if stored != settings:
+    raise errors.ConfigError(
+        f"{workdir} holds runs trained with {json.dumps(stored)}, not {json.dumps(settings)}: use a new "
+        f"--workdir, or the same --config and --override flags (or delete {os.path.join(workdir, SETTINGS_FILE)} "
+        "if the change is harmless).")
+
+
+def record_command(workdir: str, sweep: str, seeds: Iterable[int], command: str) -> None:
+  """Adds {"sweep", "seeds", "command"} to the "commands" of ablate.json unless it is there: the command
+  lines that ran sweeps in this workdir, for the provenance of the tables (after `check_settings`)."""
+  entry = {"sweep": sweep, "seeds": list(seeds), "command": command}
+  with locked(workdir):
+    settings = read_settings(workdir)
+    if entry not in settings.setdefault("commands", []):
+      settings["commands"].append(entry)
+      _write_settings(workdir, settings)

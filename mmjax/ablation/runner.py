@@ -21,11 +21,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from mmjax import errors
+from mmjax import errors, provenance
 from mmjax.ablation import results
 from mmjax.ablation.report import write_reports
 from mmjax.ablation.results import FAILED, OK, RESULTS_FILE
-from mmjax.ablation.sweep import Run, Sweep, format_value, plan
+from mmjax.ablation.sweep import RESERVED_KEYS, Run, Sweep, format_value, plan
 
 RUN_LOG = "ablate.log"
 # Must equal FINAL_METRICS_FILE of mmjax/trainer/metric_writer.py, the file experiments.train writes last when a
@@ -127,9 +127,10 @@ def read_final_metrics(run_dir: str) -> dict[str, Any] | None:
 
 
 def result_row(sweep: Sweep, run: Run, returncode: int, stderr: str, final_metrics: Mapping[str, Any] | None,
-               wall_s: float) -> dict[str, Any]:
+               wall_s: float, measured: Mapping[str, str] = {}) -> dict[str, Any]:
   """The results.csv row of a finished subprocess: ok only if it exited 0 and wrote its final metrics
-  (`final_metrics`, None if it did not) with every sweep metric finite."""
+  (`final_metrics`, None if it did not) with every sweep metric finite (a metric that is a column of the row
+  itself, such as "wall_s", is always there). `measured`: the run's provenance (mmjax.provenance.record)."""
   scalars = {key: value for key, value in (final_metrics or {}).items()
              if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool)}
   error = ""
@@ -139,13 +140,13 @@ def result_row(sweep: Sweep, run: Run, returncode: int, stderr: str, final_metri
     error = (f"exited 0 without writing {FINAL_METRICS_FILE}, so it stopped before finishing (stopped on a "
              "signal?); rerun to resume it.")
   else:
-    missing = [m for m in sweep.metrics if not math.isfinite(scalars.get(m, math.nan))]
+    missing = [m for m in sweep.metrics if m not in RESERVED_KEYS and not math.isfinite(scalars.get(m, math.nan))]
     if missing:
       error = f"no finite final value of {missing}; the run reported {sorted(scalars)}."
   step = (final_metrics or {}).get("step", "")
   row = {"run_id": run.run_id, **{key: format_value(value) for key, value in run.point.items()},
          "seed": run.seed, "status": FAILED if error else OK, "error": error, "wall_s": f"{wall_s:.1f}",
-         "step": step}
+         "step": step, **{key: measured.get(key, "") for key in provenance.KEYS}}
   ordered = [m for m in sweep.metrics if m in scalars] + sorted(set(scalars) - set(sweep.metrics))
   row.update({key: repr(float(scalars[key])) for key in ordered})
   return row
@@ -153,13 +154,17 @@ def result_row(sweep: Sweep, run: Run, returncode: int, stderr: str, final_metri
 
 def run_sweep(sweep: Sweep, config: str, workdir: str, seeds: Sequence[int], overrides: Mapping[str, str] = {},
               retry_failed: bool = True, train: Sequence[str] = TRAIN_COMMAND,
-              progress: Callable[[str], None] = lambda line: print(line, flush=True)) -> list[dict[str, str]]:
+              progress: Callable[[str], None] = lambda line: print(line, flush=True),
+              sweep_name: str = "", command: str = "") -> list[dict[str, str]]:
   """Trains every run of `sweep` × `seeds` not yet finished in `workdir`, one subprocess each, then
   writes the reports; returns the latest row of every planned run (missing if another process
-  still holds it). `config` is "file.py[:args]"; `train` the command that trains (tests fake it)."""
+  still holds it). `config` is "file.py[:args]"; `train` the command that trains (tests fake it);
+  `command`, the command line that runs the sweep `sweep_name`, is recorded in ablate.json."""
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   results.check_settings(workdir, config, overrides)
+  if command:
+    results.record_command(workdir, sweep_name, seeds, command)
   runs = plan(sweep, seeds)
   rows = results.read_rows(workdir)
   attempts = Counter(row["run_id"] for row in rows)
@@ -220,10 +225,11 @@ def _train_one(sweep: Sweep, config: str, workdir: str, position: str, run: Run,
     # An earlier attempt's final metrics (one whose metrics were not finite, say) are not this attempt's.
     with contextlib.suppress(FileNotFoundError):
       os.remove(os.path.join(run_dir, FINAL_METRICS_FILE))
-    start = time.monotonic()
+    code_commit, start = provenance.commit(), time.monotonic()
     returncode, stderr = _execute(train_command(config, run, run_dir, overrides, train), run_dir)
     final_metrics = read_final_metrics(run_dir) if returncode == 0 else None
-    row = result_row(sweep, run, returncode, stderr, final_metrics, time.monotonic() - start)
+    row = result_row(sweep, run, returncode, stderr, final_metrics, time.monotonic() - start,
+                     provenance.record(code_commit))
     with results.locked(workdir):
       results.append_row(workdir, row)
   finally:

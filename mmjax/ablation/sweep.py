@@ -10,10 +10,11 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mmjax import errors
+from mmjax import errors, provenance
 
-# The bookkeeping columns of results.csv; a point may not use these names as keys.
-RESERVED_KEYS = ("run_id", "seed", "status", "error", "wall_s", "step")
+# The bookkeeping columns of results.csv (with the provenance of mmjax.provenance); a point may not use these
+# names as keys. A sweep may report the numeric ones ("wall_s", "step") as metrics.
+RESERVED_KEYS = ("run_id", "seed", "status", "error", "wall_s", "step", *provenance.KEYS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,7 +25,8 @@ class Sweep:
     args after the colon of `--config=file.py:args`, the point's value winning); a dotted key is
     a config override ({"optim.lr": 3e-4} → `--config.optim.lr=0.0003`). Values are str, int,
     float or bool.
-  metrics: keys of the run's final metrics (its `final_metrics.json`) that the tables report.
+  metrics: keys of the run's final metrics (its `final_metrics.json`) that the tables report, or "wall_s"
+    (the run's wall seconds, a column of results.csv).
   columns: a key of the points whose values become column groups; the other keys label the rows.
   metric_names: display names, e.g. {"eval/test/accuracy": "Accuracy"}.
   lower_is_better: metrics whose best mean is the lowest (losses, errors).
