@@ -20,10 +20,16 @@ decoder rerun over every position for each new token), for the decoder of a capt
 Decoding never stops at an end-of-text token here, so every row decodes exactly its number of
 tokens. Each figure is the median of `--repeats` timed runs after one compile-and-warm-up run;
 the encoder runs once, outside the timing.
+
+Both print a Markdown table (mmjax.publish's, the one the published results show), then the JSON line, which
+carries the run's provenance too (commit, date, machine, command: mmjax.provenance). Publish runs with
+`python -m experiments.benchmark ... | tee -a bench.txt`, then
+`python -m experiments.report --benchmark_json=bench.txt --name=<experiment>`.
 """
 import json
 import resource
 import statistics
+import sys
 import time
 
 from absl import app, flags
@@ -35,7 +41,7 @@ import numpy as np
 
 from experiments import launch
 from mmjax import data as mmdata
-from mmjax import decoding, errors, models, trainer
+from mmjax import decoding, errors, models, provenance, publish, trainer
 from mmjax.data.tokenizer import WordTokenizer
 
 _BENCHMARK = flags.DEFINE_enum("benchmark", "train", ["train", "decode"], "What to measure.")
@@ -187,23 +193,6 @@ def train_benchmark(config: ml_collections.ConfigDict, measure_loader: bool = Tr
   return result
 
 
-def _print_train_table(result: dict) -> None:
-  print(f"Train step, batch {result['batch_size']}, {result['params']:,} parameters")
-  rows = [("steps/s", "steps_per_s", ".3f"), ("examples/s", "examples_per_s", ".1f"),
-          ("GFLOP/step (XLA cost analysis)", "gflop_per_step", ".2f"),
-          ("GFLOP/step (analytic, matmuls)", "analytic_gflop_per_step", ".2f"),
-          ("XLA / analytic", "xla_over_analytic_gflop", ".3f"), ("achieved GFLOP/s", "achieved_gflops", ".1f"),
-          ("f32 matmul peak GFLOP/s", "peak_matmul_gflops", ".1f"), ("MFU", "mfu", ".3f"),
-          ("compile s", "compile_s", ".1f"), ("page faults/step", "page_faults_per_step", ".0f"),
-          ("system s/step", "system_s_per_step", ".3f"), ("cores busy", "cores_busy", ".2f"),
-          ("step temporaries MiB", "step_temp_mb", ".0f"),
-          ("peak RSS MiB", "peak_rss_mb", ".0f"), ("loader examples/s", "loader_examples_per_s", ".0f"),
-          ("loader / training examples/s", "loader_over_training", ".1f")]
-  for label, key, spec in rows:
-    if key in result:
-      print(f"{label:>32} | {result[key]:{spec}}")
-
-
 def decode_benchmark(config, batch_size: int, lengths: list[int], repeats: int) -> dict:
   """Cached vs uncached greedy decoding speed of the config's Captioner at each length."""
   if config.model.name != "captioner":
@@ -249,19 +238,10 @@ def decode_benchmark(config, batch_size: int, lengths: list[int], repeats: int) 
   }
 
 
-def _print_decode_table(result: dict) -> None:
-  print(f"Greedy decoding, batch {result['batch_size']}, decoder {result['decoder']}")
-  print(f"{'new tokens':>10} | {'cached tok/s':>12} | {'ms/token':>8} | {'uncached tok/s':>14} | "
-        f"{'ms/token':>8} | {'speedup':>7}")
-  for row in result["rows"]:
-    print(f"{row['new_tokens']:>10} | {row['cached_tokens_per_s']:>12.0f} | {row['cached_ms_per_token']:>8.3f} | "
-          f"{row['uncached_tokens_per_s']:>14.0f} | {row['uncached_ms_per_token']:>8.3f} | "
-          f"{row['cached_tokens_per_s'] / row['uncached_tokens_per_s']:>7.1f}")
-
-
 def main(argv):
   del argv
   allocator = launch.start(keep_freed_memory=_KEEP_FREED_MEMORY.value)
+  code_commit = provenance.commit()
   with errors.reported_to_user():
     if _BENCHMARK.value == "train":
       result = train_benchmark(_CONFIG.value, _MEASURE_LOADER.value)
@@ -269,7 +249,8 @@ def main(argv):
       lengths = [int(length) for length in _LENGTHS.value]
       result = decode_benchmark(_CONFIG.value, _BATCH_SIZE.value, lengths, _REPEATS.value)
   result["keep_freed_memory"] = allocator
-  (_print_train_table if _BENCHMARK.value == "train" else _print_decode_table)(result)
+  result.update(provenance.record(code_commit), command=provenance.command_line("experiments.benchmark", sys.argv))
+  print(publish.benchmark_table([result]))
   print(json.dumps(result))
 
 

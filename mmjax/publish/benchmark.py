@@ -1,0 +1,165 @@
+"""The benchmark's tables (experiments/benchmark.py prints them) and its published results: the JSON lines of
+one or more benchmark runs → `benchmark.jsonl` (the lines as printed), summary.json and table.md.
+
+One table maker serves the terminal and the repository, so a published figure reads as the benchmark printed it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from mmjax import errors
+from mmjax.publish import store
+
+RUNS_FILE = "benchmark.jsonl"
+# (label, key of the benchmark's JSON, format) of the train benchmark's figures, in the order shown.
+TRAIN_FIGURES = (
+    ("batch size", "batch_size", ","), ("parameters", "params", ","),
+    ("steps/s", "steps_per_s", ".3f"), ("examples/s", "examples_per_s", ".1f"),
+    ("GFLOP/step (XLA cost analysis)", "gflop_per_step", ".2f"),
+    ("GFLOP/step (analytic, matmuls)", "analytic_gflop_per_step", ".2f"),
+    ("XLA / analytic", "xla_over_analytic_gflop", ".3f"), ("achieved GFLOP/s", "achieved_gflops", ".1f"),
+    ("f32 matmul peak GFLOP/s", "peak_matmul_gflops", ".1f"), ("MFU", "mfu", ".3f"),
+    ("compile s", "compile_s", ".1f"), ("page faults/step", "page_faults_per_step", ".0f"),
+    ("system s/step", "system_s_per_step", ".3f"), ("cores busy", "cores_busy", ".2f"),
+    ("step temporaries MiB", "step_temp_mb", ".0f"), ("peak RSS MiB", "peak_rss_mb", ".0f"),
+    ("loader examples/s", "loader_examples_per_s", ".0f"),
+    ("loader / training examples/s", "loader_over_training", ".1f"),
+    ("freed memory kept in malloc", "keep_freed_memory", ""))
+# (header, key of a decode row, format) of the decode benchmark's columns.
+DECODE_COLUMNS = (
+    ("new tokens", "new_tokens", "d"), ("cached tok/s", "cached_tokens_per_s", ".0f"),
+    ("cached ms/token", "cached_ms_per_token", ".3f"), ("uncached tok/s", "uncached_tokens_per_s", ".0f"),
+    ("uncached ms/token", "uncached_ms_per_token", ".3f"), ("speedup", "speedup", ".1f"))
+
+
+def _shown(value: Any, spec: str) -> str:
+  if value is None:
+    return "—"
+  if isinstance(value, bool):
+    return "yes" if value else "no"
+  return f"{value:{spec}}"
+
+
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]], left: int = 1) -> str:
+  """A Markdown table whose first `left` columns are labels (left-aligned) and the rest figures."""
+  align = "|" + "|".join([":--"] * left + ["--:"] * (len(header) - left)) + "|"
+  return "\n".join(["| " + " | ".join(header) + " |", align, *("| " + " | ".join(row) + " |" for row in rows)]) + "\n"
+
+
+def train_table(runs: Sequence[Mapping[str, Any]]) -> str:
+  """The train benchmark's figures (rows) of each run (columns), and their median over ≥ 2 runs."""
+  header = ["figure", *(["value"] if len(runs) == 1 else [f"run {i + 1}" for i in range(len(runs))]
+                         + ["median"])]
+  rows = []
+  for label, key, spec in TRAIN_FIGURES:
+    values = [run.get(key) for run in runs]
+    if all(value is None for value in values):
+      continue
+    row = [label, *(_shown(value, spec) for value in values)]
+    if len(runs) > 1:
+      numbers = [value for value in values if isinstance(value, (int, float)) and not isinstance(value, bool)]
+      row.append(_shown(statistics.median(numbers), spec) if numbers else "")
+    rows.append(row)
+  return _markdown(header, rows)
+
+
+def _decode_settings(run: Mapping[str, Any]) -> str:
+  decoder = ", ".join(f"{key}={value}" for key, value in run["decoder"].items())
+  return f"batch {run['batch_size']}, decoder {decoder}"
+
+
+def decode_table(runs: Sequence[Mapping[str, Any]]) -> str:
+  """Tokens/s and ms/token of cached and uncached greedy decoding per number of new tokens (a row per run and
+  length), and the runs' settings under it."""
+  header = [*(["run"] if len(runs) > 1 else []), *(title for title, _, _ in DECODE_COLUMNS)]
+  rows = []
+  for i, run in enumerate(runs):
+    for row in run["rows"]:
+      row = {**row, "speedup": row["cached_tokens_per_s"] / row["uncached_tokens_per_s"]}
+      rows.append([*([str(i + 1)] if len(runs) > 1 else []), *(_shown(row[key], spec) for _, key, spec in
+                                                               DECODE_COLUMNS)])
+  settings = list(dict.fromkeys(_decode_settings(run) for run in runs))
+  return (_markdown(header, rows, left=int(len(runs) > 1)) + "\nGreedy decoding of a random-weight decoder, "
+          + "; ".join(settings) + ".\n")
+
+
+TABLES = {"train": train_table, "decode": decode_table}
+
+
+def benchmark_table(runs: Sequence[Mapping[str, Any]]) -> str:
+  """The table of `runs`, the JSON results of one kind of benchmark."""
+  return TABLES[runs[0]["benchmark"]](runs)
+
+
+def read_runs(path: str) -> list[dict[str, Any]]:
+  """The benchmark results in a file of the benchmark's output: each line that starts with "{" is one run's
+  JSON (the printed tables and other lines are skipped, so the output can be saved as it is)."""
+  runs = []
+  try:
+    with open(path) as f:
+      lines = [(number, line.strip()) for number, line in enumerate(f, 1) if line.startswith("{")]
+  except OSError as e:
+    raise errors.InputError(f"--benchmark_json={path}: {e.strerror}.") from None
+  for number, line in lines:
+    try:
+      run = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise errors.InputError(f"{path}:{number} is not a JSON line of experiments.benchmark ({e.msg}).") from None
+    if run.get("benchmark") not in TABLES:
+      raise errors.InputError(f"{path}:{number} has no \"benchmark\": one of {sorted(TABLES)}: is it the "
+                              "benchmark's output?")
+    runs.append(run)
+  kinds = sorted({run["benchmark"] for run in runs})
+  if len(kinds) != 1:
+    raise errors.InputError(f"--benchmark_json={path} holds " + (f"runs of several benchmarks {kinds}: publish "
+                            "each in its own file." if kinds else "no JSON line of python -m experiments.benchmark."))
+  return runs
+
+
+def summarize(name: str, runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+  """summary.json of benchmark runs: the benchmark, the number of runs, each train figure's median (or each
+  length's decode figures, per run), the commands and the runs' provenance."""
+  summary: dict[str, Any] = {"kind": "benchmark", "name": name, "benchmark": runs[0]["benchmark"], "runs": len(runs),
+                             "commands": list(dict.fromkeys(run.get("command") for run in runs if run.get("command")))}
+  if summary["benchmark"] == "train":
+    summary["median"] = {key: store.finite_or_none(statistics.median(run[key] for run in runs))
+                         for _, key, _ in TRAIN_FIGURES
+                         if all(isinstance(run.get(key), (int, float)) and not isinstance(run.get(key), bool)
+                                for run in runs)}
+  else:
+    summary["rows"] = [run["rows"] for run in runs]
+  summary["provenance"] = store.provenance_summary(runs)
+  return summary
+
+
+def table(summary: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> str:
+  """table.md: the benchmark's table of the runs, then the command(s) and the provenance line."""
+  commands = (f"Measured by {store.commands_text(summary['commands'])}" if summary["commands"] else
+              "Measured by a command not recorded")
+  return benchmark_table(runs) + f"\n{commands}: {summary['runs']} run{'s' * (summary['runs'] != 1)}; " \
+      f"{store.provenance_text(summary['provenance'])}.\n"
+
+
+def _runs_jsonl(runs: Sequence[Mapping[str, Any]]) -> str:
+  return "".join(json.dumps(run) + "\n" for run in runs)
+
+
+def render(directory: str) -> dict[str, str]:
+  """{file: text} of summary.json and table.md, made from the directory's benchmark.jsonl."""
+  runs = read_runs(os.path.join(directory, RUNS_FILE))
+  summary = summarize(os.path.basename(os.path.normpath(directory)), runs)
+  return {store.SUMMARY_FILE: store.json_text(summary), store.TABLE_FILE: table(summary, runs)}
+
+
+def publish(json_path: str, name: str, root: str) -> str:
+  """Writes `<root>/experiments/results/<name>/` from the benchmark output in `json_path`: its JSON lines as
+  benchmark.jsonl, summary.json and table.md. Returns the directory."""
+  directory = store.results_dir(root, name)
+  runs = read_runs(json_path)
+  store.write_files(directory, {RUNS_FILE: _runs_jsonl(runs)})
+  store.write_files(directory, render(directory))
+  return directory
