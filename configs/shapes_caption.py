@@ -25,6 +25,17 @@ DECODERS = ("transformer", "lstm")
 _METRICS = dict(metrics=["eval/test/cider_d", "eval/heldout/cider_d"],
                 metric_names={"eval/test/cider_d": "CIDEr-D (test)", "eval/heldout/cider_d": "CIDEr-D (heldout)"})
 SWEEPS = {
+    # The README's captioning figures over 3 seeds, with each run's wall time (a column of results.csv):
+    # python -m experiments.ablate --config=configs/shapes_caption.py --sweep=headline --seeds=3 --workdir=...
+    "headline": dict(
+        points=[{}],
+        metrics=[f"eval/{split}/{metric}" for split in ("test", "heldout") for metric in ("bleu4", "cider_d",
+                                                                                          "exact_match")] + ["wall_s"],
+        metric_names={**{f"eval/{split}/{metric}": f"{name} ({split})" for split in ("test", "heldout")
+                         for metric, name in (("bleu4", "BLEU-4"), ("cider_d", "CIDEr-D"),
+                                              ("exact_match", "Exact match"))},
+                      "wall_s": "Wall s per run"},
+        lower_is_better=["wall_s"]),
     # python -m experiments.ablate --config=configs/shapes_caption.py --sweep=decoder_depth --workdir=runs/ablate_dec
     "decoder_depth": dict(points=[{"model.decoder.depth": depth} for depth in (2, 3, 4)], **_METRICS),
     # python -m experiments.ablate --config=configs/shapes_caption.py --sweep=decoder --workdir=runs/ablate_decoder

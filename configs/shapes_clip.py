@@ -16,6 +16,17 @@ from configs import common
 from mmjax import errors
 
 SWEEPS = {
+    # The README's main-job figures over 3 seeds, with each run's wall time (a column of results.csv):
+    # python -m experiments.ablate --config=configs/shapes_clip.py --sweep=headline --seeds=3 --workdir=runs/hl_clip
+    # python -m experiments.report --sweep_dir=runs/hl_clip --name=shapes_clip
+    "headline": dict(
+        points=[{}],
+        metrics=["eval/test/i2t_r1", "eval/test/t2i_r1", "eval/heldout/i2t_r1", "eval/heldout/t2i_r1",
+                 "eval/zeroshot_colour/accuracy", "wall_s"],
+        metric_names={"eval/test/i2t_r1": "I→T R@1 (test)", "eval/test/t2i_r1": "T→I R@1 (test)",
+                      "eval/heldout/i2t_r1": "I→T R@1 (heldout)", "eval/heldout/t2i_r1": "T→I R@1 (heldout)",
+                      "eval/zeroshot_colour/accuracy": "Zero-shot colour accuracy", "wall_s": "Wall s per run"},
+        lower_is_better=["wall_s"]),
     # python -m experiments.ablate --config=configs/shapes_clip.py --sweep=loss --workdir=runs/ablate_loss
     "loss": dict(
         points=[{"loss": "softmax"}, {"loss": "sigmoid"}],

@@ -26,6 +26,7 @@ from mmjax import errors
 HEADS = ("decoder", "classifier")
 TEXT_ENCODERS = ("transformer", "lstm", "cnn", "bow")
 UNIMODAL = {"image_only": "image", "question_only": "question"}
+QUESTION_TYPES = ("count", "colour", "shape", "exists", "relation")  # As mmjax.data.shapes.QUESTION_TYPES.
 _METRICS = dict(metrics=["eval/test/accuracy", "eval/heldout/accuracy"],
                 metric_names={"eval/test/accuracy": "Accuracy (test)", "eval/heldout/accuracy": "Accuracy (heldout)"})
 # The paper-table columns: accuracy, the relation questions (the hard type), and the modality reliance of the
@@ -41,6 +42,16 @@ _ABLATION_METRICS = dict(
     lower_is_better=["eval/test/zeroed/image/accuracy", "eval/test/zeroed/question/accuracy"],
     columns="head")
 SWEEPS = {
+    # The README's VQA figures over 3 seeds, both heads, with each run's wall time (a column of results.csv):
+    # python -m experiments.ablate --config=configs/shapes_vqa.py --sweep=headline --seeds=3 --workdir=...
+    "headline": dict(
+        points=[{"head": head} for head in HEADS],
+        metrics=["eval/test/accuracy", "eval/heldout/accuracy",
+                 *(f"eval/test/accuracy/{kind}" for kind in QUESTION_TYPES), "wall_s"],
+        metric_names={**_METRICS["metric_names"],
+                      **{f"eval/test/accuracy/{kind}": f"{kind.capitalize()} (test)" for kind in QUESTION_TYPES},
+                      "wall_s": "Wall s per run"},
+        lower_is_better=["wall_s"]),
     # python -m experiments.ablate --config=configs/shapes_vqa.py --sweep=head --workdir=runs/ablate_head
     "head": dict(points=[{"head": head} for head in HEADS], **_METRICS),
     "lr": dict(points=[{"optim.lr": lr} for lr in (3e-4, 1e-3, 3e-3)], **_METRICS),

@@ -49,10 +49,12 @@ def test_a_config_file_imports_only_common_ml_collections_and_the_standard_libra
 
 
 def test_sweeps_are_valid_and_hand_kept_names_agree_with_mmjax():
-  from configs import av_digits, common
+  from configs import av_digits, common, shapes_vqa
   from mmjax import ablation, models
+  from mmjax.data import shapes
 
   assert set(common.FUSIONS) == set(models.FUSIONS)
+  assert shapes_vqa.QUESTION_TYPES == shapes.QUESTION_TYPES  # The headline sweep's per-type accuracies.
   assert set(common.TOKEN_FUSIONS) == set(models.TOKEN_LEVEL)
   # Every encoder trained from scratch; the pretrained-only towers (EfficientNet-Lite, precomputed features)
   # are not part of AV-Digits' 28×28 sweep.
