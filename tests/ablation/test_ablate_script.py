@@ -1,8 +1,10 @@
 """`python -m experiments.ablate` end to end: a real smoke sweep of two points (+ one failing point) trained by
 experiments.train, its reports, and a resume."""
 import csv
+import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -74,6 +76,10 @@ def test_ablate_smoke_sweep_writes_reports_records_a_failure_and_resumes(shapes_
   assert all(math.isfinite(float(row[ACCURACY])) and float(row["wall_s"]) > 0 and row["step"] == "12"
              for row in rows[:2])
   assert rows[2]["error"] == "config.keep_checkpoints=0: each must be a positive integer."
+  assert all(row["commit"] and row["date"] and row["machine"] for row in rows)  # Their values: test_provenance.py.
+  with open(os.path.join(workdir, ablation.SETTINGS_FILE)) as f:
+    assert json.load(f)["commands"] == [{"sweep": "tiny", "seeds": [0],
+                                         "command": shlex.join(["python", "-m", "experiments.ablate", *flags])}]
   with open(os.path.join(workdir, "table.md")) as f:
     table = f.read()
   assert "| evals.test.split | keep=1 / Accuracy | keep=2 / Accuracy | keep=0 / Accuracy |" in table
