@@ -21,7 +21,7 @@ from mmjax import errors
 # mmjax.models.FUSIONS by name, and those that yield fused tokens (TOKEN_LEVEL, what a decoder cross-attends to):
 # configs import nothing from mmjax but its errors, so tests/configs checks these agree with the registry.
 FUSIONS = ("concat", "early", "weighted_mean", "late_mean", "late_vote", "late_learned", "cross_attention",
-           "bottleneck", "mult", "gated", "hybrid")
+           "bottleneck", "mult", "gated", "hybrid", "relation")
 TOKEN_FUSIONS = ("concat", "cross_attention", "bottleneck", "mult")
 
 DEFAULT_DATA_DIR = os.environ.get(

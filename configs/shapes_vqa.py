@@ -89,8 +89,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     modality = "image" if UNIMODAL[arg.fusion] == "image" else "text"
     encoders, inputs = {modality: encoders[modality]}, {modality: inputs[modality]}
   # Both heads fuse image and question tokens (by default with a 2-layer Transformer) before answering.
+  # The relation fusion relates pairs of image tokens (the 9 cells and [CLS]), conditioned on the question.
+  fusion_options = {"objects": "image"} if arg.fusion == "relation" else {}
   fused = dict(encoders=encoders, fusion="concat" if arg.fusion in UNIMODAL else arg.fusion, width=128,
-               fusion_depth=2, num_heads=4, mlp_dim=512, fusion_options={}, **common.compute_settings())
+               fusion_depth=2, num_heads=4, mlp_dim=512, fusion_options=fusion_options, **common.compute_settings())
   if arg.head == "decoder":
     config.model = ml_collections.ConfigDict(dict(
         name="captioner", **fused,

@@ -288,6 +288,27 @@ def test_weighted_mean_averages_the_pooled_vectors_with_its_weights(compiled):
     fusion.build_fusion("weighted_mean", **KWARGS, weights=(1.0, 2.0)).apply({}, tokens, masks)
 
 
+def test_relation_fusion_is_the_mean_of_g_over_pairs_of_valid_objects():
+  """objects="image,text": g = ReLU(W1 o_i + W2 o_j + Wc c + b) on every ordered pair of valid image and text
+  tokens, c = the audio tokens' masked mean; pooled = Dense of g's mean over the pairs (numpy, by hand)."""
+  tokens, masks = _inputs(16)
+  model = fusion.build_fusion("relation", **KWARGS, depth=1, pair_dim=8, objects="image,text")
+  variables = _random_params(jax.eval_shape(model.init, jax.random.PRNGKey(0), tokens, masks), seed=2)
+  pooled = np.asarray(model.apply(variables, tokens, masks).pooled)
+  p = jax.tree.map(np.asarray, variables["params"])
+  dense = lambda name, x: x @ p[name]["kernel"] + p[name]["bias"]
+  for b in range(BATCH):
+    objects = np.concatenate([np.asarray(tokens[n][b])[np.asarray(masks[n][b])] for n in ("image", "text")])
+    audio = np.asarray(tokens["audio"][b])[np.asarray(masks["audio"][b])].mean(0)
+    g = [np.maximum(dense("g_first", oi) + dense("g_second", oj) + dense("g_condition", audio), 0)
+         for oi in objects for oj in objects]
+    np.testing.assert_allclose(pooled[b], dense("f_in", np.mean(g, 0)), rtol=1e-4, atol=1e-5)
+  with pytest.raises(errors.ConfigError, match=r"fusion_options.objects names \['video'\]"):
+    fusion.build_fusion("relation", **KWARGS, objects="image,video").apply(variables, tokens, masks)
+  with pytest.raises(errors.ConfigError, match="depth=0"):
+    fusion.build_fusion("relation", **KWARGS, depth=0)
+
+
 def test_config_errors_name_the_problem():
   with pytest.raises(errors.ConfigError, match=r"Unknown fusion 'x' \(config.model.fusion\); known: ") as error:
     fusion.build_fusion("x", **KWARGS)

@@ -14,13 +14,14 @@ Token-level fusions (`TOKEN_LEVEL`, mmjax.models.fusion.token) also return fused
 decoder cross-attends to; the others (mmjax.models.fusion.vector) return a pooled vector only.
 Decision-level fusions (`DECISION_LEVEL`) produce class scores themselves (`logits`), which a
 classifier uses instead of a head on `pooled`; they need `num_classes`, which the others ignore.
-`depth` counts the layers of the layered fusions (concat, cross_attention, bottleneck, mult); the others
-have none.
+`depth` counts the layers of the layered fusions (concat, cross_attention, bottleneck, mult) and of the
+relation fusion's pair MLP; the others have none.
 """
 from typing import Any
 
 from mmjax import errors
 from mmjax.models.fusion.base import CrossAttentionBlock, Fusion, FusionOutput
+from mmjax.models.fusion.relation import RelationFusion
 from mmjax.models.fusion.token import AttentionFusion, BottleneckFusion, ConcatFusion, MulTFusion
 from mmjax.models.fusion.vector import (
     EarlyFusion, GatedFusion, HybridFusion, JointMlp, LateLearned, LateMean, LateVote, WeightedMeanFusion, vote_logits)
@@ -37,6 +38,7 @@ FUSIONS: dict[str, type[Fusion]] = {
     "mult": MulTFusion,
     "gated": GatedFusion,
     "hybrid": HybridFusion,
+    "relation": RelationFusion,
 }
 DECISION_LEVEL = tuple(name for name, cls in FUSIONS.items() if cls.decision_level)
 TOKEN_LEVEL = tuple(name for name, cls in FUSIONS.items() if cls.yields_tokens)
@@ -57,5 +59,5 @@ def check_yields_tokens(name: str) -> None:
 
 __all__ = ["DECISION_LEVEL", "FUSIONS", "TOKEN_LEVEL", "AttentionFusion", "BottleneckFusion", "ConcatFusion",
            "CrossAttentionBlock", "EarlyFusion", "Fusion", "FusionOutput", "GatedFusion", "HybridFusion", "JointMlp",
-           "LateLearned", "LateMean", "LateVote", "MulTFusion", "WeightedMeanFusion", "build_fusion",
+           "LateLearned", "LateMean", "LateVote", "MulTFusion", "RelationFusion", "WeightedMeanFusion", "build_fusion",
            "check_yields_tokens", "vote_logits"]
