@@ -3,7 +3,10 @@ encoder config block, see mmjax.pretrained), `config.init_from` (towers loaded f
 `config.freeze` (towers that get no updates).
 
 A tower is a named subtree of the params (`image_encoder`, `audio_encoder`, `text_encoder`), found at any
-depth, so a model that nests it loads the tower a TwoTower saved at its top level.
+depth, so a model that nests it loads the tower a TwoTower saved at its top level. `config.init_from` may name
+several runs, separated by ':' as PATH separates directories ("runs/image:runs/audio"), each tower of the model
+coming from the one run that has it; `{seed}` in it stands for the run's own `config.seed`, so each seed of a
+sweep fine-tunes the pretrained run of its seed (`init_from_runs`).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from mmjax.trainer import checkpoint
 TOWERS = {"image": "image_encoder", "audio": "audio_encoder", "text": "text_encoder"}
 # Loaded whenever the pretrained run has them; the image tower must fit, the text tower only where it does.
 REQUIRED_TOWERS = ("image_encoder",)
+RUN_SEPARATOR = ":"
 
 
 def parse_towers(value: str, key: str = "config.freeze") -> list[str]:
@@ -59,9 +63,17 @@ def _shapes(tree) -> tuple[Any, list[tuple[int, ...]]]:
   return jax.tree.structure(tree), [np.shape(leaf) for leaf in jax.tree.leaves(tree)]
 
 
+def init_from_runs(init_from: str, seed: int) -> list[str]:
+  """The workdirs of the pretrained runs `config.init_from` names: several are separated by RUN_SEPARATOR
+  (':', as in PATH; an ablation's run directories hold ',' and '=' but never ':'), and `{seed}` in each is
+  replaced by `seed`, the fine-tuning run's config.seed ("sweep/runs/pretrain=image,seed={seed}" at seed 2 →
+  "sweep/runs/pretrain=image,seed=2")."""
+  return [run.strip().replace("{seed}", str(seed)) for run in init_from.split(RUN_SEPARATOR) if run.strip()]
+
+
 def check_init_from(workdir: str) -> str:
-  """The checkpoint directory of the pretrained run `workdir` (config.init_from); a ConfigError if it has no
-  finished checkpoint. A training run checks this before it builds or writes anything."""
+  """The checkpoint directory of the pretrained run `workdir` (one run of config.init_from); a ConfigError if
+  it has no finished checkpoint. A training run checks this before it builds or writes anything."""
   directory = os.path.join(os.path.abspath(os.path.expanduser(workdir)), "checkpoints")
   if not checkpoint.has_checkpoint(directory):
     raise errors.ConfigError(f"config.init_from={workdir!r} has no checkpoint in {directory}; train that run "
@@ -187,10 +199,34 @@ def load_pretrained(state: Any, model_config: Mapping[str, Any], state_sharding:
   return state.replace(params=_place(params, state_sharding.params))
 
 
-def init_from(state: Any, workdir: str, state_sharding: Any) -> Any:
-  """`state` (a TrainState) with the towers of `workdir`'s newest checkpoint loaded into its params, placed
-  as `state_sharding` says (each process supplies its own shards)."""
-  towers, step = load_pretrained_params(workdir)
-  params, loaded = load_towers(state.params, towers)
-  logging.info("Initialised %s from step %d of %s.", ", ".join(loaded), step, workdir)
+def towers_by_run(params: Mapping[str, Any], runs: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+  """{tower: the run it loads from} for the towers `params` (this model's) has, given `runs` {workdir: that
+  pretrained run's params}. A ConfigError for a tower of this model in two of the runs, or for a run that
+  has none of them (naming a run that loads nothing is a mistake, not a no-op)."""
+  model_towers = [tower for tower in TOWERS.values() if any(tower_paths(params, tower))]
+  sources = {}
+  for run, run_params in runs.items():
+    towers = [tower for tower in model_towers if tower in run_params]
+    if not towers:
+      raise errors.ConfigError(f"config.init_from: {run} has none of this model's towers {model_towers} (it has "
+                               f"{sorted(set(run_params) & set(TOWERS.values()))}).")
+    for tower in towers:
+      if tower in sources:
+        raise errors.ConfigError(f"config.init_from: {tower} is in both {sources[tower]} and {run}; name only one "
+                                 "run that has it.")
+      sources[tower] = run
+  return sources
+
+
+def init_from(state: Any, init_from_value: str, seed: int, state_sharding: Any) -> Any:
+  """`state` (a TrainState) with the towers of the newest checkpoints of the runs `init_from_value` names
+  (config.init_from, see init_from_runs) loaded into its params, placed as `state_sharding` says (each
+  process supplies its own shards)."""
+  runs = {run: load_pretrained_params(run) for run in init_from_runs(init_from_value, seed)}
+  sources = towers_by_run(state.params, {run: params for run, (params, _) in runs.items()})
+  params = state.params
+  for run, (run_params, step) in runs.items():
+    params, loaded = load_towers(params, {tower: run_params[tower] for tower, source in sources.items()
+                                          if source == run})
+    logging.info("Initialised %s from step %d of %s.", ", ".join(loaded), step, run)
   return state.replace(params=_place(params, state_sharding.params))

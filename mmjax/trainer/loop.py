@@ -90,7 +90,7 @@ def _initial_state(run: Run, checkpointer: Checkpointer, loader: mmdata.TrainLoa
     writer.truncate_after(0)  # Rows of an earlier attempt that died before its first checkpoint.
     state = finetune.load_pretrained(state, config.model.to_dict(), run.state_sharding)
     if config.init_from:
-      state = finetune.init_from(state, config.init_from, run.state_sharding)
+      state = finetune.init_from(state, config.init_from, config.seed, run.state_sharding)
     _write_parameters(run, state, workdir)
     return state, []
   state, host_state, step = restored
@@ -119,7 +119,8 @@ def _train(config: ml_collections.ConfigDict, workdir: str, devices: Sequence[ja
   resuming = has_checkpoint(os.path.join(workdir, "checkpoints"))
   workdir_lib.check_resumable(config, workdir, resuming)
   if config.init_from and not resuming:
-    finetune.check_init_from(config.init_from)
+    for pretrained_run in finetune.init_from_runs(config.init_from, config.seed):
+      finetune.check_init_from(pretrained_run)
   run = build_run(config, devices)
   loader = mmdata.train_loader(config.data, batch_size=run.batch_size, seed=config.seed)
 

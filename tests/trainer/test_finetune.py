@@ -119,3 +119,28 @@ def test_a_frozen_towers_backward_pass_is_not_computed():
   assert all(not np.any(leaf) for leaf in jax.tree.leaves(frozen["image_encoder"]))
   np.testing.assert_allclose(frozen["text_decoder"]["embed"]["embedding"], full["text_decoder"]["embed"]["embedding"],
                              rtol=1e-6)
+
+
+def test_init_from_names_several_runs_and_each_seeds_own():
+  runs = "/sweep/runs/pretrain=image,seed={seed}: /sweep/runs/pretrain=audio,seed={seed}"
+  assert finetune.init_from_runs(runs, seed=2) == ["/sweep/runs/pretrain=image,seed=2",
+                                                   "/sweep/runs/pretrain=audio,seed=2"]
+  assert finetune.init_from_runs("runs/clip", seed=5) == ["runs/clip"]
+  assert finetune.init_from_runs("", seed=0) == []
+
+
+def test_each_tower_comes_from_the_one_run_that_has_it(pretrained):
+  fresh = _params(_captioner(), 0, _inputs(), TOKENS)
+  image_run, text_run = {"image_encoder": pretrained["image_encoder"]}, {"text_encoder": pretrained["text_encoder"]}
+  assert finetune.towers_by_run(fresh, {"runs/a": image_run, "runs/b": text_run}) == {
+      "image_encoder": "runs/a", "text_encoder": "runs/b"}
+  # A tower this model lacks may be in any number of runs.
+  audio = {"audio_encoder": {"w": np.zeros(1)}}
+  assert finetune.towers_by_run(fresh, {"runs/a": {**image_run, **audio}, "runs/b": {**text_run, **audio}}) == {
+      "image_encoder": "runs/a", "text_encoder": "runs/b"}
+  with pytest.raises(errors.ConfigError, match=r"^config.init_from: image_encoder is in both runs/a and runs/b; "
+                                               r"name only one run that has it.$"):
+    finetune.towers_by_run(fresh, {"runs/a": image_run, "runs/b": pretrained})
+  with pytest.raises(errors.ConfigError, match=r"^config.init_from: runs/c has none of this model's towers "
+                                               r"\['image_encoder', 'text_encoder'\] \(it has \['audio_encoder'\]\).$"):
+    finetune.towers_by_run(fresh, {"runs/a": pretrained, "runs/c": audio})
