@@ -109,10 +109,13 @@ def av_digits_data(*, variant: str, smoke: bool) -> ml_collections.ConfigDict:
   """The `config.data` block for the offline AV-Digits dataset (mmjax.data.av_digits).
 
   `variant` is "redundant" or "synergy"; `smoke` picks its "_small" builder config (tests, smoke runs).
-  `text_len` is the number word's length in characters, eos included.
+  `text_len` is the number word's length in characters, eos included. Training-time augmentation
+  (mmjax.data.av_digits.AugmentAvDigits; 0: none): `image_shift` pixels of random shift, `audio_stretch` the
+  largest relative change of speed.
   """
   return ml_collections.ConfigDict(dict(name="av_digits", variant=variant + ("_small" if smoke else ""),
-                                        data_dir=DEFAULT_DATA_DIR, text_len=16, worker_count=0))
+                                        data_dir=DEFAULT_DATA_DIR, text_len=16, worker_count=0, image_shift=0,
+                                        audio_stretch=0.0))
 
 
 def folder_data(*, path: str = "", manifest: str = "manifest.jsonl", image_size: int = 224,

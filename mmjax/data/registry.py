@@ -68,7 +68,11 @@ def _shapes_operations(builder, tokenizer, data_config, train):
 
 def _av_digits_operations(builder, tokenizer, data_config, train):
   del builder
-  return [av_digits.PreprocessAvDigits(tokenizer, text_len=data_config.text_len, keep_text=not train)]
+  operations = [av_digits.PreprocessAvDigits(tokenizer, text_len=data_config.text_len, keep_text=not train)]
+  if train and (data_config.image_shift or data_config.audio_stretch):
+    operations.append(av_digits.AugmentAvDigits(image_shift=data_config.image_shift,
+                                                audio_stretch=data_config.audio_stretch))
+  return operations
 
 
 def _fashion_mnist_operations(builder, tokenizer, data_config, train):

@@ -183,6 +183,48 @@ def test_preprocess_gives_model_inputs(builders, records):
     av_digits.PreprocessAvDigits(tokenizer, text_len=1).map(record)
 
 
+def test_shift_image_moves_the_digit_and_fills_with_background():
+  image = np.full((5, 5, 1), -1.0, np.float32)
+  image[2, 2] = 1.0
+  moved = av_digits.shift_image(image, (1, -2))
+  assert moved.shape == image.shape and moved[3, 0, 0] == 1.0 and np.sum(moved == 1.0) == 1
+  assert np.all(av_digits.shift_image(image, (0, 0)) == image)
+  down = av_digits.shift_image(np.ones((4, 4, 1), np.float32), (2, 0))
+  assert np.all(down[:2] == -1.0) and np.all(down[2:] == 1.0)
+
+
+def test_stretch_audio_plays_faster_about_the_centre():
+  clip = np.zeros(101, np.float32)
+  clip[70] = 1.0  # 20 samples after the centre (50).
+  faster = av_digits.stretch_audio(clip, 2.0)
+  assert faster.dtype == np.float32 and faster.shape == clip.shape and np.argmax(faster) == 60
+  slower = av_digits.stretch_audio(clip, 0.5)
+  assert np.argmax(slower) == 90 and slower[89] == 0.5  # Interpolated between samples.
+  np.testing.assert_array_equal(av_digits.stretch_audio(clip, 1.0), clip)
+
+
+def test_augmentation_is_train_only_and_seeded(builders, records):
+  from configs import common
+  from mmjax.data import registry
+
+  data_config = common.av_digits_data(variant="synergy", smoke=True)
+  data_config.update(image_shift=2, audio_stretch=0.15)
+  builder, tokenizer = builders["synergy_small"], registry.tokenizer(builders["synergy_small"], data_config)
+  dataset = registry.dataset(data_config)
+  train, test = (dataset.operations(builder, tokenizer, data_config, train) for train in (True, False))
+  assert [type(op) for op in train] == [av_digits.PreprocessAvDigits, av_digits.AugmentAvDigits]
+  assert [type(op) for op in test] == [av_digits.PreprocessAvDigits]
+  data_config.update(image_shift=0, audio_stretch=0.0)
+  assert len(dataset.operations(builder, tokenizer, data_config, True)) == 1
+  example = train[0].map(records["synergy_small", "train"][0])
+  augmented = [train[1].random_map(example, np.random.default_rng(seed)) for seed in (0, 0, 1)]
+  for key in ("image", "audio"):
+    assert augmented[0][key].shape == example[key].shape and augmented[0][key].dtype == np.float32
+    np.testing.assert_array_equal(augmented[0][key], augmented[1][key])
+    assert not np.array_equal(augmented[0][key], augmented[2][key])
+  assert augmented[0]["label"] == example["label"] and augmented[0]["text"] is example["text"]
+
+
 def test_missing_espeak_is_a_clear_error(tmp_path, monkeypatch):
   monkeypatch.setenv("PATH", str(tmp_path))
   builder = av_digits.AvDigits(config="synergy_small", data_dir=str(tmp_path / "data"))

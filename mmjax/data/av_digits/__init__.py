@@ -25,10 +25,10 @@ the bytes, and changing one modality's noise leaves the others' draws unchanged.
 gives identical audio for identical arguments (for one espeak-ng version).
 
 The package: `sources` (digits, images, speech, words and their corruption), `builder` (the tfds builder),
-`preprocess` (records → model inputs).
+`preprocess` (records → model inputs, and training-time augmentation).
 """
 from mmjax.data.av_digits.builder import AvDigits, AvDigitsConfig, generate_example
-from mmjax.data.av_digits.preprocess import PreprocessAvDigits
+from mmjax.data.av_digits.preprocess import AugmentAvDigits, PreprocessAvDigits, shift_image, stretch_audio
 from mmjax.data.av_digits.sources import (
     CHARS, CLIP_SAMPLES, CLIP_SECONDS, IMAGE_SIZE, LABEL_NAMES, LANGUAGES, MAX_TEXT_CHARS, NUMBER_WORDS, PITCHES,
     SAMPLE_RATE, SPEEDS, TASKS, TEST_VOICES, TRAIN_VOICES, Digits, DigitImages, corrupt_image, corrupt_text,
@@ -36,7 +36,8 @@ from mmjax.data.av_digits.sources import (
     synthesise_bank)
 
 __all__ = ["CHARS", "CLIP_SAMPLES", "CLIP_SECONDS", "IMAGE_SIZE", "LABEL_NAMES", "LANGUAGES", "MAX_TEXT_CHARS",
-           "NUMBER_WORDS", "PITCHES", "SAMPLE_RATE", "SPEEDS", "TASKS", "TEST_VOICES", "TRAIN_VOICES", "AvDigits",
-           "AvDigitsConfig", "DigitImages", "Digits", "PreprocessAvDigits", "corrupt_image", "corrupt_text",
-           "espeak_binary", "generate_example", "image_pools", "load_digit_images", "mix_audio", "mnist_source",
-           "sample_digits", "synthesise", "synthesise_bank"]
+           "NUMBER_WORDS", "PITCHES", "SAMPLE_RATE", "SPEEDS", "TASKS", "TEST_VOICES", "TRAIN_VOICES",
+           "AugmentAvDigits", "AvDigits", "AvDigitsConfig", "DigitImages", "Digits", "PreprocessAvDigits",
+           "corrupt_image", "corrupt_text", "espeak_binary", "generate_example", "image_pools", "load_digit_images",
+           "mix_audio", "mnist_source", "sample_digits", "shift_image", "stretch_audio", "synthesise",
+           "synthesise_bank"]
