@@ -7,10 +7,25 @@ Args (after a colon): `variant=redundant` (every modality shows the digit, each 
 corrupted) or `variant=synergy` (the label is (image digit + spoken digit) mod 10: no single
 modality tells it); `fusion=<name>`, a fusion of mmjax.models.FUSIONS or a unimodal
 baseline `image_only` / `audio_only` / `text_only`; `modalities=image+audio+text` (any subset);
-`image=vit|cnn`, `audio=ast|cnn` (the encoders); `smoke`; `steps=N`.
+`image=vit|cnn`, `audio=ast|cnn` (the encoders); `smoke`; `steps=N`; `pretrain=<modality>` and
+`encoders_from=<dir>`, the two stages of the synergy recipe below.
 The test evaluator reports accuracy and macro-F1, and how much each modality matters: the same
 metrics with it zeroed and with it shuffled across the batch (`zeroed/<m>/accuracy_drop`, ...).
 The number of classes and the audio's sample rate come from the dataset's metadata.
+
+The synergy recipe, in two stages (each through the ablation runner, 3 seeds):
+
+  python -m experiments.ablate --config=configs/av_digits.py --sweep=pretrain --seeds=3 --workdir=/tmp/avd2/pretrain
+  python -m experiments.ablate --config=configs/av_digits.py:encoders_from=/tmp/avd2/pretrain --sweep=synergy \
+      --seeds=3 --workdir=/tmp/avd2/synergy
+
+Stage 1, `pretrain=<modality>`: that modality's encoder alone (the `<modality>_only` model) trained and tested
+on its own digit (`image_digit`, `audio_digit`, `text_digit` of the synergy train split; never `label`), with
+the augmentation of PRETRAIN, for PRETRAIN's steps; its test accuracy is how well the encoder reads its digit.
+Stage 2, `encoders_from=<stage-1 sweep workdir>`: trained on `label` only; each encoder of the model starts
+from the stage-1 run of its modality and of this run's own seed (`config.init_from` lists those runs, with
+`{seed}` standing for config.seed, see mmjax.trainer.finetune) and stays frozen (`--config.freeze=` fine-tunes
+it). Both stages must use the same encoder args (`image=`, `audio=`), so the towers fit.
 """
 import ml_collections
 
@@ -26,14 +41,31 @@ IMAGE_ENCODERS = {"vit": dict(name="vit", variant="Nano/7", channels=1, pool="me
 AUDIO_ENCODERS = {"ast": dict(name="ast", width=64, depth=1, num_heads=4, mlp_dim=128, patch_time=14, patch_freq=8),
                   "cnn": dict(name="cnn", widths=(16, 32, 64), width=64)}
 
+# Stage 1 of the synergy recipe (`pretrain=<modality>`): steps and training-time augmentation per encoder.
+PRETRAIN = {"image": dict(steps=6000, image_shift=2, audio_stretch=0.0),
+            "audio": dict(steps=3000, image_shift=0, audio_stretch=0.15),
+            "text": dict(steps=1000, image_shift=0, audio_stretch=0.0)}
+# Stage 2 (`encoders_from=...`): steps of the fusion on the synergy label.
+FUSION_STEPS = 2000
+
+_METRICS = dict(metrics=["eval/test/accuracy", "eval/test/macro_f1"], columns="variant",
+                metric_names={"eval/test/accuracy": "Accuracy", "eval/test/macro_f1": "Macro-F1"})
 SWEEPS = {
     # Every fusion and every unimodal baseline, on both variants.
-    "fusion": dict(
-        points=[{"variant": variant, "fusion": fusion} for variant in VARIANTS for fusion in [*UNIMODAL, *FUSIONS]],
-        metrics=["eval/test/accuracy", "eval/test/macro_f1"],
-        columns="variant",
-        metric_names={"eval/test/accuracy": "Accuracy", "eval/test/macro_f1": "Macro-F1"}),
+    "fusion": dict(points=[{"variant": variant, "fusion": fusion} for variant in VARIANTS
+                           for fusion in [*UNIMODAL, *FUSIONS]], **_METRICS),
+    # The synergy recipe: stage 1, each encoder on its own digit (Accuracy is of that digit) ...
+    "pretrain": dict(points=[{"variant": "synergy", "pretrain": modality} for modality in MODALITIES], **_METRICS),
+    # ... stage 2 (with `encoders_from=<the stage-1 workdir>`), every fusion and baseline on the synergy label.
+    "synergy": dict(points=[{"variant": "synergy", "fusion": fusion} for fusion in [*UNIMODAL, *FUSIONS]],
+                    **_METRICS),
 }
+
+
+def pretrain_run(sweep_workdir: str, variant: str, modality: str) -> str:
+  """The workdir of the stage-1 run of `modality` in the `pretrain` sweep's `sweep_workdir`, with `{seed}` for the
+  seed: the ablation runner names it by its point and seed (mmjax.ablation.run_id)."""
+  return f"{sweep_workdir.rstrip('/')}/runs/variant={variant},pretrain={modality},seed={{seed}}"
 
 
 def _modalities(arg: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -48,14 +80,27 @@ def _modalities(arg: ml_collections.ConfigDict) -> tuple[str, ...]:
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = common.parse_arg(arg, variant="redundant", fusion="cross_attention", modalities="image+audio+text",
-                         image="vit", audio="ast", smoke=False, steps=0)
+                         image="vit", audio="ast", smoke=False, steps=0, pretrain="", encoders_from="")
   errors.check_choice(arg.variant, VARIANTS, "variant", "config arg")
   errors.check_choice(arg.fusion, (*FUSIONS, *UNIMODAL), "fusion", "config arg")
   errors.check_choice(arg.image, IMAGE_ENCODERS, "image encoder", "config arg")
   errors.check_choice(arg.audio, AUDIO_ENCODERS, "audio encoder", "config arg")
+  if arg.pretrain:
+    errors.check_choice(arg.pretrain, MODALITIES, "pretrain modality", "config arg")
+    if arg.encoders_from:
+      raise errors.ConfigError("Config args pretrain= (stage 1) and encoders_from= (stage 2) exclude each other.")
+    arg.fusion = f"{arg.pretrain}_only"
   modalities = _modalities(arg)
+  label = f"{arg.pretrain}_digit" if arg.pretrain else "label"
   config = common.run(total_steps=1000, batch_size=64, eval_batch_size=500, log_every_steps=100)
   config.data = common.av_digits_data(variant=arg.variant, smoke=arg.smoke)
+  if arg.pretrain:
+    config.total_steps = PRETRAIN[arg.pretrain]["steps"]
+    config.data.update({key: value for key, value in PRETRAIN[arg.pretrain].items() if key != "steps"})
+  if arg.encoders_from:
+    config.total_steps = FUSION_STEPS
+    config.init_from = ":".join(pretrain_run(arg.encoders_from, arg.variant, m) for m in modalities)
+    config.freeze = ",".join(modalities)
   encoders = {"image": IMAGE_ENCODERS[arg.image], "audio": AUDIO_ENCODERS[arg.audio],
               "text": dict(name="transformer", vocab_size=64, width=64, depth=1, num_heads=4, mlp_dim=128,
                            max_len=config.data.get_ref("text_len"), causal=False, pool="mean")}
@@ -65,12 +110,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       width=64, fusion_depth=1, num_heads=4, mlp_dim=128, fusion_options={},
       **common.compute_settings()))
   config.task = ml_collections.ConfigDict(dict(
-      name="classification", label="label", inputs={m: m for m in modalities},
+      name="classification", label=label, inputs={m: m for m in modalities},
       # Late and hybrid fusions train each modality's head on its own too (see ClassificationTask).
       unimodal_loss_weight=1.0))
   config.optim = common.optim(lr=1e-3, warmup_steps=100, weight_decay=1e-4)
   config.evals = ml_collections.ConfigDict(dict(
       # every_steps=0: at the end only.
-      test=dict(name="classification", split="test", every_steps=0, label="label", reliance=modalities),
+      test=dict(name="classification", split="test", every_steps=0, label=label, reliance=modalities),
   ))
   return common.finish(config, arg)
