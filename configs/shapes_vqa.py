@@ -66,7 +66,8 @@ SWEEPS = {
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = common.parse_arg(arg, smoke=False, steps=0, head="decoder", text="transformer", fusion="concat")
+  arg = common.parse_arg(arg, smoke=False, steps=0, head="decoder", text="transformer", fusion="concat",
+                         caption_weight=0.0)
   errors.check_choice(arg.head, HEADS, "head", "config arg")
   errors.check_choice(arg.text, TEXT_ENCODERS, "question encoder", "config arg text")
   errors.check_choice(arg.fusion, (*common.FUSIONS, *UNIMODAL), "fusion", "config arg")
@@ -93,12 +94,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   fusion_options = {"objects": "image"} if arg.fusion == "relation" else {}
   fused = dict(encoders=encoders, fusion="concat" if arg.fusion in UNIMODAL else arg.fusion, width=128,
                fusion_depth=2, num_heads=4, mlp_dim=512, fusion_options=fusion_options, **common.compute_settings())
+  if arg.caption_weight and (arg.head != "decoder" or arg.fusion in UNIMODAL):
+    raise errors.ConfigError(f"caption_weight={arg.caption_weight} trains the decoder head to caption the image too: "
+                             "use it with head=decoder and a fusion of both inputs.")
   if arg.head == "decoder":
+    # With caption_weight > 0 the decoder also generates the scene's caption from the image alone (question
+    # blanked), so its positions must reach the caption's length.
+    max_len = config.data.get_ref("text_len" if arg.caption_weight else "answer_len")
     config.model = ml_collections.ConfigDict(dict(
         name="captioner", **fused,
-        decoder=dict(vocab_size=64, depth=2, num_heads=4, mlp_dim=512, max_len=config.data.get_ref("answer_len"),
-                     tie_embedding=True)))
+        decoder=dict(vocab_size=64, depth=2, num_heads=4, mlp_dim=512, max_len=max_len, tie_embedding=True)))
     config.task = ml_collections.ConfigDict(dict(name="generation", inputs=inputs, target="answer"))
+    if arg.caption_weight:
+      config.task.auxiliary = dict(target="text", without=("question",), weight=arg.caption_weight)
   else:
     config.model = ml_collections.ConfigDict(dict(name="classifier", **fused))
     config.task = ml_collections.ConfigDict(dict(name="classification", inputs=inputs, label="answer_id",

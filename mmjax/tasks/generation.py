@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from mmjax import decoding
+from mmjax import decoding, errors
 from mmjax.tasks.base import Task
 from mmjax.tasks.inputs import ModelInputs
 
@@ -36,6 +36,12 @@ class GenerationTask(Task):
 
   `vocab_size` is the tokenizer's: decoding never picks an id beyond it, even where the decoder's
   embedding table is larger (config.model.decoder.vocab_size may round the vocabulary up).
+
+  `config.task.auxiliary` (optional) = {target, without, weight}: the same model also learns to generate the
+  field `target` from the inputs with the fields `without` zeroed (all padding), and the loss is the main
+  target's plus `weight` times that one — e.g. VQA that also captions the image with the question blanked
+  (multi-task generation, as BLIP/LAVIS train one decoder on several targets): every caption word is a target,
+  where an answer is one word. Gradient accumulation weighs micro-batches by the main target's tokens.
   """
 
   def __init__(self, task_config: ml_collections.ConfigDict, model: nn.Module, *,
@@ -44,7 +50,8 @@ class GenerationTask(Task):
     self.model = model
     self.inputs = ModelInputs(task_config.inputs, model)
     self.target = task_config.target
-    self.batch_keys = (*self.inputs.fields, self.target)
+    self.auxiliary = _auxiliary(task_config.get("auxiliary"), self.inputs.fields)
+    self.batch_keys = (*self.inputs.fields, self.target, *([self.auxiliary["target"]] if self.auxiliary else []))
     self.decode_config = decode_config
     self.bos_id, self.eos_id, self.vocab_size = bos_id, eos_id, vocab_size
 
@@ -53,10 +60,24 @@ class GenerationTask(Task):
 
   def loss_fn(self, params, batch: dict[str, jax.Array], rng: jax.Array) -> tuple[jax.Array, dict]:
     del rng  # The model is deterministic (no dropout).
-    targets = batch[self.target]
-    logits = self.model.apply({"params": params}, self.inputs(batch), shift_right(targets, self.bos_id))
-    loss, accuracy = sequence_loss(logits, targets)
-    return loss, {"loss": loss, "token_accuracy": accuracy}
+    inputs = self.inputs(batch)
+    loss, accuracy = self._sequence_loss(params, inputs, batch[self.target])
+    metrics = {"token_accuracy": accuracy}
+    if self.auxiliary:
+      # The barrier keeps XLA from constant-folding the encoder of an all-padding input at compile time
+      # (seconds of "Constant folding an instruction is taking > 1s" for no gain).
+      blank = {m: jax.lax.optimization_barrier(jnp.zeros_like(x)) if self.inputs.mapping[m] in self.auxiliary["without"]
+               else x for m, x in inputs.items()}
+      target = self.auxiliary["target"]
+      metrics[f"{target}_loss"], metrics[f"{target}_token_accuracy"] = self._sequence_loss(
+          params, blank, batch[target])
+      metrics[f"{self.target}_loss"] = loss
+      loss = loss + self.auxiliary["weight"] * metrics[f"{target}_loss"]
+    return loss, {"loss": loss, **metrics}
+
+  def _sequence_loss(self, params, inputs: dict[str, jax.Array], targets: jax.Array) -> tuple[jax.Array, jax.Array]:
+    logits = self.model.apply({"params": params}, inputs, shift_right(targets, self.bos_id))
+    return sequence_loss(logits, targets)
 
   def loss_weight(self, batch: dict[str, jax.Array]) -> jax.Array:
     """The number of target tokens the loss averages, to weigh micro-batches (mmjax.tasks.accumulation)."""
@@ -81,3 +102,17 @@ class GenerationTask(Task):
       length = self.decode_config.max_len or batch[self.target].shape[1]
       return self.generate(params, batch, length)
     return {"generate": generate}
+
+
+def _auxiliary(config: ml_collections.ConfigDict | None, input_fields: tuple[str, ...]) -> dict | None:
+  """config.task.auxiliary checked → {"target", "without", "weight"}, or None when absent."""
+  if not config:
+    return None
+  without = (config.get("without") or ())
+  without = (without,) if isinstance(without, str) else tuple(without)
+  unknown = sorted(set(without) - set(input_fields))
+  if not config.get("target") or unknown or not config.get("weight", 0) > 0:
+    raise errors.ConfigError(
+        f"config.task.auxiliary={dict(config)} needs a `target` field, a `weight` > 0 and `without` naming input "
+        f"fields among {list(input_fields)}" + (f" (not {unknown})" if unknown else "") + ".")
+  return {"target": config.target, "without": without, "weight": float(config.weight)}

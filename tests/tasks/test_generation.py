@@ -83,3 +83,42 @@ def test_sampling_never_picks_an_id_beyond_the_tokenizer(params_and_batch):
   tokens = np.asarray(jax.jit(lambda p, b: task.generate(p, b, 10))(params, batch))
   assert tokens.max() < TOKENIZER.vocab_size and (tokens[:, 0] > 0).all()
   assert all(isinstance(TOKENIZER.decode(row), str) for row in tokens)
+
+
+def test_an_auxiliary_target_adds_its_weighted_loss_with_the_named_inputs_blanked():
+  """VQA that also captions: loss = answer loss + 0.5 × the caption loss of the same model with the question
+  zeroed (all padding), each computed here by hand through the model."""
+  from configs import common
+  from mmjax import errors, models
+  model_config = ml_collections.ConfigDict(MODEL.to_dict())
+  model_config.encoders.text = dict(name="transformer", vocab_size=TOKENIZER.vocab_size, width=32, depth=1,
+                                    num_heads=2, mlp_dim=64, max_len=6)
+  task_config = ml_collections.ConfigDict(dict(
+      name="generation", inputs={"image": "image", "text": "question"}, target="answer",
+      auxiliary=dict(target="text", without=("question",), weight=0.5)))
+  config = ml_collections.ConfigDict(dict(model=model_config, task=task_config, decode=common.decode()))
+  task = tasks.build(config, models.build(config.model), TOKENIZER)
+  assert task.batch_keys == ("image", "question", "answer", "text")
+  rng = np.random.default_rng(1)
+  batch = {"image": jnp.asarray(rng.uniform(-1, 1, size=(3, 16, 16, 3)), jnp.float32),
+           "question": jnp.asarray([[5, 6, 7, 3, 0, 0], [8, 3, 0, 0, 0, 0], [9, 9, 3, 0, 0, 0]]),
+           "answer": jnp.asarray([[10, 3], [11, 3], [12, 3]]),
+           "text": jnp.asarray([[13, 14, 15, 3], [16, 3, 0, 0], [17, 18, 3, 0]])}
+  params = task.init(jax.random.PRNGKey(0), batch)["params"]
+  loss, metrics = task.loss_fn(params, batch, jax.random.PRNGKey(1))
+
+  def by_hand(inputs, targets):
+    logits = task.model.apply({"params": params}, inputs, tasks.shift_right(targets, TOKENIZER.bos_id))
+    return tasks.sequence_loss(logits, targets)[0]
+
+  answer_loss = by_hand({"image": batch["image"], "text": batch["question"]}, batch["answer"])
+  caption_loss = by_hand({"image": batch["image"], "text": jnp.zeros_like(batch["question"])}, batch["text"])
+  assert float(metrics["answer_loss"]) == pytest.approx(float(answer_loss), rel=1e-5)
+  assert float(metrics["text_loss"]) == pytest.approx(float(caption_loss), rel=1e-5)
+  assert float(loss) == pytest.approx(float(answer_loss + 0.5 * caption_loss), rel=1e-5)
+  with_question = by_hand({"image": batch["image"], "text": batch["question"]}, batch["text"])
+  assert abs(float(caption_loss) - float(with_question)) > 1e-4  # The question is blanked.
+  task_config.auxiliary.without = ("caption",)
+  with pytest.raises(errors.ConfigError, match=r"config.task.auxiliary=.*input fields among \['image', 'question'\] "
+                                               r"\(not \['caption'\]\)"):
+    tasks.build(config, models.build(config.model), TOKENIZER)
