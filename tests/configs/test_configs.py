@@ -78,3 +78,14 @@ def test_every_config_keeps_the_resume_rules_and_one_selector_key(name):
     assert tuple(config.resume_safe_keys) == common.RESUME_SAFE_KEYS
     flat = json.dumps(config.to_dict(), default=str)
     assert '"type":' not in flat and '"kind":' not in flat
+
+
+def test_vqa_caption_weight_adds_the_caption_target_to_the_decoder_head_only():
+  from configs import shapes_vqa
+  from mmjax import errors
+  config = shapes_vqa.get_config("caption_weight=0.5")
+  assert dict(config.task.auxiliary) == dict(target="text", without=("question",), weight=0.5)
+  assert config.model.decoder.max_len == config.data.text_len  # The caption's length, not the answer's.
+  assert "auxiliary" not in shapes_vqa.get_config()["task"]
+  with pytest.raises(errors.ConfigError, match="caption_weight=0.5 trains the decoder head to caption"):
+    shapes_vqa.get_config("head=classifier,caption_weight=0.5")
