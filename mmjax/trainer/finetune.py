@@ -24,8 +24,9 @@ from mmjax import errors, pretrained
 from mmjax.trainer import checkpoint
 
 TOWERS = {"image": "image_encoder", "audio": "audio_encoder", "text": "text_encoder"}
-# Loaded whenever the pretrained run has them; the image tower must fit, the text tower only where it does.
-REQUIRED_TOWERS = ("image_encoder",)
+# Loaded whenever the pretrained run has them; the image and audio towers must fit, the text tower only where it
+# does (a captioner's question encoder need not be shaped like the contrastive text tower it may start from).
+REQUIRED_TOWERS = ("image_encoder", "audio_encoder")
 RUN_SEPARATOR = ":"
 
 

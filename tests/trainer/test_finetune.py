@@ -67,6 +67,13 @@ def test_an_image_tower_that_does_not_fit_is_an_error(pretrained):
     finetune.load_towers(fresh, pretrained)
 
 
+def test_an_audio_tower_that_does_not_fit_is_an_error():
+  audio = {"audio_encoder": {"dense": {"kernel": np.zeros((3, 4))}}}
+  with pytest.raises(errors.ConfigError, match="pretrained audio_encoder does not fit audio_encoder: make this "
+                                               "model's audio encoder config match"):
+    finetune.load_towers({"audio_encoder": {"dense": {"kernel": np.zeros((3, 8))}}}, audio)
+
+
 def test_parse_towers():
   assert finetune.parse_towers("image, text") == ["image_encoder", "text_encoder"]
   assert finetune.parse_towers("") == []

@@ -47,7 +47,9 @@ def test_stage_two_reads_the_stage_one_runs_the_ablation_runner_writes_for_its_s
   assert [point["pretrain"] for point in pretrain.points] == ["image", "audio", "text"]
   for fusion, modalities in (("cross_attention", ["image", "audio", "text"]), ("audio_only", ["audio"])):
     config = av_digits.get_config(f"variant=synergy,fusion={fusion},encoders_from=/sweeps/pretrain/")
-    assert config.task.label == config.evals.test.label == "label" and config.freeze == ",".join(modalities)
+    assert config.task.label == config.evals.test.label == "label" and config.freeze == ""
+    frozen = av_digits.get_config(f"variant=synergy,fusion={fusion},encoders_from=/sweeps/pretrain/,frozen=true")
+    assert frozen.freeze == ",".join(modalities)
     for seed in (0, 2):
       assert finetune.init_from_runs(config.init_from, seed) == [
           f"/sweeps/pretrain/runs/{ablation.run_id({'variant': 'synergy', 'pretrain': m}, seed)}" for m in modalities]
@@ -56,6 +58,8 @@ def test_stage_two_reads_the_stage_one_runs_the_ablation_runner_writes_for_its_s
   assert dict(stage_one.task.inputs) == {"audio": "audio"} and stage_one.data.audio_stretch > 0
   with pytest.raises(errors.ConfigError, match="pretrain= .* and encoders_from= .* exclude each other"):
     av_digits.get_config("pretrain=image,encoders_from=/sweeps/pretrain")
+  with pytest.raises(errors.ConfigError, match="frozen=true freezes the encoders loaded by encoders_from="):
+    av_digits.get_config("frozen=true")
 
 
 def test_stage_two_trains_from_each_seeds_own_stage_one_runs_frozen(av_digits_data_dir, tmp_path):
@@ -65,7 +69,7 @@ def test_stage_two_trains_from_each_seeds_own_stage_one_runs_frozen(av_digits_da
   from mmjax.models.encoders import build_encoder
   from mmjax.trainer import checkpoint, finetune
 
-  config = smoke_config(av_digits_data_dir, av_digits, f"modalities=image+text,fusion=concat,smoke,"
+  config = smoke_config(av_digits_data_dir, av_digits, f"modalities=image+text,fusion=concat,smoke,frozen=true,"
                         f"encoders_from={tmp_path / 'pretrain'}", total_steps=2, seed=1,
                         **{"optim.warmup_steps": 0, "evals": {}})
   inputs = {"image": jnp.zeros((1, 28, 28, 1)), "text": jnp.ones((1, config.data.text_len), jnp.int32)}
