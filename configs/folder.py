@@ -42,6 +42,42 @@ COCO_FIELDS = {"image": "image", "captions": "captions/text", "id": "image/id"}
 _EVALS = {"contrastive": "retrieval", "caption": "captioning", "vqa": "vqa", "vqa_classifier": "vqa",
           "classify": "classification"}
 
+# README's "Your own data" tables: each task from scratch and with the pretrained towers, on the example folder
+# (`python -m experiments.make_example_folder --out=data/digits --count=600`); a sweep per task, as each task
+# reports its own metrics. Training is deterministic here, so one seed:
+#   python -m experiments.ablate --config=configs/folder.py --sweep=digits_caption --seeds=1 \
+#       --override=data.path=data/digits --workdir=runs/digits_caption_sweep
+#   python -m experiments.report --sweep_dir=runs/digits_caption_sweep --name=digits_caption
+_TOWERS = [{"towers": "scratch"}, {"towers": "pretrained"}]
+_WALL = {"wall_s": "Wall s"}
+SWEEPS = {
+    "digits_caption": dict(
+        points=[{"task": "caption", **towers} for towers in _TOWERS],
+        metrics=["eval/test/bleu4", "eval/test/cider_d", "eval/test/exact_match", "wall_s"],
+        metric_names={"eval/test/bleu4": "BLEU-4", "eval/test/cider_d": "CIDEr-D",
+                      "eval/test/exact_match": "Exact match", **_WALL}, lower_is_better=["wall_s"]),
+    "digits_classify": dict(
+        points=[{"task": "classify", **towers} for towers in _TOWERS],
+        metrics=["eval/test/accuracy", "eval/test/macro_f1", "eval/test/shuffled/image/accuracy", "wall_s"],
+        metric_names={"eval/test/accuracy": "Accuracy", "eval/test/macro_f1": "Macro-F1",
+                      "eval/test/shuffled/image/accuracy": "Accuracy, images shuffled", **_WALL},
+        lower_is_better=["eval/test/shuffled/image/accuracy", "wall_s"]),
+    # The pretrained contrastive run fine-tunes MiniLM (the slowest tower here): 200 steps.
+    "digits_contrastive": dict(
+        points=[{"task": "contrastive", "towers": "scratch"}, {"task": "contrastive", "towers": "pretrained",
+                                                               "steps": 200}],
+        metrics=["eval/test/i2t_r1", "eval/test/t2i_r1", "eval/test/i2t_r5", "eval/test/t2i_r5", "wall_s"],
+        metric_names={"eval/test/i2t_r1": "I→T R@1", "eval/test/t2i_r1": "T→I R@1", "eval/test/i2t_r5": "I→T R@5",
+                      "eval/test/t2i_r5": "T→I R@5", **_WALL}, lower_is_better=["wall_s"]),
+    "digits_vqa": dict(
+        points=[{"task": "vqa", "towers": "scratch"}, {"task": "vqa", "towers": "pretrained", "steps": 300}],
+        metrics=["eval/test/accuracy", "eval/test/accuracy/colour", "eval/test/accuracy/digit",
+                 "eval/test/majority_accuracy", "wall_s"],
+        metric_names={"eval/test/accuracy": "Accuracy", "eval/test/accuracy/colour": "Colour",
+                      "eval/test/accuracy/digit": "Digit", "eval/test/majority_accuracy": "Majority answer",
+                      **_WALL}, lower_is_better=["wall_s"]),
+}
+
 
 def _text_encoder(pretrained: bool, length_key: str, data: ml_collections.ConfigDict) -> dict:
   if pretrained:

@@ -2,6 +2,7 @@ r"""Publishes measured results into the repository and keeps README's and docs' 
 
   python -m experiments.report --sweep_dir=runs/ablate_vqa_fusion --name=vqa_fusion_400
   python -m experiments.report --benchmark_json=bench_train.txt --name=bench_clip_s
+  python -m experiments.report --timing_json=timing.txt --name=readme_test_command
   python -m experiments.report --sync
   python -m experiments.report --sync --check
 
@@ -11,6 +12,8 @@ commits, dates and machines of the runs) and table.md (the runner's table, then 
 is the one `ablate.json` records, or `--sweep` for a workdir that records none or several.
 `--benchmark_json`: a file of `experiments.benchmark` output (its JSON lines; other lines are skipped, so
 `python -m experiments.benchmark ... | tee bench.txt` will do) → benchmark.jsonl, summary.json, table.md.
+`--timing_json`: a file of `experiments.time_readme` output (README's main or test command timed in a fresh clone)
+→ its runs are added to timings.jsonl; summary.json and table.md list every run.
 `--sync`: makes every results directory's summary.json and table.md again from its measurements, and rewrites
 each section of README.md and docs/*.md between `<!-- results: <name> -->` and `<!-- /results: <name> -->`
 with `experiments/results/<name>/table.md`. `--check` changes nothing and exits 1 naming what differs.
@@ -21,13 +24,14 @@ import sys
 from absl import app, flags
 
 from mmjax import errors, publish
-from mmjax.publish import benchmark, sweep
+from mmjax.publish import benchmark, sweep, timing
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _SWEEP_DIR = flags.DEFINE_string("sweep_dir", None, "The --workdir of an experiments.ablate sweep to publish.")
 _SWEEP = flags.DEFINE_string("sweep", None, "With --sweep_dir: the sweep's name, if ablate.json does not say it.")
 _BENCHMARK_JSON = flags.DEFINE_string("benchmark_json", None, "A file of experiments.benchmark output to publish.")
+_TIMING_JSON = flags.DEFINE_string("timing_json", None, "A file of experiments.time_readme output to publish.")
 _NAME = flags.DEFINE_string("name", None, "The experiment's name: its directory experiments/results/<name>.")
 _SYNC = flags.DEFINE_bool("sync", False, "Rewrite the results sections of README.md and docs/*.md.")
 _CHECK = flags.DEFINE_bool("check", False, "With --sync: change nothing; exit 1 if a section or table differs.")
@@ -38,9 +42,10 @@ def main(argv):
   del argv
   with errors.reported_to_user():
     chosen = [flag for flag, value in (("--sweep_dir", _SWEEP_DIR.value), ("--benchmark_json", _BENCHMARK_JSON.value),
-                                       ("--sync", _SYNC.value)) if value]
+                                       ("--timing_json", _TIMING_JSON.value), ("--sync", _SYNC.value)) if value]
     if len(chosen) != 1:
-      raise errors.InputError(f"Give one of --sweep_dir, --benchmark_json or --sync (got {chosen or 'none'}).")
+      raise errors.InputError("Give one of --sweep_dir, --benchmark_json, --timing_json or --sync (got "
+                              f"{chosen or 'none'}).")
     if _CHECK.value and not _SYNC.value:
       raise errors.InputError("--check goes with --sync.")
     if _SWEEP.value and not _SWEEP_DIR.value:
@@ -52,8 +57,10 @@ def main(argv):
         raise errors.InputError(f"{chosen[0]} needs --name=<experiment>, the directory experiments/results/<name>.")
       if _SWEEP_DIR.value:
         directory = sweep.publish(_SWEEP_DIR.value, _NAME.value, _ROOT.value, _SWEEP.value)
-      else:
+      elif _BENCHMARK_JSON.value:
         directory = benchmark.publish(_BENCHMARK_JSON.value, _NAME.value, _ROOT.value)
+      else:
+        directory = timing.publish(_TIMING_JSON.value, _NAME.value, _ROOT.value)
   if not _SYNC.value:
     print(f"{os.path.relpath(directory, _ROOT.value)}: {', '.join(sorted(os.listdir(directory)))}. Include its table "
           f"with <!-- results: {_NAME.value} --> and <!-- /results: {_NAME.value} --> lines in README.md or "

@@ -17,13 +17,15 @@ import re
 from collections.abc import Callable, Mapping
 
 from mmjax import errors
-from mmjax.publish import benchmark, store, sweep
+from mmjax.publish import benchmark, store, sweep, timing
 
-RENDERERS: Mapping[str, Callable[[str], dict[str, str]]] = {"sweep": sweep.render, "benchmark": benchmark.render}
+RENDERERS: Mapping[str, Callable[[str], dict[str, str]]] = {"sweep": sweep.render, "benchmark": benchmark.render,
+                                                            "timing": timing.render}
 _START = re.compile(r"^<!-- results: (\S+) -->$", re.M)
 _SECTION = re.compile(r"^(<!-- results: (\S+) -->\n).*?^(<!-- /results: \2 -->)$", re.M | re.S)
 _PUBLISH = ("python -m experiments.report --sweep_dir=<the ablate --workdir> --name={name} (or "
-            "--benchmark_json=<the benchmark's output> --name={name})")
+            "--benchmark_json=<the benchmark's output> or --timing_json=<experiments.time_readme's output> "
+            "--name={name})")
 
 
 def documents(root: str) -> list[str]:

@@ -94,8 +94,9 @@ def _counted(counts: Mapping[str, int], show=lambda value: value) -> str:
   return ", ".join(f"{show(value)} ({n} run{'s' * (n != 1)})" for value, n in counts.items())
 
 
-def _date(iso: str) -> str:
-  return iso.replace("T", " ")[:16]  # To the minute: 2026-11-30 22:51.
+def date_text(iso: str) -> str:
+  """An ISO date to the minute, as tables show it: 2026-11-30 22:51."""
+  return iso.replace("T", " ")[:16]
 
 
 def provenance_text(summary: Mapping[str, Any]) -> str:
@@ -104,7 +105,7 @@ def provenance_text(summary: Mapping[str, Any]) -> str:
   if dates["first"] is None:
     date = provenance.NOT_RECORDED
   else:
-    date = _date(dates["first"]) + (f" – {_date(dates['last'])}" if dates["last"] != dates["first"] else "")
+    date = date_text(dates["first"]) + (f" – {date_text(dates['last'])}" if dates["last"] != dates["first"] else "")
     date += " UTC" + (f" ({provenance.NOT_RECORDED} for {dates['not_recorded']} runs)" if dates["not_recorded"]
                       else "")
   return (f"commit: {_counted(summary['commits'], _short_commit)}; date: {date}; "
