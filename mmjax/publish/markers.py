@@ -17,15 +17,15 @@ import re
 from collections.abc import Callable, Mapping
 
 from mmjax import errors
-from mmjax.publish import benchmark, store, sweep, timing
+from mmjax.publish import benchmark, store, sweep, table, timing
 
 RENDERERS: Mapping[str, Callable[[str], dict[str, str]]] = {"sweep": sweep.render, "benchmark": benchmark.render,
-                                                            "timing": timing.render}
+                                                            "timing": timing.render, "table": table.render}
 _START = re.compile(r"^<!-- results: (\S+) -->$", re.M)
 _SECTION = re.compile(r"^(<!-- results: (\S+) -->\n).*?^(<!-- /results: \2 -->)$", re.M | re.S)
 _PUBLISH = ("python -m experiments.report --sweep_dir=<the ablate --workdir> --name={name} (or "
-            "--benchmark_json=<the benchmark's output> or --timing_json=<experiments.time_readme's output> "
-            "--name={name})")
+            "--benchmark_json=<the benchmark's output>, --timing_json=<experiments.time_readme's output> or "
+            "--table_json=<a script's --json output> --name={name})")
 
 
 def documents(root: str) -> list[str]:

@@ -24,7 +24,7 @@ def _report(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("args,message", [
-    ([], r"Give one of --sweep_dir, --benchmark_json, --timing_json or --sync \(got none\)\."),
+    ([], r"Give one of --sweep_dir, --benchmark_json, --timing_json, --table_json or --sync \(got none\)\."),
     (["--sync", "--sweep_dir=x"], r"Give one of .* \(got \['--sweep_dir', '--sync'\]\)\."),
     (["--check"], r"Give one of"),
     (["--sweep_dir=x", "--check"], r"--check goes with --sync\."),

@@ -1,6 +1,7 @@
 """The scripts report bad input as one `error:` line and an exit code, without a traceback. A flag or config
 error is reported before JAX is imported, so each case here costs a Python start, not a compile."""
 import re
+from pathlib import Path
 import subprocess
 import sys
 
@@ -66,9 +67,16 @@ def test_evaluate_reports_an_override_its_stored_config_has_no_place_for_on_one_
 def test_classify_photos_names_the_espresso_and_reports_a_truncated_checkpoint_on_one_line(tmp_path):
   """The ImageNet head of the imported EfficientNet-Lite0 on the sample photos; then a .pth cut short."""
   command = [sys.executable, "-m", "experiments.classify_photos", "--top_k=1"]
-  result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+  result = subprocess.run(command + ["--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   assert re.search(r"coffee .*\n\s+9\d\.\d+%\s+espresso", result.stdout), result.stdout
+  # --json: the same, last, as the table README publishes (experiments.report --table_json).
+  (tmp_path / "photos.txt").write_text(result.stdout)
+  from mmjax.publish import table
+  published = table.publish(str(tmp_path / "photos.txt"), "photos", str(tmp_path))
+  markdown = (Path(published) / "table.md").read_text()
+  assert re.search(r"^\| coffee \| espresso 9\d\.\d% \|$", markdown, re.M), markdown
+  assert "Measured by `python -m experiments.classify_photos --top_k=1 --json`; commit: " in markdown
   from mmjax import pretrained
   truncated = tmp_path / "truncated.pth"
   with open(pretrained.resolve("efficientnet-lite0", "test"), "rb") as f:

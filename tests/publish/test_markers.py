@@ -77,8 +77,9 @@ def test_a_marker_without_results_or_without_its_end_is_a_one_line_error(tmp_pat
   with pytest.raises(errors.InputError, match=(
       r"^docs/more.md: <!-- results: headline_clip --> names experiments/results/headline_clip, which holds no "
       r"published results: run python -m experiments.report --sweep_dir=<the ablate --workdir> "
-      r"--name=headline_clip \(or --benchmark_json=<the benchmark's output> or "
-      r"--timing_json=<experiments.time_readme's output> --name=headline_clip\)\.$")):
+      r"--name=headline_clip \(or --benchmark_json=<the benchmark's output>, "
+      r"--timing_json=<experiments.time_readme's output> or --table_json=<a script's --json output> "
+      r"--name=headline_clip\)\.$")):
     publish.sync(root, check=True)
   assert _read(os.path.join(root, "README.md")) == README  # Nothing written before the error.
   (tmp_path / "docs" / "more.md").write_text("a\n<!-- results: speed -->\n| x |\n<!-- /results: sped -->\n")
