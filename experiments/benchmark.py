@@ -2,6 +2,7 @@ r"""Measured speed figures, printed as a table and, last, one JSON line.
 
   python -m experiments.benchmark --config=configs/bench_clip_s.py
   python -m experiments.benchmark --benchmark=decode --config=configs/shapes_caption.py
+  python -m experiments.benchmark --benchmark=memory --config=configs/bench_clip_s.py
 
 `train` (the default): the real train step of a contrastive `--config` (default
 configs/bench_clip_s.py) — task, model, optimizer, sharded state and jit with donation built
@@ -18,14 +19,21 @@ mmjax.trainer.host_memory.keep_freed_memory), to measure what that setting bring
 decoder rerun over every position for each new token), for the decoder of a captioning
 `--config` with random weights, batch `--batch_size`, at each of `--lengths` new tokens.
 Decoding never stops at an end-of-text token here, so every row decodes exactly its number of
-tokens. Each figure is the median of `--repeats` timed runs after one compile-and-warm-up run;
-the encoder runs once, outside the timing.
+tokens. After one compile-and-warm-up call of each, `--repeats` rounds each time every length,
+cached and uncached, once: a burst of other load then lands on every length alike instead of on
+one. Reported per length: the median ms/token and its spread (quartiles, min and max) over the
+rounds, and every round's seconds. The encoder runs once, outside the timing.
 
-Both print a Markdown table (mmjax.publish's, the one the published results show), then the JSON line, which
+`memory`: the train step's compiled memory per remat policy (`--remat`) and compute dtype
+(`--dtypes`), and the largest batch that fits `--memory_budget_gib` per device; compile only, so it
+can run on a busy machine (see experiments/benchmark_memory.py).
+
+Each prints a Markdown table (mmjax.publish's, the one the published results show), then the JSON line, which
 carries the run's provenance too (commit, date, machine, command: mmjax.provenance). Publish runs with
 `python -m experiments.benchmark ... | tee -a bench.txt`, then
 `python -m experiments.report --benchmark_json=bench.txt --name=<experiment>`.
 """
+import functools
 import json
 import resource
 import statistics
@@ -39,41 +47,47 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
-from experiments import launch
+from experiments import benchmark_memory, launch
 from mmjax import data as mmdata
-from mmjax import decoding, errors, models, provenance, publish, trainer
+from mmjax import decoding, errors, models, nn, provenance, publish, trainer
 from mmjax.data.tokenizer import WordTokenizer
 
-_BENCHMARK = flags.DEFINE_enum("benchmark", "train", ["train", "decode"], "What to measure.")
+_BENCHMARK = flags.DEFINE_enum("benchmark", "train", ["train", "decode", "memory"], "What to measure.")
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/bench_clip_s.py", "train: a contrastive config with a `bench` block; decode: a captioning "
-    "config (e.g. configs/shapes_caption.py).", lock_config=False)
+    "config", "configs/bench_clip_s.py", "train, memory: a contrastive config with a `bench` block; decode: a "
+    "captioning config (e.g. configs/shapes_caption.py).", lock_config=False)
 _MEASURE_LOADER = flags.DEFINE_bool("measure_loader", True, "train: also time the Shapes training loader alone.")
 _KEEP_FREED_MEMORY = flags.DEFINE_bool("keep_freed_memory", True,
                                        "Keep memory freed by jitted steps in malloc (mmjax.runtime).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "decode: sequences decoded at once.")
 _LENGTHS = flags.DEFINE_list("lengths", ["16", "32", "64", "128"], "decode: numbers of new tokens.")
-_REPEATS = flags.DEFINE_integer("repeats", 5, "decode: timed runs per figure (the median is reported).")
+_REPEATS = flags.DEFINE_integer("repeats", 15, "decode: timed rounds (each length cached and uncached once); "
+                                 "the median and spread over them are reported.")
+_MEMORY_BUDGET_GIB = flags.DEFINE_float("memory_budget_gib", 16, "memory: GiB per device the largest batch must fit.")
+_REMAT = flags.DEFINE_list("remat", list(nn.REMAT_POLICIES), "memory: the remat policies to compile.")
+_DTYPES = flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "memory: the compute dtypes to compile.")
 
 
-def _timed(fn, *args, repeats: int) -> tuple[jax.Array, float, float]:
-  """(output, first call's seconds — compile included —, median seconds of `repeats` later calls)."""
+def _timed(fn, *args) -> tuple[jax.Array, float]:
+  """(output, seconds) of one call, waiting for the result."""
   start = time.perf_counter()
   output = jax.block_until_ready(fn(*args))
-  first = time.perf_counter() - start
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return output, first, statistics.median(times)
+  return output, time.perf_counter() - start
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+  """The median, quartiles (inclusive: within min–max however few the values), min and max of `values`."""
+  q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else values * 3
+  return {"median": statistics.median(values), "q1": q1, "q3": q3, "min": min(values), "max": max(values)}
 
 
 def matmul_peak_gflops(size: int, repeats: int) -> float:
   """GFLOP/s of a jit-compiled float32 `jnp.dot` of two size x size matrices, median of `repeats` runs:
   the practical matmul peak of this host that MFU is measured against."""
   a, b = jax.random.normal(jax.random.PRNGKey(0), (2, size, size), jnp.float32)
-  _, _, seconds = _timed(jax.jit(jnp.dot), a, b, repeats=repeats)
+  matmul = jax.jit(jnp.dot)
+  _timed(matmul, a, b)  # Compiles.
+  seconds = statistics.median(_timed(matmul, a, b)[1] for _ in range(repeats))
   return 2 * size**3 / seconds / 1e9
 
 
@@ -132,15 +146,21 @@ def loader_examples_per_s(data_config: ml_collections.ConfigDict, batch_size: in
   return batches * batch_size / (time.perf_counter() - start)
 
 
+def example_spec(config: ml_collections.ConfigDict) -> dict[str, jax.ShapeDtypeStruct]:
+  """One example's field shapes of `random_batch`, which feeds image-text pairs: the config must be contrastive."""
+  if config.task.name != "contrastive":
+    raise errors.ConfigError(f"The train and memory benchmarks feed image-text pairs: --config must be a "
+                             f"contrastive config; got task {config.task.name!r}.")
+  batch = random_batch(config, np.random.default_rng(0))
+  return {key: jax.ShapeDtypeStruct(value.shape[1:], value.dtype) for key, value in batch.items()}
+
+
 def train_benchmark(config: ml_collections.ConfigDict, measure_loader: bool = True) -> dict:
   """Speed of the config's real train step on random batches; see the module docstring."""
-  if config.task.name != "contrastive":
-    raise errors.ConfigError(f"The train benchmark feeds image-text pairs: --config must be a contrastive "
-                             f"config; got task {config.task.name!r}.")
+  example = example_spec(config)
   bench = config.bench
   rng = np.random.default_rng(config.seed)
   host_batches = [random_batch(config, rng) for _ in range(4)]
-  example = {k: jax.ShapeDtypeStruct(v.shape[1:], v.dtype) for k, v in host_batches[0].items()}
   run = trainer.build_run(config, example=example)
   peak = matmul_peak_gflops(bench.matmul_size, bench.matmul_runs)
   with run.context():
@@ -193,8 +213,9 @@ def train_benchmark(config: ml_collections.ConfigDict, measure_loader: bool = Tr
   return result
 
 
-def decode_benchmark(config, batch_size: int, lengths: list[int], repeats: int) -> dict:
-  """Cached vs uncached greedy decoding speed of the config's Captioner at each length."""
+def decode_benchmark(config: ml_collections.ConfigDict, batch_size: int, lengths: list[int], repeats: int) -> dict:
+  """Cached vs uncached greedy decoding speed of the config's Captioner at each length: per row, each mode's
+  `{mode}_seconds` of every round and the median, quartiles, min and max of its ms/token."""
   if config.model.name != "captioner":
     raise errors.ConfigError(f"--config must be a captioning config (model 'captioner'); got {config.model.name!r}.")
   model_config = ml_collections.ConfigDict(config.model.to_dict())  # A copy, free of references to config.data.
@@ -213,22 +234,31 @@ def decode_benchmark(config, batch_size: int, lengths: list[int], repeats: int) 
         params, tokens, index, state, kv_cache, method=model.decode_step)
     return decoding.sample(step_fn, state, max_len=length, bos_id=WordTokenizer(()).bos_id, eos_id=None)
 
-  rows = []
-  for length in lengths:
-    row = {"new_tokens": length}
-    for kv_cache, name in ((True, "cached"), (False, "uncached")):
-      fn = jax.jit(greedy, static_argnums=(3, 4))
-      tokens, compile_s, seconds = _timed(fn, params, encoded, mask, length, kv_cache, repeats=repeats)
-      assert tokens.shape == (batch_size, length)
-      row[f"{name}_tokens_per_s"] = batch_size * length / seconds
-      row[f"{name}_ms_per_token"] = 1000 * seconds / length
-      row[f"{name}_first_call_s"] = compile_s
-    rows.append(row)
+  modes = {"cached": True, "uncached": False}
+  calls, rows = {}, [{"new_tokens": length} for length in lengths]
+  for row in rows:
+    for name, kv_cache in modes.items():
+      calls[row["new_tokens"], name] = functools.partial(jax.jit(greedy, static_argnums=(3, 4)), params, encoded,
+                                                         mask, row["new_tokens"], kv_cache)
+      tokens, row[f"{name}_first_call_s"] = _timed(calls[row["new_tokens"], name])
+      assert tokens.shape == (batch_size, row["new_tokens"])
+      row[f"{name}_seconds"] = []
+  for _ in range(repeats):
+    for row in rows:
+      for name in modes:
+        row[f"{name}_seconds"].append(_timed(calls[row["new_tokens"], name])[1])
+  for row in rows:
+    for name in modes:
+      spread = _spread([1000 * seconds / row["new_tokens"] for seconds in row[f"{name}_seconds"]])
+      row[f"{name}_tokens_per_s"] = batch_size * 1000 / spread["median"]
+      row[f"{name}_ms_per_token"] = spread.pop("median")
+      row.update({f"{name}_ms_per_token_{stat}": value for stat, value in spread.items()})
   by_length = {row["new_tokens"]: row for row in rows}
   longest, shortest = max(lengths), min(lengths)
   return {
       "benchmark": "decode",
       "batch_size": batch_size,
+      "repeats": repeats,
       "decoder": model_config.decoder.to_dict(),
       "rows": rows,
       f"cached_ms_per_token_{longest}_over_{shortest}":
@@ -245,6 +275,9 @@ def main(argv):
   with errors.reported_to_user():
     if _BENCHMARK.value == "train":
       result = train_benchmark(_CONFIG.value, _MEASURE_LOADER.value)
+    elif _BENCHMARK.value == "memory":
+      result = benchmark_memory.memory_benchmark(_CONFIG.value, example_spec(_CONFIG.value),
+                                                 _MEMORY_BUDGET_GIB.value, _REMAT.value, _DTYPES.value)
     else:
       lengths = [int(length) for length in _LENGTHS.value]
       result = decode_benchmark(_CONFIG.value, _BATCH_SIZE.value, lengths, _REPEATS.value)

@@ -29,11 +29,21 @@ TRAIN_FIGURES = (
     ("loader examples/s", "loader_examples_per_s", ".0f"),
     ("loader / training examples/s", "loader_over_training", ".1f"),
     ("freed memory kept in malloc", "keep_freed_memory", ""))
-# (header, key of a decode row, format) of the decode benchmark's columns.
+# (header, keys of a row, format) of the decode and memory benchmarks' columns: one key shows its value, two a
+# range "low–high".
 DECODE_COLUMNS = (
-    ("new tokens", "new_tokens", "d"), ("cached tok/s", "cached_tokens_per_s", ".0f"),
-    ("cached ms/token", "cached_ms_per_token", ".3f"), ("uncached tok/s", "uncached_tokens_per_s", ".0f"),
-    ("uncached ms/token", "uncached_ms_per_token", ".3f"), ("speedup", "speedup", ".1f"))
+    ("new tokens", ("new_tokens",), "d"), ("cached ms/token, median", ("cached_ms_per_token",), ".3f"),
+    ("cached, quartiles", ("cached_ms_per_token_q1", "cached_ms_per_token_q3"), ".3f"),
+    ("cached, min–max", ("cached_ms_per_token_min", "cached_ms_per_token_max"), ".3f"),
+    ("uncached ms/token, median", ("uncached_ms_per_token",), ".3f"),
+    ("uncached, quartiles", ("uncached_ms_per_token_q1", "uncached_ms_per_token_q3"), ".3f"),
+    ("cached tok/s", ("cached_tokens_per_s",), ".0f"), ("speedup", ("speedup",), ".1f"))
+MEMORY_COLUMNS = (
+    ("remat", ("remat",), ""), ("dtype", ("dtype",), ""), ("temp MiB", ("temp_mib",), ",.1f"),
+    ("arguments MiB", ("argument_mib",), ",.1f"), ("outputs MiB", ("output_mib",), ",.1f"),
+    ("donated MiB", ("alias_mib",), ",.1f"), ("total MiB", ("total_mib",), ",.1f"),
+    ("largest batch", ("largest_batch",), ","), ("its total MiB", ("largest_batch_total_mib",), ",.1f"),
+    ("compiles", ("compiles",), "d"))
 
 
 def _shown(value: Any, spec: str) -> str:
@@ -72,22 +82,50 @@ def _decode_settings(run: Mapping[str, Any]) -> str:
   return f"batch {run['batch_size']}, decoder {decoder}"
 
 
+def _cell(row: Mapping[str, Any], keys: Sequence[str], spec: str) -> str:
+  values = [row.get(key) for key in keys]
+  return "—" if None in values else "–".join(_shown(value, spec) for value in values)
+
+
+def _rows_table(runs: Sequence[Mapping[str, Any]], rows: Sequence[Sequence[Mapping[str, Any]]],
+                columns: Sequence[tuple[str, Sequence[str], str]], left: int) -> str:
+  """A row per run and row of `rows` (each run's), with a run column when there are several runs; the first
+  `left` columns are labels."""
+  several = len(runs) > 1
+  lines = [[*([str(i + 1)] if several else []), *(_cell(row, keys, spec) for _, keys, spec in columns)]
+           for i, run_rows in enumerate(rows) for row in run_rows]
+  return _markdown([*(["run"] if several else []), *(title for title, _, _ in columns)], lines, left + several)
+
+
 def decode_table(runs: Sequence[Mapping[str, Any]]) -> str:
-  """Tokens/s and ms/token of cached and uncached greedy decoding per number of new tokens (a row per run and
-  length), and the runs' settings under it."""
-  header = [*(["run"] if len(runs) > 1 else []), *(title for title, _, _ in DECODE_COLUMNS)]
-  rows = []
-  for i, run in enumerate(runs):
-    for row in run["rows"]:
-      row = {**row, "speedup": row["cached_tokens_per_s"] / row["uncached_tokens_per_s"]}
-      rows.append([*([str(i + 1)] if len(runs) > 1 else []), *(_shown(row[key], spec) for _, key, spec in
-                                                               DECODE_COLUMNS)])
+  """Per number of new tokens (a row per run and length), cached and uncached greedy decoding's median ms/token
+  over the rounds and its spread (quartiles; min–max), and the runs' settings under it."""
+  rows = [[{**row, "speedup": row["cached_tokens_per_s"] / row["uncached_tokens_per_s"]} for row in run["rows"]]
+          for run in runs]
   settings = list(dict.fromkeys(_decode_settings(run) for run in runs))
-  return (_markdown(header, rows, left=int(len(runs) > 1)) + "\nGreedy decoding of a random-weight decoder, "
+  return (_rows_table(runs, rows, DECODE_COLUMNS, left=0) + "\nGreedy decoding of a random-weight decoder, "
           + "; ".join(settings) + ".\n")
 
 
-TABLES = {"train": train_table, "decode": decode_table}
+def _memory_settings(run: Mapping[str, Any]) -> str:
+  devices = f"{run['devices']} device{'s' * (run['devices'] != 1)}"
+  return (f"batch {run['batch_size']:,}, {run['params']:,} parameters, {run['backend']} backend, {devices}; the "
+          f"largest batch is a multiple of {run['batch_step']} within {run['budget_gib']:g} GiB per device")
+
+
+def memory_table(runs: Sequence[Mapping[str, Any]]) -> str:
+  """Per remat policy and compute dtype (a row per run), the compiled train step's bytes per device at the run's
+  batch size, the largest batch within its budget, and what the figures are under it."""
+  mib = ("temp", "argument", "output", "alias", "total", "largest_batch_total")
+  rows = [[{**row, **{f"{name}_mib": None if row[f"{name}_bytes"] is None else row[f"{name}_bytes"] / 2**20
+                      for name in mib}} for row in run["rows"]] for run in runs]
+  settings = list(dict.fromkeys(_memory_settings(run) for run in runs))
+  return (_rows_table(runs, rows, MEMORY_COLUMNS, left=2) + "\nXLA's memory analysis of the compiled train step "
+          "(state donated), per device, at " + "; ".join(settings) + ". total = arguments + outputs − donated + "
+          "temp. The largest batch was found by compiling the step (experiments/benchmark_memory.py).\n")
+
+
+TABLES = {"train": train_table, "decode": decode_table, "memory": memory_table}
 
 
 def benchmark_table(runs: Sequence[Mapping[str, Any]]) -> str:
@@ -122,7 +160,7 @@ def read_runs(path: str) -> list[dict[str, Any]]:
 
 def summarize(name: str, runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
   """summary.json of benchmark runs: the benchmark, the number of runs, each train figure's median (or each
-  length's decode figures, per run), the commands and the runs' provenance."""
+  length's decode figures or each memory row, per run), the commands and the runs' provenance."""
   summary: dict[str, Any] = {"kind": "benchmark", "name": name, "benchmark": runs[0]["benchmark"], "runs": len(runs),
                              "commands": list(dict.fromkeys(run.get("command") for run in runs if run.get("command")))}
   if summary["benchmark"] == "train":

@@ -7,11 +7,17 @@ from mmjax import publish
 
 
 def test_decode_benchmark_smoke():
-  result = benchmark.decode_benchmark(shapes_caption.get_config("smoke"), batch_size=2, lengths=[2, 4], repeats=1)
-  assert [row["new_tokens"] for row in result["rows"]] == [2, 4]
+  """Every length is timed once per round, cached and uncached; each figure is the median of its rounds with
+  quartiles and min-max around it."""
+  result = benchmark.decode_benchmark(shapes_caption.get_config("smoke"), batch_size=2, lengths=[2, 4], repeats=3)
+  assert [row["new_tokens"] for row in result["rows"]] == [2, 4] and result["repeats"] == 3
   for row in result["rows"]:
     for name in ("cached", "uncached"):
-      assert row[f"{name}_tokens_per_s"] > 0 and row[f"{name}_ms_per_token"] > 0
+      ms = sorted(1000 * seconds / row["new_tokens"] for seconds in row[f"{name}_seconds"])
+      assert len(ms) == 3 and ms[0] > 0
+      assert row[f"{name}_ms_per_token"] == ms[1] and row[f"{name}_tokens_per_s"] == 2 * 1000 / ms[1]
+      assert [row[f"{name}_ms_per_token_{stat}"] for stat in ("min", "max")] == [ms[0], ms[2]]
+      assert ms[0] <= row[f"{name}_ms_per_token_q1"] <= ms[1] <= row[f"{name}_ms_per_token_q3"] <= ms[2]
   assert result["cached_ms_per_token_4_over_2"] > 0 and result["cached_speedup_at_4"] > 0
   assert json.loads(json.dumps(result)) == result
   assert "| new tokens |" in publish.benchmark_table([result])

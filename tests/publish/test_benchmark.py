@@ -39,15 +39,21 @@ def test_train_table_of_one_run_and_of_several_with_their_median():
 
 
 def test_decode_table():
-  assert benchmark.benchmark_table([DECODE]) == textwrap.dedent("""\
-      | new tokens | cached tok/s | cached ms/token | uncached tok/s | uncached ms/token | speedup |
-      |--:|--:|--:|--:|--:|--:|
-      | 16 | 4000 | 0.500 | 1000 | 2.000 | 4.0 |
+  """The median ms/token with its quartiles and min–max; a run printed before the spread was recorded shows —."""
+  spread = {"cached_ms_per_token_q1": 0.25, "cached_ms_per_token_q3": 0.75, "cached_ms_per_token_min": 0.125,
+            "cached_ms_per_token_max": 1.5, "uncached_ms_per_token_q1": 1.5, "uncached_ms_per_token_q3": 2.5}
+  measured = {**DECODE, "rows": [{**DECODE["rows"][0], **spread}]}
+  assert benchmark.benchmark_table([measured]) == textwrap.dedent("""\
+      | new tokens | cached ms/token, median | cached, quartiles | cached, min–max | uncached ms/token, median | \
+uncached, quartiles | cached tok/s | speedup |
+      |--:|--:|--:|--:|--:|--:|--:|--:|
+      | 16 | 0.500 | 0.250–0.750 | 0.125–1.500 | 2.000 | 1.500–2.500 | 4000 | 4.0 |
 
       Greedy decoding of a random-weight decoder, batch 32, decoder name=transformer, depth=3.
       """)
-  two = benchmark.decode_table([DECODE, DECODE])
-  assert two.splitlines()[2] == "| 1 | 16 | 4000 | 0.500 | 1000 | 2.000 | 4.0 |"
+  two = benchmark.decode_table([DECODE, measured])
+  assert two.splitlines()[2:4] == ["| 1 | 16 | 0.500 | — | — | 2.000 | — | 4000 | 4.0 |",
+                                   "| 2 | 16 | 0.500 | 0.250–0.750 | 0.125–1.500 | 2.000 | 1.500–2.500 | 4000 | 4.0 |"]
 
 
 def test_publish_reads_the_json_lines_of_the_output_and_writes_summary_and_table(tmp_path):
@@ -80,7 +86,7 @@ def test_publish_reads_the_json_lines_of_the_output_and_writes_summary_and_table
 @pytest.mark.parametrize("text,message", [
     ("", r"holds no JSON line of python -m experiments.benchmark"),
     ('| x |\n{"steps_per_s": 1\n', r"bench.txt:2 is not a JSON line of experiments.benchmark"),
-    ('{"steps_per_s": 1}\n', r'bench.txt:1 has no "benchmark": one of \[\'decode\', \'train\'\]'),
+    ('{"steps_per_s": 1}\n', r'bench.txt:1 has no "benchmark": one of \[\'decode\', \'memory\', \'train\'\]'),
     ('{"benchmark": "train"}\n{"benchmark": "decode"}\n', r"runs of several benchmarks \['decode', 'train'\]"),
 ])
 def test_bad_benchmark_output_is_one_line_naming_it(tmp_path, text, message):
