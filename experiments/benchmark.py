@@ -61,7 +61,7 @@ _KEEP_FREED_MEMORY = flags.DEFINE_bool("keep_freed_memory", True,
                                        "Keep memory freed by jitted steps in malloc (mmjax.runtime).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "decode: sequences decoded at once.")
 _LENGTHS = flags.DEFINE_list("lengths", ["16", "32", "64", "128"], "decode: numbers of new tokens.")
-_REPEATS = flags.DEFINE_integer("repeats", 15, "decode: timed rounds (each length cached and uncached once); "
+_REPEATS = flags.DEFINE_integer("repeats", 9, "decode: timed rounds (each length cached and uncached once); "
                                  "the median and spread over them are reported.")
 _MEMORY_BUDGET_GIB = flags.DEFINE_float("memory_budget_gib", 16, "memory: GiB per device the largest batch must fit.")
 _REMAT = flags.DEFINE_list("remat", list(nn.REMAT_POLICIES), "memory: the remat policies to compile.")

@@ -19,6 +19,7 @@ The search takes the bytes to grow with the batch; what it returns, B, is checke
 """
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -120,6 +121,9 @@ def memory_benchmark(config: ml_collections.ConfigDict, example: dict[str, jax.S
                    "largest_batch_total_bytes": measured[largest]["total_bytes"] if largest else None,
                    "compiles": len(measured), "compile_s": sum(m["compile_s"] for m in measured.values()),
                    "totals_by_batch": {str(batch): m["total_bytes"] for batch, m in sorted(measured.items())}})
+      # The search takes minutes per row: a line each, for the person watching.
+      print(f"remat={policy} dtype={dtype}: largest batch {largest:,} ({rows[-1]['compiles']} compiles, "
+            f"{rows[-1]['compile_s']:.0f} s)", file=sys.stderr, flush=True)
   return {"benchmark": "memory", "batch_size": config.batch_size, "budget_gib": budget_gib,
           "batch_step": step, "devices": run.mesh.size, "backend": jax.default_backend(),
           "params": sum(leaf.size for leaf in jax.tree.leaves(run.abstract.params)), "rows": rows}
