@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mmjax import errors
-from mmjax.data import features, integrity, registry
+from mmjax.data import features, integrity, loader_state, registry
 from mmjax.data import tokenizer as tokenizer_lib
 
 # Read records in the thread (or worker) that preprocesses them. Grain's default
@@ -260,12 +260,13 @@ class TrainLoader(Iterator[dict[str, np.ndarray]]):
   """An endless iterator of training batches whose position can be saved and restored.
 
   The state is a small JSON-serialisable dict; restoring it in a new loader
-  built from the same config, seed and batch size continues with exactly the
-  batch the saved loader would have produced next.
+  built from the same config, seed and global batch size continues with exactly the
+  batch the saved loader would have produced next, whatever the process counts.
   """
 
-  def __init__(self, data_loader: grain.DataLoader):
+  def __init__(self, data_loader: grain.DataLoader, sampler: GlobalBatchSampler):
     self._iterator = iter(data_loader)
+    self._sampler_repr = repr(sampler)  # What grain checks a restored state against.
 
   def __next__(self) -> dict[str, np.ndarray]:
     return next(self._iterator)
@@ -274,7 +275,8 @@ class TrainLoader(Iterator[dict[str, np.ndarray]]):
     return json.loads(self._iterator.get_state())
 
   def set_state(self, state: dict[str, Any]) -> None:
-    self._iterator.set_state(json.dumps(state).encode())
+    """`state` may come from any process of a run with another process count: the position is global."""
+    self._iterator.set_state(json.dumps(loader_state.for_sampler(state, self._sampler_repr)).encode())
 
 
 def train_loader(data_config: ml_collections.ConfigDict, *, batch_size: int, seed: int) -> TrainLoader:
@@ -309,7 +311,7 @@ def train_loader(data_config: ml_collections.ConfigDict, *, batch_size: int, see
       worker_count=data_config.worker_count,
       read_options=_READ_OPTIONS,
   )
-  return TrainLoader(data_loader)
+  return TrainLoader(data_loader, sampler)
 
 
 def _ceil_div(numerator: int, denominator: int) -> int:

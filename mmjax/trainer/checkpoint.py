@@ -3,6 +3,7 @@ from collections.abc import Iterator, Mapping
 import contextlib
 import dataclasses
 import errno
+import glob
 import json
 import logging
 import os
@@ -99,19 +100,13 @@ def has_checkpoint(directory: str) -> bool:
 @dataclasses.dataclass
 class _HostState:
   """Adapts a JSON-serialisable dict (the data loader's position, metrics not yet logged) to
-  the iterator protocol of grain's orbax handler, which writes one JSON file per process. The
+  the iterator protocol of grain's orbax handler, which writes it as `<step>/data/process_<i>-of-<n>.json`. The
   dict is a snapshot taken when the checkpoint is requested, so an async save cannot record a
   later position."""
-  state: dict[str, Any] | None = None
+  state: dict[str, Any]
 
   def get_state(self) -> bytes:
     return json.dumps(self.state).encode()
-
-  def set_state(self, state: bytes) -> None:
-    self.state = json.loads(state)
-
-  def start_prefetch(self) -> None:
-    pass
 
 
 class Checkpointer:
@@ -150,7 +145,7 @@ class Checkpointer:
     `abstract_state` (shapes, dtypes and shardings) may be None to restore the arrays as
     saved, e.g. another run's params to fine-tune from. `host_state=False` skips the
     per-process host state (returned as None): evaluation and fine-tuning need only the
-    arrays, and may run with another number of processes than the run that saved them.
+    arrays. Any of them may run with another number of processes than the run that saved them.
 
     A step whose arrays differ in shape or name from `abstract_state` raises a CheckpointError naming the first
     that differs, stored and configured: the config changed (e.g. an evaluate --config.model override); orbax
@@ -170,16 +165,15 @@ class Checkpointer:
         if abstract_state is not None:
           self._check_shapes(step, abstract_state)
         try:
-          items = {"state": ocp.args.StandardRestore(abstract_state)}
-          if host_state:
-            items["data"] = grain.checkpoint.CheckpointRestore(_HostState())
-          restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+          restored = self.manager.restore(step, args=ocp.args.Composite(
+              state=ocp.args.StandardRestore(abstract_state)))
+          host = self._host_state(step) if host_state else None
         except Exception as e:  # noqa: BLE001 — any failure means this step is unusable.
           logging.info("Checkpoint %s cannot be restored.", self._step_path(step), exc_info=True)
           failures.append((step, _one_line(e)))
           continue
         self._set_aside(failures, step)
-        return restored.state, restored.data.state if host_state else None, step
+        return restored.state, host, step
     if failures:
       step, reason = failures[0]
       raise errors.CheckpointError(
@@ -190,6 +184,17 @@ class Checkpointer:
 
   def _step_path(self, step: int) -> str:
     return os.path.join(os.fspath(self.manager.directory), str(step))
+
+  def _host_state(self, step: int) -> dict[str, Any]:
+    """This process's host state of `step`, as grain's handler wrote it; written by another number of processes,
+    process 0's: nothing in it is this process's own (the loader position is global and each loader translates it,
+    mmjax.data.loader_state; the unlogged metrics are every process's)."""
+    directory = os.path.join(self._step_path(step), "data")
+    path = os.path.join(directory, f"process_{jax.process_index()}-of-{jax.process_count()}.json")
+    if not os.path.exists(path):
+      path = next(iter(sorted(glob.glob(os.path.join(directory, "process_0-of-*.json")))), path)
+    with open(path) as f:
+      return json.load(f)
 
   def _check_shapes(self, step: int, abstract_state) -> None:
     """A CheckpointError if the arrays of `step` (from its metadata, read without the arrays) differ in shape

@@ -214,6 +214,28 @@ def test_restored_loader_continues_with_the_next_batch(data_config, worker_count
     _assert_batches_equal(a, b)
 
 
+def test_loader_state_carries_over_to_another_process_count(data_config, monkeypatch):
+  """Process 1 of 2 saves its state after 3 global batches of 32; each process of 1, 2 or 4 restores it and together
+  they read global batches 4 and 5 exactly as one process reading on would (mmjax.data.loader_state)."""
+  def loader(index: int, count: int):
+    monkeypatch.setattr(jax, "process_index", lambda: index)
+    monkeypatch.setattr(jax, "process_count", lambda: count)
+    return mmdata.train_loader(data_config, batch_size=32 // count, seed=7)
+
+  expected = _take(loader(0, 1), 5)[3:]
+  saved = loader(1, 2)
+  _take(saved, 3)
+  state = json.loads(json.dumps(saved.get_state()))
+  for count in (1, 2, 4):
+    parts = []
+    for index in range(count):
+      restored = loader(index, count)
+      restored.set_state(state)
+      parts.append(_take(restored, 2))
+    for position, batch in enumerate(expected):
+      _assert_batches_equal(batch, {key: np.concatenate([part[position][key] for part in parts]) for key in batch})
+
+
 def test_eval_batches_cover_the_split_once_in_order(data_config, captions):
   batches = list(mmdata.eval_batches(data_config, "test", batch_size=100))
   assert len(batches) == 6
