@@ -148,7 +148,7 @@ def _train(config: ml_collections.ConfigDict, workdir: str, devices: Sequence[ja
           if due.evals:
             with log.paused():
               evaluate_at(step, state, evals, due.evals, writer)
-          stopping = stop.agreed(step, config.log_every_steps)
+          stopping = stop.agreed()
           if due.checkpoint or stopping:
             checkpointer.save(step, state, {"loader": loader.get_state(), "unlogged_metrics": log.flush()})
             faults.maybe_kill("save", step)

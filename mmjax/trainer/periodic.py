@@ -8,9 +8,10 @@ import time
 from collections.abc import Mapping
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from jax.experimental import multihost_utils
+from jax.sharding import PartitionSpec as P
 
 from mmjax import errors
 
@@ -63,13 +64,31 @@ class Schedule:
                checkpoint=step % self.checkpoint_every == 0 or last)
 
 
+class _AnyProcess:
+  """any() over processes of one bool each, computed on the devices: dispatched, not awaited, so that the caller
+  reads it a step later, when it is ready. The two inputs a process can give are placed once."""
+
+  def __init__(self):
+    devices = np.array(jax.devices()).reshape(jax.process_count(), jax.local_device_count())
+    mesh = jax.sharding.Mesh(devices, ("processes", "local_devices"))
+    by_process = jax.sharding.NamedSharding(mesh, P("processes"))
+    self._flags = {flag: jax.make_array_from_process_local_data(by_process, np.array([flag]), (jax.process_count(),))
+                   for flag in (False, True)}
+    self._any = jax.jit(jnp.any, out_shardings=jax.sharding.NamedSharding(mesh, P()))
+
+  def __call__(self, flag: bool) -> jax.Array:
+    return self._any(self._flags[flag])
+
+
 class StopRequest:
-  """SIGTERM (preemption) or Ctrl-C asks the loop to save and stop after the current step.
+  """SIGTERM (preemption) or Ctrl-C asks the loop to save and stop after the next step at the latest.
   A second Ctrl-C interrupts at once."""
 
   def __init__(self):
     self.requested = False
     self.requested_at: float | None = None
+    self._any_process = _AnyProcess() if jax.process_count() > 1 else None
+    self._previous_step_agreement: jax.Array | None = None
 
   def __enter__(self) -> StopRequest:
     self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -85,12 +104,15 @@ class StopRequest:
     for s, handler in self.previous.items():
       signal.signal(s, handler)
 
-  def agreed(self, step: int, every_steps: int) -> bool:
-    """Whether to stop after `step`. Every process must stop at the same step, or the others wait
-    forever in the next step's collectives: with several processes the requests are gathered
-    (a collective itself, so only every `every_steps`, the log interval) and any one stops all."""
-    if jax.process_count() == 1:
+  def agreed(self) -> bool:
+    """Whether to stop after the step just dispatched; called once after every step.
+
+    One process stops after the step during which the signal came. Several must stop at the same step, or the
+    others wait forever in the next step's collectives. Each step, every process adds its request to an any()
+    over processes, run on the devices after the step just dispatched; it reads the previous step's any(), which
+    is ready by now (the loop has already waited for that step's metrics): so a request on any process stops
+    every process one step later than it would stop one, and agreeing never holds up the step in flight."""
+    if self._any_process is None:
       return self.requested
-    if step % every_steps:
-      return False
-    return bool(multihost_utils.process_allgather(np.asarray(self.requested)).any())
+    previous, self._previous_step_agreement = self._previous_step_agreement, self._any_process(self.requested)
+    return previous is not None and bool(previous)
