@@ -7,7 +7,7 @@ Every process runs the same command. On one machine, for example two processes:
 
 The scripts' flags default to the environment variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and
 JAX_PROCESS_ID, so a launcher can set those instead. On Cloud TPU pods, SLURM or Open MPI,
-`--distributed_auto` lets JAX detect all three.
+`--distributed_auto` lets JAX detect all three (launch kits: experiments/cluster/).
 """
 import logging
 
@@ -23,7 +23,13 @@ def initialize(*, coordinator_address: str | None, num_processes: int, process_i
   Must run before anything touches a JAX device.
   """
   if auto:
-    jax.distributed.initialize()
+    try:
+      jax.distributed.initialize()
+    except ValueError as e:  # No cluster detected: jax names the first setting it is missing.
+      raise errors.ConfigError(
+          f"--distributed_auto found no cluster to join ({e}): JAX detects Cloud TPU pods, SLURM (inside srun), "
+          "Open MPI (mpirun) and Kubernetes; elsewhere give --coordinator_address, --num_processes and "
+          "--process_id.") from e
   elif num_processes > 1:
     if not coordinator_address or process_id is None:
       raise errors.ConfigError(

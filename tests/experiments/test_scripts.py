@@ -33,6 +33,9 @@ BAD_COMMAND_LINES = [
      r"for the scores of a single example \(2 heads, float32\), more than the .* GiB of the .*; shorten the sequence"),
     ("several processes without a coordinator", "train", ["--num_processes=2", "--process_id=0"], 2,
      r"^error: --num_processes=2 also needs --coordinator_address=<host:port of process 0>"),
+    ("cluster detection outside a cluster", "train", ["--distributed_auto"], 2,
+     r"^error: --distributed_auto found no cluster to join \(coordinator_address should be defined.\): JAX detects "
+     r"Cloud TPU pods, SLURM .*; elsewhere give --coordinator_address, --num_processes and --process_id\.$"),
     ("evaluate a directory that is no workdir", "evaluate", [], 2,
      r"^error: no checkpoint to evaluate in .*; train first with python -m experiments.train --workdir="),
 ]

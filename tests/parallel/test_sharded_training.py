@@ -1,12 +1,12 @@
 """Sharded training (data, fsdp and model axes at once) equals one device, and 2 processes × 4 devices (joined
-through jax.distributed) equal 1 process × 8 devices. (Resume: test_fault_injection.py; bad
-configs: test_bad_inputs.py.)
+through jax.distributed, by flags and by SLURM detection) equal 1 process × 8 devices, also when they stop on a
+SIGTERM and one process resumes. (Resume: test_fault_injection.py; bad configs: test_bad_inputs.py.)
 
 The runs are cached per mesh and the tests share one xdist worker, so the 1-device reference
 and the 8-device run the two-process run is compared with are each trained once.
 """
-import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -18,6 +18,7 @@ from jax.sharding import PartitionSpec as P
 
 from mmjax import trainer
 from mmjax.parallel import sharding
+from mmjax.trainer import faults
 from tests.helpers import REPO, read_metrics, smoke_config, xla_flags
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sharding")]
@@ -56,52 +57,79 @@ def test_sharded_training_equals_one_device(shapes_data_dir, tmp_path_factory):
   assert reference[-1] < reference[0]
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(("127.0.0.1", 0))
-    return s.getsockname()[1]
+def _slurm_job_id() -> int:
+  """A SLURM_JOB_ID whose coordinator port is free here: JAX's SlurmCluster listens on 61440 + job id % 4096."""
+  for job_id in random.sample(range(4096), 4096):
+    with socket.socket() as s:
+      try:
+        s.bind(("127.0.0.1", 61440 + job_id))
+        return job_id
+      except OSError:
+        continue
+  raise RuntimeError("no free port in 61440-65535")
 
 
-def _final_metrics(stdout: str) -> dict:
-  return json.loads(stdout[stdout.index("{"):])
-
-
-def test_two_processes_train_like_one(shapes_data_dir, tmp_path, tmp_path_factory):
-  """Same loss at every step as 1 process × 8 devices on the same mesh; each process reports the
-  same final evals; and the checkpoint both wrote together restores, whole, in one process,
-  which evaluates it to the same figures (so multi-process evaluation gathers correctly)."""
-  workdir = str(tmp_path / "two_processes")
-  flags = ["--config=configs/shapes_clip.py:smoke", f"--config.data.data_dir={shapes_data_dir}",
-           f"--workdir={workdir}", "--num_processes=2", f"--coordinator_address=127.0.0.1:{_free_port()}",
+def _train_two_processes(data_dir: str, workdir: str, joins: list[tuple[list[str], dict[str, str]]],
+                         **overrides) -> list[tuple[str, str]]:
+  """Runs experiments.train in two processes of 4 fake devices each on the MIXED mesh, the i-th joining the other
+  by the flags and environment variables `joins[i]`; returns their (stdout, stderr) once both exit 0."""
+  flags = ["--config=configs/shapes_clip.py:smoke", f"--config.data.data_dir={data_dir}", f"--workdir={workdir}",
            "--verbosity=0"]
-  overrides = {**OVERRIDES, **{f"mesh.{axis}": size for axis, size in MIXED.items()}}
+  overrides = {**OVERRIDES, **{f"mesh.{axis}": size for axis, size in MIXED.items()}, **overrides}
   flags += [f"--config.{key}={value}" for key, value in overrides.items()]
-  env = dict(os.environ, XLA_FLAGS=xla_flags(4))
-  processes = [subprocess.Popen([sys.executable, "-m", "experiments.train", *flags, f"--process_id={index}"],
-                                cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for index in range(2)]
+  base = {key: value for key, value in os.environ.items() if not key.startswith(("JAX_COORDINATOR", "JAX_NUM_PROC",
+                                                                                 "JAX_PROCESS_ID", "SLURM_"))}
+  processes = [subprocess.Popen([sys.executable, "-m", "experiments.train", *flags, *join_flags], cwd=REPO,
+                                env={**base, "XLA_FLAGS": xla_flags(4), **env}, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+               for join_flags, env in joins]
   outputs = [process.communicate(timeout=600) for process in processes]
   for process, (stdout, stderr) in zip(processes, outputs):
     assert process.returncode == 0, f"{stdout[-2000:]}\n{stderr[-5000:]}"
-  assert "Process 1 of 2: 4 local devices, 8 in total." in outputs[1][1]  # Logged at INFO: --verbosity=0.
-  two = [_final_metrics(stdout) for stdout, _ in outputs]
-  assert two[0] == two[1], "both processes must report the same final evals"
+  return outputs
 
-  losses_two = np.array([r["train/loss"] for r in read_metrics(workdir) if "train/loss" in r])
-  losses_one = _train_losses(shapes_data_dir, tmp_path_factory, MIXED)
-  relative = np.abs(losses_two - losses_one) / np.abs(losses_one)
-  print(f"losses, 2 processes × 4 devices vs 1 × 8: max relative difference {relative.max():.2e} "
-        f"over {len(relative)} steps")
-  assert len(losses_two) == OVERRIDES["total_steps"]
-  np.testing.assert_allclose(losses_two, losses_one, rtol=1e-5)
+
+def test_two_processes_train_like_one_stop_together_and_resume_in_one(shapes_data_dir, tmp_path, tmp_path_factory,
+                                                                       capsys):
+  """Two processes join: process 0 through JAX's SLURM detection (--distributed_auto in the environment srun
+  gives a task; it hosts the coordinator on the port SLURM_JOB_ID gives), process 1 by flags. A SIGTERM to
+  process 1 during step 3 stops both after step 4, the next step, where they evaluate and save. One process then
+  evaluates their checkpoint to the figures they logged (so multi-process evaluation gathers correctly), and
+  resumes it with 8 devices to step 10: every loss equals the uninterrupted 1 process × 8 run's, so the joined
+  processes trained like one and the step and data position carried over to another process count."""
+  workdir = str(tmp_path / "two_processes")
+  job_id = _slurm_job_id()
+  slurm = {"SLURM_JOB_ID": str(job_id), "SLURM_STEP_NODELIST": "localhost", "SLURM_NTASKS": "2",
+           "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}
+  by_flags = ["--num_processes=2", f"--coordinator_address=localhost:{61440 + job_id}", "--process_id=1"]
+  evals_at_4 = {f"evals.{name}.every_steps": 4 for name in ("test", "heldout", "zeroshot_colour")}
+  outputs = _train_two_processes(shapes_data_dir, workdir, [(["--distributed_auto"], slurm),
+                                                            (by_flags, {faults.KILL_AT_ENV: "step:3:SIGTERM"})],
+                                 **evals_at_4)
+  for index, (_, stderr) in enumerate(outputs):  # Logged at INFO: --verbosity=0.
+    assert f"Process {index} of 2: 4 local devices, 8 in total." in stderr, stderr[-3000:]
+    assert "Stopped at step 4 on request" in stderr, stderr[-3000:]
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["4"]
+  logged = {key: value for row in read_metrics(workdir) if row["step"] == 4 for key, value in row.items()
+            if key.startswith("eval/")}
 
   config = smoke_config(shapes_data_dir, **OVERRIDES)
   config.mesh = MIXED
   restored = trainer.evaluate(config, workdir)
-  assert restored["step"] == OVERRIDES["total_steps"]
-  for key, value in two[0].items():
-    if key != "workdir":
-      assert restored[key] == pytest.approx(value, abs=1e-6), key
+  assert restored["step"] == 4 and len(logged) > 3
+  for key, value in logged.items():
+    assert restored[key] == pytest.approx(value, abs=1e-6), key
+
+  config.evals = {}  # Resume-safe.
+  trainer.train(config, workdir)
+  assert f"Resumed from step 4 of {workdir}." in capsys.readouterr().err
+  losses = np.array([r["train/loss"] for r in read_metrics(workdir) if "train/loss" in r])
+  reference = _train_losses(shapes_data_dir, tmp_path_factory, MIXED)
+  relative = np.abs(losses - reference) / np.abs(reference)
+  print(f"losses, 2 processes × 4 devices to step 4 then 1 × 8 to step 10, vs 1 × 8 throughout: max relative "
+        f"difference {relative[:4].max():.2e} (steps 1-4), {relative[4:].max():.2e} (steps 5-10)")
+  assert len(losses) == OVERRIDES["total_steps"]
+  np.testing.assert_allclose(losses, reference, rtol=1e-5)
 
 
 def test_rules_split_heads_and_hidden_units_over_model_and_embed_over_fsdp(shapes_data_dir):
