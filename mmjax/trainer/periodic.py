@@ -109,9 +109,9 @@ class StopRequest:
 
     One process stops after the step during which the signal came. Several must stop at the same step, or the
     others wait forever in the next step's collectives. Each step, every process adds its request to an any()
-    over processes, run on the devices after the step just dispatched; it reads the previous step's any(), which
-    is ready by now (the loop has already waited for that step's metrics): so a request on any process stops
-    every process one step later than it would stop one, and agreeing never holds up the step in flight."""
+    over processes, run on the devices after the step just dispatched, and reads the previous step's, queued right
+    behind that step, whose metrics the loop has already waited for: so a request on any process stops every
+    process one step later than it would stop one, and agreeing does not wait for the step in flight."""
     if self._any_process is None:
       return self.requested
     previous, self._previous_step_agreement = self._previous_step_agreement, self._any_process(self.requested)
