@@ -3,6 +3,7 @@ r"""Measured speed figures, printed as a table and, last, one JSON line.
   python -m experiments.benchmark --config=configs/bench_clip_s.py
   python -m experiments.benchmark --benchmark=decode --config=configs/shapes_caption.py
   python -m experiments.benchmark --benchmark=memory --config=configs/bench_clip_s.py
+  python -m experiments.benchmark --benchmark=loader --config=configs/av_digits.py
 
 `train` (the default): the real train step of a contrastive `--config` (default
 configs/bench_clip_s.py) — task, model, optimizer, sharded state and jit with donation built
@@ -28,6 +29,9 @@ rounds, and every round's seconds. The encoder runs once, outside the timing.
 (`--dtypes`), and the largest batch that fits `--memory_budget_gib` per device; compile only, so it
 can run on a busy machine (see experiments/benchmark_memory.py).
 
+`loader`: any training config's own training loader against its own train step, in examples/s, and their
+ratio (see experiments/benchmark_loader.py).
+
 Each prints a Markdown table (mmjax.publish's, the one the published results show), then the JSON line, which
 carries the run's provenance too (commit, date, machine, command: mmjax.provenance). Publish runs with
 `python -m experiments.benchmark ... | tee -a bench.txt`, then
@@ -47,12 +51,12 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
-from experiments import benchmark_memory, launch
+from experiments import benchmark_loader, benchmark_memory, launch
 from mmjax import data as mmdata
 from mmjax import decoding, errors, models, nn, provenance, publish, trainer
 from mmjax.data.tokenizer import WordTokenizer
 
-_BENCHMARK = flags.DEFINE_enum("benchmark", "train", ["train", "decode", "memory"], "What to measure.")
+_BENCHMARK = flags.DEFINE_enum("benchmark", "train", ["train", "decode", "memory", "loader"], "What to measure.")
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/bench_clip_s.py", "train, memory: a contrastive config with a `bench` block; decode: a "
     "captioning config (e.g. configs/shapes_caption.py).", lock_config=False)
@@ -66,6 +70,8 @@ _REPEATS = flags.DEFINE_integer("repeats", 9, "decode: timed rounds (each length
 _MEMORY_BUDGET_GIB = flags.DEFINE_float("memory_budget_gib", 16, "memory: GiB per device the largest batch must fit.")
 _REMAT = flags.DEFINE_list("remat", list(nn.REMAT_POLICIES), "memory: the remat policies to compile.")
 _DTYPES = flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "memory: the compute dtypes to compile.")
+_LOADER_ROUNDS = flags.DEFINE_integer("loader_rounds", 3, "loader: rounds, each a loader then a step window.")
+_LOADER_WINDOW_S = flags.DEFINE_float("loader_window_s", 2.0, "loader: the least seconds of each timed window.")
 
 
 def _timed(fn, *args) -> tuple[jax.Array, float]:
@@ -278,6 +284,8 @@ def main(argv):
     elif _BENCHMARK.value == "memory":
       result = benchmark_memory.memory_benchmark(_CONFIG.value, example_spec(_CONFIG.value),
                                                  _MEMORY_BUDGET_GIB.value, _REMAT.value, _DTYPES.value)
+    elif _BENCHMARK.value == "loader":
+      result = benchmark_loader.loader_benchmark(_CONFIG.value, _LOADER_ROUNDS.value, _LOADER_WINDOW_S.value)
     else:
       lengths = [int(length) for length in _LENGTHS.value]
       result = decode_benchmark(_CONFIG.value, _BATCH_SIZE.value, lengths, _REPEATS.value)

@@ -44,6 +44,11 @@ MEMORY_COLUMNS = (
     ("donated MiB", ("alias_mib",), ",.1f"), ("total MiB", ("total_mib",), ",.1f"),
     ("largest batch", ("largest_batch",), ","), ("its total MiB", ("largest_batch_total_mib",), ",.1f"),
     ("compiles", ("compiles",), "d"))
+LOADER_COLUMNS = (
+    ("dataset", ("dataset",), ""), ("variant", ("variant",), ""), ("task", ("task",), ""),
+    ("batch", ("batch_size",), ","), ("workers", ("worker_count",), "d"),
+    ("loader examples/s", ("loader_examples_per_s",), ",.0f"), ("step examples/s", ("step_examples_per_s",), ",.0f"),
+    ("loader / step", ("loader_over_step",), ".1f"))
 
 
 def _shown(value: Any, spec: str) -> str:
@@ -125,7 +130,17 @@ def memory_table(runs: Sequence[Mapping[str, Any]]) -> str:
           "temp. The largest batch was found by compiling the step (experiments/benchmark_memory.py).\n")
 
 
-TABLES = {"train": train_table, "decode": decode_table, "memory": memory_table}
+def loader_table(runs: Sequence[Mapping[str, Any]]) -> str:
+  """A row per run (one config each): its training loader's and its train step's examples/s, and their ratio."""
+  rounds = sorted({run["rounds"] for run in runs})
+  return (_markdown([title for title, _, _ in LOADER_COLUMNS],
+                    [[_cell(run, keys, spec) for _, keys, spec in LOADER_COLUMNS] for run in runs], left=3)
+          + f"\nMedians over {'/'.join(map(str, rounds))} rounds, each timing the config's training loader "
+          "(mmjax.data.train_loader) and then its train step fed the loader's batches, in one process "
+          f"(experiments/benchmark_loader.py); the target is loader / step ≥ {runs[0]['target']}.\n")
+
+
+TABLES = {"train": train_table, "decode": decode_table, "memory": memory_table, "loader": loader_table}
 
 
 def benchmark_table(runs: Sequence[Mapping[str, Any]]) -> str:
@@ -168,6 +183,8 @@ def summarize(name: str, runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                          for _, key, _ in TRAIN_FIGURES
                          if all(isinstance(run.get(key), (int, float)) and not isinstance(run.get(key), bool)
                                 for run in runs)}
+  elif summary["benchmark"] == "loader":
+    summary["rows"] = [{key: run[key] for _, keys, _ in LOADER_COLUMNS for key in keys} for run in runs]
   else:
     summary["rows"] = [run["rows"] for run in runs]
   summary["provenance"] = store.provenance_summary(runs)
