@@ -63,10 +63,10 @@ SWEEPS = {
     # ... stage 2 (with `encoders_from=<the stage-1 workdir>`), every fusion and baseline on the synergy label;
     "synergy": dict(points=[{"variant": "synergy", "fusion": fusion} for fusion in [*UNIMODAL, *FUSIONS]],
                     **_METRICS),
-    # the same, for the unimodal baselines, early fusion, the best decision-level fusion and two token-level ones
-    # (its runs are the "synergy" sweep's: run in the same workdir, either sweep reuses them);
+    # the same for the recipe's fusion (concat) first, then the unimodal baselines, a decision-level fusion, another
+    # token-level one and early fusion (its runs are the "synergy" sweep's: in the same workdir either reuses them);
     "synergy_core": dict(points=[{"variant": "synergy", "fusion": fusion} for fusion in
-                                 [*UNIMODAL, "concat", "cross_attention", "early", "late_mean"]], **_METRICS),
+                                 ["concat", *UNIMODAL, "late_mean", "cross_attention", "early"]], **_METRICS),
     # the token-level fusions with the stage-1 encoders kept frozen.
     "synergy_frozen": dict(points=[{"variant": "synergy", "fusion": fusion, "frozen": True}
                                    for fusion in common.TOKEN_FUSIONS], **_METRICS),
