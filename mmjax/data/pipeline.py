@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mmjax import errors
-from mmjax.data import features, integrity, loader_state, registry
+from mmjax.data import batch_reader, features, integrity, loader_state, registry
 from mmjax.data import tokenizer as tokenizer_lib
 
 # Read records in the thread (or worker) that preprocesses them. Grain's default
@@ -238,6 +238,9 @@ class GlobalBatchSampler:
     self._global_batch_size = global_batch_size
     self._local_batch_size = global_batch_size // shard_options.shard_count
     self._global_order = grain.samplers.IndexSampler(num_records, shuffle=True, num_epochs=None, seed=seed)
+    # The record keys of IndexSampler's order without its per-record Philox generator (about 40% of its cost):
+    # what the batch reader asks for when no operation is random.
+    self._global_keys = grain.MapDataset.range(num_records).shuffle(seed=seed)
 
   def __len__(self) -> int:
     return sys.maxsize
@@ -248,12 +251,35 @@ class GlobalBatchSampler:
     return (f"GlobalBatchSampler(order={self._global_order!r}, global_batch_size={self._global_batch_size}, "
             f"shard_options={self._shard_options!r})")
 
-  def __getitem__(self, index: int) -> grain.RecordMetadata:
+  def _position(self, index: int) -> int:
+    """The position in the global order of DataLoader index `index` (see __init__)."""
     local_index, shard = divmod(index, self._shard_options.shard_count)
     batch, row = divmod(local_index, self._local_batch_size)
-    position = batch * self._global_batch_size + shard * self._local_batch_size + row
-    record = self._global_order[position]
+    return batch * self._global_batch_size + shard * self._local_batch_size + row
+
+  def __getitem__(self, index: int) -> grain.RecordMetadata:
+    record = self._global_order[self._position(index)]
     return grain.RecordMetadata(index=index, record_key=record.record_key, rng=record.rng)
+
+  def record_keys(self, indices: Sequence[int]) -> list[int]:
+    """The record keys `self[index].record_key` of `indices`, without making their generators."""
+    return [self._global_keys[self._position(index)] for index in indices]
+
+
+class _GrainIterator:
+  """grain's DataLoader iterator (used with workers), its state as a dict like BatchReader's."""
+
+  def __init__(self, data_loader: grain.DataLoader):
+    self._iterator = iter(data_loader)
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    return next(self._iterator)
+
+  def get_state(self) -> dict[str, Any]:
+    return json.loads(self._iterator.get_state())
+
+  def set_state(self, state: dict[str, Any]) -> None:
+    self._iterator.set_state(json.dumps(state).encode())
 
 
 class TrainLoader(Iterator[dict[str, np.ndarray]]):
@@ -264,19 +290,19 @@ class TrainLoader(Iterator[dict[str, np.ndarray]]):
   batch the saved loader would have produced next, whatever the process counts.
   """
 
-  def __init__(self, data_loader: grain.DataLoader, sampler: GlobalBatchSampler):
-    self._iterator = iter(data_loader)
+  def __init__(self, iterator: batch_reader.BatchReader | _GrainIterator, sampler: GlobalBatchSampler):
+    self._iterator = iterator
     self._sampler_repr = repr(sampler)  # What grain checks a restored state against.
 
   def __next__(self) -> dict[str, np.ndarray]:
     return next(self._iterator)
 
   def get_state(self) -> dict[str, Any]:
-    return json.loads(self._iterator.get_state())
+    return self._iterator.get_state()
 
   def set_state(self, state: dict[str, Any]) -> None:
     """`state` may come from any process of a run with another process count: the position is global."""
-    self._iterator.set_state(json.dumps(loader_state.for_sampler(state, self._sampler_repr)).encode())
+    self._iterator.set_state(loader_state.for_sampler(state, self._sampler_repr))
 
 
 def train_loader(data_config: ml_collections.ConfigDict, *, batch_size: int, seed: int) -> TrainLoader:
@@ -291,6 +317,10 @@ def train_loader(data_config: ml_collections.ConfigDict, *, batch_size: int, see
   (padded with -1); with `data_config.hard_negatives`, also `negative_text`
   i32[B, text_len] (see `shapes.hard_negative_caption`). AV-Digits: see
   `av_digits.PreprocessAvDigits`. `seed` is a non-negative 32-bit integer.
+
+  With `config.data.worker_count` 0 (the default) the batches are read a batch at a time in this process
+  (mmjax.data.batch_reader), and a dataset that asks for it (registry.Dataset.train_in_memory) keeps its decoded
+  train split in memory; with workers, grain's DataLoader reads them (in another row order).
   """
   if data_config.worker_count and not flags.FLAGS.is_parsed():
     # Grain 0.2.18 reads an absl flag when it starts workers, which raises unless flags were parsed.
@@ -300,9 +330,14 @@ def train_loader(data_config: ml_collections.ConfigDict, *, batch_size: int, see
         "worker_count=0.")
   builder = prepare(data_config)
   source = _data_source(builder, train_split(data_config), data_config)
+  shard_options = grain.sharding.ShardByJaxProcess(drop_remainder=True)
   sampler = GlobalBatchSampler(len(source), global_batch_size=batch_size * jax.process_count(), seed=seed,
-                               shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=True))
+                               shard_options=shard_options)
   operations = _operations(builder, data_config, True, train_split(data_config))
+  if not data_config.worker_count:
+    if registry.dataset(data_config).train_in_memory:
+      source = batch_reader.InMemoryColumns(source)
+    return TrainLoader(batch_reader.BatchReader(source, sampler, operations, batch_size, shard_options), sampler)
   operations.append(grain.transforms.Batch(batch_size, drop_remainder=True))
   data_loader = grain.DataLoader(
       data_source=source,
@@ -311,7 +346,7 @@ def train_loader(data_config: ml_collections.ConfigDict, *, batch_size: int, see
       worker_count=data_config.worker_count,
       read_options=_READ_OPTIONS,
   )
-  return TrainLoader(data_loader, sampler)
+  return TrainLoader(_GrainIterator(data_loader), sampler)
 
 
 def _ceil_div(numerator: int, denominator: int) -> int:

@@ -13,17 +13,26 @@ import grain
 import numpy as np
 from PIL import Image
 
-from mmjax.data import shapes
+from mmjax.data import batch_reader, shapes
 from mmjax.data import tokenizer as tokenizer_lib
 
 LABEL_FIELDS = ("num_objects", "shape", "colour", "size", "row", "col")
 
 
-def decode_image(png: bytes) -> np.ndarray:
-  """Decodes an RGB PNG to f32[H, W, 3] in [-1, 1], the range image encoders expect."""
+def decode_pixels(png: bytes) -> np.ndarray:
+  """Decodes a PNG to its RGB pixels, u8[H, W, 3]."""
   with Image.open(io.BytesIO(png)) as image:
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float32)
-  return pixels / 127.5 - 1.0
+    return np.asarray(image.convert("RGB"))
+
+
+def to_unit_range(pixels: np.ndarray) -> np.ndarray:
+  """u8 pixels (any shape) → f32 in [-1, 1], the range image encoders expect."""
+  return pixels.astype(np.float32) / 127.5 - 1.0
+
+
+def decode_image(png: bytes) -> np.ndarray:
+  """Decodes an RGB PNG to f32[H, W, 3] in [-1, 1]."""
+  return to_unit_range(decode_pixels(png))
 
 
 class PreprocessExample(grain.transforms.Map):
@@ -46,22 +55,31 @@ class PreprocessExample(grain.transforms.Map):
     self._keep_caption = keep_caption
 
   def map(self, element: dict[str, Any]) -> dict[str, Any]:
+    return {key: value[0] for key, value in self.map_batch(batch_reader.collate([element])).items()}
+
+  def map_batch(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`map` of every row of a batch of records (one array per field, mmjax.data.batch_reader.collate): the
+    training loader's form, which `map` is the one-row case of. The PNGs are decoded one by one, the pixels
+    scaled once over the batch."""
     # tfds' numpy decoding gives Text as bytes.
-    caption, question, answer = (element[key].decode("utf-8") for key in ("caption", "question", "answer"))
+    captions, questions, answers = ([value.decode("utf-8") for value in batch[key]]
+                                    for key in ("caption", "question", "answer"))
     example = {
-        "image": decode_image(element["image"]),
-        "text": tokenizer_lib.tokenize_to_length(self._tokenizer, caption, self._text_len),
-        "question": tokenizer_lib.tokenize_to_length(self._tokenizer, question, self._question_len,
-                                                     "question_len"),
-        "answer": tokenizer_lib.tokenize_to_length(self._tokenizer, answer, self._answer_len, "answer_len"),
-        "answer_id": np.int32(self._answer_ids[answer]),
-        "question_type": np.asarray(element["question_type"], dtype=np.int32),
-        **{field: np.asarray(element[field], dtype=np.int32) for field in LABEL_FIELDS},
+        "image": to_unit_range(np.stack([decode_pixels(png) for png in batch["image"]])),
+        "text": self._tokens(captions, self._text_len, "text_len"),
+        "question": self._tokens(questions, self._question_len, "question_len"),
+        "answer": self._tokens(answers, self._answer_len, "answer_len"),
+        "answer_id": np.array([self._answer_ids[answer] for answer in answers], dtype=np.int32),
+        "question_type": np.asarray(batch["question_type"], dtype=np.int32),
+        **{field: np.asarray(batch[field], dtype=np.int32) for field in LABEL_FIELDS},
     }
     if self._keep_caption:
-      example["caption"] = caption
-      example["question_text"] = question
+      example["caption"] = np.array(captions, dtype=object)
+      example["question_text"] = np.array(questions, dtype=object)
     return example
+
+  def _tokens(self, texts: list[str], length: int, length_key: str) -> np.ndarray:
+    return np.stack([tokenizer_lib.tokenize_to_length(self._tokenizer, text, length, length_key) for text in texts])
 
 
 def scene_objects(example: dict[str, Any]) -> list[shapes.SceneObject]:
@@ -82,6 +100,14 @@ class AddHardNegative(grain.transforms.RandomMap):
     self._text_len = text_len
 
   def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    return {**element, "negative_text": self._negative(element, rng)}
+
+  def random_map_batch(self, batch: dict[str, np.ndarray], rngs: list[np.random.Generator]) -> dict[str, np.ndarray]:
+    """`random_map` of every row of a batch (row i drawing from rngs[i]), without taking the batch apart."""
+    rows = ({field: batch[field][row] for field in ("num_objects", *shapes.SceneObject._fields)}
+            for row in range(len(rngs)))
+    return {**batch, "negative_text": np.stack([self._negative(row, rng) for row, rng in zip(rows, rngs)])}
+
+  def _negative(self, element: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
     caption = shapes.hard_negative_caption(scene_objects(element), rng)
-    return {**element, "negative_text": tokenizer_lib.tokenize_to_length(self._tokenizer, caption,
-                                                                          self._text_len)}
+    return tokenizer_lib.tokenize_to_length(self._tokenizer, caption, self._text_len)

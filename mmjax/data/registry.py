@@ -55,6 +55,9 @@ class Dataset:
   # manifest) rather than from `variant`, a name among the builder's BUILDER_CONFIGS.
   make_builder: Callable[[ml_collections.ConfigDict], tfds.core.DatasetBuilder] | None = None
   generated: bool = True  # False: prepared elsewhere, so never generated or deleted here.
+  # Keep the decoded train split in memory (mmjax.data.batch_reader.InMemoryColumns): for small splits whose
+  # reading and decoding, not their preprocessing, is what the loader spends its time on.
+  train_in_memory: bool = False
 
 
 def _shapes_operations(builder, tokenizer, data_config, train):
@@ -124,7 +127,8 @@ DATASETS = {
                       _shapes_operations, _shapes_label_names, decoders={"image": tfds.decode.SkipDecoding()},
                       photo_input=_shapes_photo_input),
     "av_digits": Dataset(av_digits.AvDigits, lambda metadata: tokenizer_lib.CharTokenizer(metadata["chars"]),
-                         _av_digits_operations, _av_digits_label_names, class_field="label"),
+                         _av_digits_operations, _av_digits_label_names, class_field="label",
+                         train_in_memory=True),
     "fashion_mnist": Dataset(fashion_mnist.FashionMnist, None, _fashion_mnist_operations,
                              lambda metadata: {"label": list(metadata["label_names"])}, class_field="label",
                              precomputed_images=True, download_config=_fashion_mnist_download_config,

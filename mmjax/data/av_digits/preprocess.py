@@ -6,6 +6,7 @@ from typing import Any
 import grain
 import numpy as np
 
+from mmjax.data import batch_reader
 from mmjax.data import tokenizer as tokenizer_lib
 
 
@@ -24,18 +25,23 @@ class PreprocessAvDigits(grain.transforms.Map):
     self._keep_text = keep_text
 
   def map(self, element: dict[str, Any]) -> dict[str, Any]:
-    text = element["text"]
-    text = text.decode("utf-8") if isinstance(text, bytes) else text  # tfds' numpy decoding gives bytes.
+    return {key: value[0] for key, value in self.map_batch(batch_reader.collate([element])).items()}
+
+  def map_batch(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`map` of every row of a batch of records (one array per field, mmjax.data.batch_reader.collate), the scaling
+    done once over the batch: the training loader's form, which `map` is the one-row case of."""
+    # tfds' numpy decoding gives Text as bytes.
+    texts = [text.decode("utf-8") if isinstance(text, bytes) else text for text in batch["text"]]
     example = {
-        "image": np.asarray(element["image"], dtype=np.float32) / 127.5 - 1.0,
-        "audio": np.asarray(element["audio"], dtype=np.float32) / 32768.0,
-        "text": tokenizer_lib.tokenize_to_length(self._tokenizer, text, self._text_len),
-        **{field: np.asarray(element[field], dtype=np.int32)
+        "image": np.asarray(batch["image"], dtype=np.float32) / 127.5 - 1.0,
+        "audio": np.asarray(batch["audio"], dtype=np.float32) / 32768.0,
+        "text": np.stack([tokenizer_lib.tokenize_to_length(self._tokenizer, text, self._text_len) for text in texts]),
+        **{field: np.asarray(batch[field], dtype=np.int32)
            for field in ("label", "image_digit", "audio_digit", "text_digit", "image_heavy", "audio_heavy",
                          "text_heavy")},
     }
     if self._keep_text:
-      example["text_string"] = text
+      example["text_string"] = np.array(texts, dtype=object)
     return example
 
 
