@@ -14,7 +14,8 @@ The largest batch under the budget is searched for by compiling, because the byt
 the batch (XLA's fusion and buffer-assignment choices change with the shapes: per-example bytes vary by ~1%), so an
 extrapolated batch could be a few examples over. Secant steps from the reference batch and twice it estimate the
 batch; steps out from the estimate, doubling, bracket it; bisection closes the bracket to one batch step (the
-data-parallel device count). About 10 compiles per policy and dtype, 10–20 s each for configs/bench_clip_s.py on this 2-core machine.
+data-parallel device count). About 8–10 compiles per policy and dtype, 10–20 s each for configs/bench_clip_s.py
+on this 2-core machine.
 The search takes the bytes to grow with the batch; what it returns, B, is checked: total(B) ≤ budget < total(B + step).
 """
 from __future__ import annotations
@@ -91,6 +92,25 @@ def largest_batch(total_bytes: Callable[[int], int], budget: int, start: int, st
   return low
 
 
+def _memory_row(config: ml_collections.ConfigDict, example: dict[str, jax.ShapeDtypeStruct], budget: int,
+                step: int) -> dict[str, Any]:
+  """The step's bytes at `config.batch_size`, the largest batch within `budget` bytes, and what the search
+  compiled: each batch's total, the number of compiles and their seconds."""
+  measured: dict[int, dict[str, Any]] = {}
+
+  def total_bytes(batch: int) -> int:
+    if batch not in measured:
+      measured[batch] = step_memory(config, example, batch)
+    return measured[batch]["total_bytes"]
+
+  total_bytes(config.batch_size)
+  largest = largest_batch(total_bytes, budget, config.batch_size, step)
+  return {**{key: value for key, value in measured[config.batch_size].items() if key != "compile_s"},
+          "largest_batch": largest, "largest_batch_total_bytes": measured[largest]["total_bytes"] if largest else None,
+          "compiles": len(measured), "compile_s": sum(m["compile_s"] for m in measured.values()),
+          "totals_by_batch": {str(batch): m["total_bytes"] for batch, m in sorted(measured.items())}}
+
+
 def memory_benchmark(config: ml_collections.ConfigDict, example: dict[str, jax.ShapeDtypeStruct], budget_gib: float,
                      policies: Sequence[str], dtypes: Sequence[str]) -> dict[str, Any]:
   """A row per remat policy and compute dtype (`config.model.remat`, `config.model.dtype`): the step's bytes at
@@ -106,24 +126,10 @@ def memory_benchmark(config: ml_collections.ConfigDict, example: dict[str, jax.S
     for dtype in dtypes:
       variant = config.copy_and_resolve_references()
       variant.model.remat, variant.model.dtype = policy, dtype
-      measured: dict[int, dict[str, Any]] = {}
-
-      def total_bytes(batch: int) -> int:
-        if batch not in measured:
-          measured[batch] = step_memory(variant, example, batch)
-        return measured[batch]["total_bytes"]
-
-      total_bytes(config.batch_size)
-      largest = largest_batch(total_bytes, budget, config.batch_size, step)
-      rows.append({"remat": policy, "dtype": dtype,
-                   **{key: value for key, value in measured[config.batch_size].items() if key != "compile_s"},
-                   "largest_batch": largest,
-                   "largest_batch_total_bytes": measured[largest]["total_bytes"] if largest else None,
-                   "compiles": len(measured), "compile_s": sum(m["compile_s"] for m in measured.values()),
-                   "totals_by_batch": {str(batch): m["total_bytes"] for batch, m in sorted(measured.items())}})
+      rows.append({"remat": policy, "dtype": dtype, **_memory_row(variant, example, budget, step)})
       # The search takes minutes per row: a line each, for the person watching.
-      print(f"remat={policy} dtype={dtype}: largest batch {largest:,} ({rows[-1]['compiles']} compiles, "
-            f"{rows[-1]['compile_s']:.0f} s)", file=sys.stderr, flush=True)
+      print(f"remat={policy} dtype={dtype}: largest batch {rows[-1]['largest_batch']:,} ({rows[-1]['compiles']} "
+            f"compiles, {rows[-1]['compile_s']:.0f} s)", file=sys.stderr, flush=True)
   return {"benchmark": "memory", "batch_size": config.batch_size, "budget_gib": budget_gib,
           "batch_step": step, "devices": run.mesh.size, "backend": jax.default_backend(),
           "params": sum(leaf.size for leaf in jax.tree.leaves(run.abstract.params)), "rows": rows}

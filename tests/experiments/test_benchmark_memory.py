@@ -9,6 +9,7 @@ import pytest
 from configs import bench_clip_s
 from experiments import benchmark, benchmark_memory
 from mmjax import errors, publish
+from mmjax.parallel import sharding
 
 
 def _bytes(tree) -> int:
@@ -22,9 +23,10 @@ def test_step_memory_counts_the_donated_state_and_the_batch(shapes_data_dir):
   config.data.data_dir = shapes_data_dir
   example = benchmark.example_spec(config)
   memory = benchmark_memory.step_memory(config, example, batch_size=config.batch_size)
-  state = benchmark_memory.trainer.build_run(config, example=example).abstract
-  assert memory["alias_bytes"] == _bytes(state)
-  assert memory["argument_bytes"] == _bytes(state) + config.batch_size * _bytes(example)
+  run = benchmark_memory.trainer.build_run(config, example=example)
+  rows_per_device = config.batch_size // sharding.data_parallel_size(run.mesh, run.rules)
+  assert memory["alias_bytes"] == _bytes(run.abstract)  # Replicated: every device holds the whole state.
+  assert memory["argument_bytes"] == _bytes(run.abstract) + rows_per_device * _bytes(example)
   assert memory["temp_bytes"] > 0 and memory["output_bytes"] >= memory["alias_bytes"]
   assert memory["total_bytes"] == (memory["argument_bytes"] + memory["output_bytes"] - memory["alias_bytes"]
                                    + memory["temp_bytes"])
@@ -65,13 +67,17 @@ def test_memory_benchmark_rows_and_table(shapes_data_dir, monkeypatch):
   monkeypatch.setattr(benchmark_memory, "step_memory", step_memory)
   result = benchmark_memory.memory_benchmark(config, benchmark.example_spec(config), 100_500 / 2**30,
                                              ["none", "full"], ["float32", "bfloat16"])
+  step = result["batch_step"]  # Batches split evenly over the data-parallel devices.
+  assert step == jax.device_count()
+  # 500 + 3000·B ≤ 100,500 bytes for B ≤ 33 without remat; 500 + 1000·B for B ≤ 100 with.
   assert [(row["remat"], row["dtype"], row["largest_batch"]) for row in result["rows"]] == [
-      ("none", "float32", 33), ("none", "bfloat16", 33), ("full", "float32", 100), ("full", "bfloat16", 100)]
+      ("none", "float32", 33 // step * step), ("none", "bfloat16", 33 // step * step),
+      ("full", "float32", 100 // step * step), ("full", "bfloat16", 100 // step * step)]
   assert {(remat, dtype) for remat, dtype, _ in seen} == {(r["remat"], r["dtype"]) for r in result["rows"]}
   assert result["rows"][0]["temp_bytes"] == 3000 * config.batch_size
   assert result["rows"][0]["compiles"] == len({b for r, d, b in seen if (r, d) == ("none", "float32")})
   assert json.loads(json.dumps(result)) == result
   table = publish.benchmark_table([result])
-  assert "| full | bfloat16 | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | 100 | 0.1 |" in table
+  assert f"| full | bfloat16 | 0.0 | 0.0 | 0.0 | 0.0 | 0.0 | {100 // step * step} | 0.1 |" in table
   with pytest.raises(errors.ConfigError, match="Unknown remat policy 'some'"):
     benchmark_memory.memory_benchmark(config, benchmark.example_spec(config), 1.0, ["some"], ["float32"])
