@@ -114,8 +114,11 @@ class BatchReader(Iterator[dict[str, np.ndarray]]):
     count, shard = self._shard_options.shard_count, self._shard_options.shard_index
     # grain asks the sampler for index k·count + shard, k = this process's record counter.
     indices = [(self._next_index + row) * count + shard for row in range(self._batch_size)]
-    keys = self._sampler.record_keys(indices)
-    rngs = [self._sampler[index].rng for index in indices] if self._random else []
+    if self._random:
+      records = [self._sampler[index] for index in indices]
+      keys, rngs = [record.record_key for record in records], [record.rng for record in records]
+    else:
+      keys, rngs = self._sampler.record_keys(indices), []
     columns = getattr(self._source, "columns", None)
     data: dict[str, np.ndarray] | list[dict[str, Any]] = columns(keys) if columns else self._source.__getitems__(keys)
     for operation in self._operations:
