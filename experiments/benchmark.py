@@ -285,7 +285,8 @@ def main(argv):
       result = benchmark_memory.memory_benchmark(_CONFIG.value, example_spec(_CONFIG.value),
                                                  _MEMORY_BUDGET_GIB.value, _REMAT.value, _DTYPES.value)
     elif _BENCHMARK.value == "loader":
-      result = benchmark_loader.loader_benchmark(_CONFIG.value, _LOADER_ROUNDS.value, _LOADER_WINDOW_S.value)
+      result = benchmark_loader.loader_benchmark(_CONFIG.value, _LOADER_ROUNDS.value, _LOADER_WINDOW_S.value,
+                                                 config_flags.get_config_filename(flags.FLAGS["config"]))
     else:
       lengths = [int(length) for length in _LENGTHS.value]
       result = decode_benchmark(_CONFIG.value, _BATCH_SIZE.value, lengths, _REPEATS.value)

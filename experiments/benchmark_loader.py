@@ -39,8 +39,10 @@ def _window(advance: Callable[[], Any], min_seconds: float, min_count: int = 2) 
   return count / (time.perf_counter() - start)
 
 
-def loader_benchmark(config: ml_collections.ConfigDict, rounds: int = 3, window_s: float = 2.0) -> dict[str, Any]:
-  """The config's training loader against its train step, in examples/s; see the module docstring."""
+def loader_benchmark(config: ml_collections.ConfigDict, rounds: int = 3, window_s: float = 2.0,
+                     name: str = "") -> dict[str, Any]:
+  """The config's training loader against its train step, in examples/s; see the module docstring. `name` says
+  which config it is (its file and arg), for the table."""
   if rounds < 1 or window_s < 0:
     raise errors.ConfigError(f"--loader_rounds={rounds} must be ≥ 1 and --loader_window_s={window_s} ≥ 0.")
   run = trainer.build_run(config)
@@ -71,6 +73,7 @@ def loader_benchmark(config: ml_collections.ConfigDict, rounds: int = 3, window_
   loader_rate, step_rate = statistics.median(loader_rates), statistics.median(step_rates)
   return {
       "benchmark": "loader",
+      "config": name,
       "dataset": config.data.name,
       "variant": config.data.get("variant") or "",
       "task": config.task.name,

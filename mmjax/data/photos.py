@@ -56,11 +56,17 @@ def preprocess(photo: np.ndarray, size: int, mean: Sequence[float], std: Sequenc
   return normalize(center_crop(photo, size, crop_fraction, resample), mean, std)
 
 
+def rgb_pixels(image: Image.Image) -> np.ndarray:
+  """A PIL image → uint8 [H, W, 3] RGB. An RGB image is read as it is: `convert("RGB")` would copy it first,
+  which took longer than decoding a 48×48 PNG (0.18 vs 0.07 ms here)."""
+  return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+
+
 def decode(encoded: bytes) -> np.ndarray:
   """An image file's bytes (any format PIL reads) → uint8 [H, W, 3] RGB, turned upright by its EXIF orientation
   (phone photos are stored sideways with a tag that says so)."""
   with Image.open(io.BytesIO(encoded)) as image:
-    return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    return rgb_pixels(ImageOps.exif_transpose(image))
 
 
 def random_resized_crop(photo: np.ndarray, size: int, rng: np.random.Generator, scale: Sequence[float] = (0.08, 1.0),

@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mmjax import errors
-from mmjax.data import batch_reader, features, integrity, loader_state, registry
+from mmjax.data import batch_reader, features, integrity, loader_state, records, registry
 from mmjax.data import tokenizer as tokenizer_lib
 
 # Read records in the thread (or worker) that preprocesses them. Grain's default
@@ -196,7 +196,8 @@ def _data_source(builder: tfds.core.DatasetBuilder, split: str,
   """The records of `split`, only those of `config.data.classes` if it names some (see registry.class_subset)."""
   _check_split(builder, split)
   # E.g. Shapes' images stay PNG bytes here: its PreprocessExample decodes them in the loader's workers.
-  source = builder.as_data_source(split, decoders=dict(registry.dataset(data_config).decoders))
+  decoders = dict(registry.dataset(data_config).decoders)
+  source = records.parsed(builder.as_data_source(split, decoders=decoders), builder.info.features, decoders)
   if data_config.get("image_features"):
     source = features.IndexedSource(source)
   return registry.class_subset(source, builder, data_config, split)

@@ -13,7 +13,7 @@ import grain
 import numpy as np
 from PIL import Image
 
-from mmjax.data import batch_reader, shapes
+from mmjax.data import batch_reader, photos, shapes
 from mmjax.data import tokenizer as tokenizer_lib
 
 LABEL_FIELDS = ("num_objects", "shape", "colour", "size", "row", "col")
@@ -22,7 +22,7 @@ LABEL_FIELDS = ("num_objects", "shape", "colour", "size", "row", "col")
 def decode_pixels(png: bytes) -> np.ndarray:
   """Decodes a PNG to its RGB pixels, u8[H, W, 3]."""
   with Image.open(io.BytesIO(png)) as image:
-    return np.asarray(image.convert("RGB"))
+    return photos.rgb_pixels(image)
 
 
 def to_unit_range(pixels: np.ndarray) -> np.ndarray:

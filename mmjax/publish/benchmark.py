@@ -45,7 +45,7 @@ MEMORY_COLUMNS = (
     ("largest batch", ("largest_batch",), ","), ("its total MiB", ("largest_batch_total_mib",), ",.1f"),
     ("compiles", ("compiles",), "d"))
 LOADER_COLUMNS = (
-    ("dataset", ("dataset",), ""), ("variant", ("variant",), ""), ("task", ("task",), ""),
+    ("config", ("config",), ""), ("dataset", ("dataset",), ""), ("variant", ("variant",), ""), ("task", ("task",), ""),
     ("batch", ("batch_size",), ","), ("workers", ("worker_count",), "d"),
     ("loader examples/s", ("loader_examples_per_s",), ",.0f"), ("step examples/s", ("step_examples_per_s",), ",.0f"),
     ("loader / step", ("loader_over_step",), ".1f"))
@@ -134,7 +134,7 @@ def loader_table(runs: Sequence[Mapping[str, Any]]) -> str:
   """A row per run (one config each): its training loader's and its train step's examples/s, and their ratio."""
   rounds = sorted({run["rounds"] for run in runs})
   return (_markdown([title for title, _, _ in LOADER_COLUMNS],
-                    [[_cell(run, keys, spec) for _, keys, spec in LOADER_COLUMNS] for run in runs], left=3)
+                    [[_cell(run, keys, spec) for _, keys, spec in LOADER_COLUMNS] for run in runs], left=4)
           + f"\nMedians over {'/'.join(map(str, rounds))} rounds, each timing the config's training loader "
           "(mmjax.data.train_loader) and then its train step fed the loader's batches, in one process "
           f"(experiments/benchmark_loader.py); the target is loader / step ≥ {runs[0]['target']}.\n")

@@ -13,7 +13,7 @@ def test_loader_benchmark_smoke(av_digits_data_dir):
   its step compiles fastest, and the loader reads every modality all the same."""
   config = av_digits.get_config("smoke,fusion=text_only")
   config.data.data_dir = av_digits_data_dir
-  result = benchmark_loader.loader_benchmark(config, rounds=3, window_s=0.0)
+  result = benchmark_loader.loader_benchmark(config, rounds=3, window_s=0.0, name="configs/av_digits.py:smoke")
   assert result["benchmark"] == "loader" and (result["dataset"], result["variant"]) == ("av_digits", "redundant_small")
   for key in ("loader_examples_per_s", "step_examples_per_s", "first_batches_s"):
     assert result[key] > 0, key
@@ -22,7 +22,8 @@ def test_loader_benchmark_smoke(av_digits_data_dir):
   assert result["loader_over_step"] == result["loader_examples_per_s"] / result["step_examples_per_s"]
   assert json.loads(json.dumps(result)) == result
   table = publish.benchmark_table([result])
-  assert f"| av_digits | redundant_small | classification | 64 | 0 | {result['loader_examples_per_s']:,.0f} |" in table
+  row = "| configs/av_digits.py:smoke | av_digits | redundant_small | classification | 64 | 0 |"
+  assert f"{row} {result['loader_examples_per_s']:,.0f} |" in table
   summary = publish.benchmark.summarize("loaders", [result, result])
   assert summary["rows"][1]["loader_over_step"] == result["loader_over_step"]
   with pytest.raises(errors.ConfigError, match="loader_rounds=0"):
