@@ -28,9 +28,9 @@ _GRAIN_STATE_VERSION = 2
 class Sampler(Protocol):
   """What the reader needs of pipeline.GlobalBatchSampler."""
 
-  def __getitem__(self, index: int) -> grain.RecordMetadata: ...
-
   def record_keys(self, indices: Sequence[int]) -> list[int]: ...
+
+  def record_rngs(self, indices: Sequence[int]) -> list[np.random.Generator]: ...
 
 
 def collate(records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
@@ -114,11 +114,8 @@ class BatchReader(Iterator[dict[str, np.ndarray]]):
     count, shard = self._shard_options.shard_count, self._shard_options.shard_index
     # grain asks the sampler for index k·count + shard, k = this process's record counter.
     indices = [(self._next_index + row) * count + shard for row in range(self._batch_size)]
-    if self._random:
-      records = [self._sampler[index] for index in indices]
-      keys, rngs = [record.record_key for record in records], [record.rng for record in records]
-    else:
-      keys, rngs = self._sampler.record_keys(indices), []
+    keys = self._sampler.record_keys(indices)
+    rngs = self._sampler.record_rngs(indices) if self._random else []
     columns = getattr(self._source, "columns", None)
     data: dict[str, np.ndarray] | list[dict[str, Any]] = columns(keys) if columns else self._source.__getitems__(keys)
     for operation in self._operations:

@@ -239,9 +239,9 @@ class GlobalBatchSampler:
     self._global_batch_size = global_batch_size
     self._local_batch_size = global_batch_size // shard_options.shard_count
     self._global_order = grain.samplers.IndexSampler(num_records, shuffle=True, num_epochs=None, seed=seed)
-    # The record keys of IndexSampler's order without its per-record Philox generator (about 40% of its cost):
-    # what the batch reader asks for when no operation is random.
+    # IndexSampler's record keys, without making each record's generator (about 40% of its cost), and its seed.
     self._global_keys = grain.MapDataset.range(num_records).shuffle(seed=seed)
+    self._seed = seed
 
   def __len__(self) -> int:
     return sys.maxsize
@@ -265,6 +265,11 @@ class GlobalBatchSampler:
   def record_keys(self, indices: Sequence[int]) -> list[int]:
     """The record keys `self[index].record_key` of `indices`, without making their generators."""
     return [self._global_keys[self._position(index)] for index in indices]
+
+  def record_rngs(self, indices: Sequence[int]) -> list[np.random.Generator]:
+    """The generators `self[index].rng` of `indices`, without looking their keys up again: IndexSampler's, a
+    Philox generator keyed by seed + position (grain 0.2.18; tests/data/test_batch_reader.py holds them equal)."""
+    return [np.random.Generator(np.random.Philox(key=self._seed + self._position(index))) for index in indices]
 
 
 class _GrainIterator:

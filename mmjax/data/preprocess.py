@@ -26,8 +26,12 @@ def decode_pixels(png: bytes) -> np.ndarray:
 
 
 def to_unit_range(pixels: np.ndarray) -> np.ndarray:
-  """u8 pixels (any shape) → f32 in [-1, 1], the range image encoders expect."""
-  return pixels.astype(np.float32) / 127.5 - 1.0
+  """u8 pixels (any shape) → f32 in [-1, 1], the range image encoders expect: x / 127.5 − 1 in float32, in place
+  (a batch's array is megabytes; fresh ones for each step cost more than the arithmetic)."""
+  scaled = pixels.astype(np.float32)
+  scaled /= 127.5
+  scaled -= 1.0
+  return scaled
 
 
 def decode_image(png: bytes) -> np.ndarray:
@@ -47,12 +51,12 @@ class PreprocessExample(grain.transforms.Map):
 
   def __init__(self, tokenizer: tokenizer_lib.Tokenizer, answers: Sequence[str], *, text_len: int,
                question_len: int, answer_len: int, keep_caption: bool = False):
-    self._tokenizer = tokenizer
     self._answer_ids = {answer: i for i, answer in enumerate(answers)}
     self._text_len = text_len
     self._question_len = question_len
     self._answer_len = answer_len
     self._keep_caption = keep_caption
+    self._tokens = tokenizer_lib.TokenRows(tokenizer)  # Questions and answers repeat; so do many captions.
 
   def map(self, element: dict[str, Any]) -> dict[str, Any]:
     return {key: value[0] for key, value in self.map_batch(batch_reader.collate([element])).items()}
@@ -78,9 +82,6 @@ class PreprocessExample(grain.transforms.Map):
       example["question_text"] = np.array(questions, dtype=object)
     return example
 
-  def _tokens(self, texts: list[str], length: int, length_key: str) -> np.ndarray:
-    return np.stack([tokenizer_lib.tokenize_to_length(self._tokenizer, text, length, length_key) for text in texts])
-
 
 def scene_objects(example: dict[str, Any]) -> list[shapes.SceneObject]:
   """The scene's objects back from a preprocessed example's labels (padding dropped)."""
@@ -96,18 +97,16 @@ class AddHardNegative(grain.transforms.RandomMap):
   """
 
   def __init__(self, tokenizer: tokenizer_lib.Tokenizer, text_len: int):
-    self._tokenizer = tokenizer
+    self._tokens = tokenizer_lib.TokenRows(tokenizer)
     self._text_len = text_len
 
   def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
-    return {**element, "negative_text": self._negative(element, rng)}
+    caption = shapes.hard_negative_caption(scene_objects(element), rng)
+    return {**element, "negative_text": self._tokens([caption], self._text_len)[0]}
 
   def random_map_batch(self, batch: dict[str, np.ndarray], rngs: list[np.random.Generator]) -> dict[str, np.ndarray]:
     """`random_map` of every row of a batch (row i drawing from rngs[i]), without taking the batch apart."""
     rows = ({field: batch[field][row] for field in ("num_objects", *shapes.SceneObject._fields)}
             for row in range(len(rngs)))
-    return {**batch, "negative_text": np.stack([self._negative(row, rng) for row, rng in zip(rows, rngs)])}
-
-  def _negative(self, element: dict[str, Any], rng: np.random.Generator) -> np.ndarray:
-    caption = shapes.hard_negative_caption(scene_objects(element), rng)
-    return tokenizer_lib.tokenize_to_length(self._tokenizer, caption, self._text_len)
+    captions = [shapes.hard_negative_caption(scene_objects(row), rng) for row, rng in zip(rows, rngs)]
+    return {**batch, "negative_text": self._tokens(captions, self._text_len)}

@@ -151,9 +151,6 @@ def test_an_op_without_a_batch_form_runs_per_example():
       return {"x": element["x"] * 2}
 
   class Identity:
-    def __getitem__(self, index):
-      return grain.RecordMetadata(index=index, record_key=index)
-
     def record_keys(self, indices):
       return list(indices)
 

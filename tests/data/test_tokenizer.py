@@ -82,3 +82,16 @@ def test_longest_caption_fits_the_configs_text_len(tokenizer):
   # "left of" is the longest connective, so three objects in one row make the longest caption.
   longest = shapes.caption_for([shapes.SceneObject(0, 0, 0, 0, col) for col in range(3)])
   assert len(tokenizer.encode(longest)) + 1 <= shapes_clip.get_config().data.text_len
+
+
+def test_token_rows_are_tokenize_to_length_of_each_text():
+  """Repeated texts give the same rows as tokenizing each; past `max_kept` rows the kept ones are dropped."""
+  tokenizer = tokenizer_lib.WordTokenizer(["a", "red", "circle"])
+  rows = tokenizer_lib.TokenRows(tokenizer, max_kept=2)
+  texts = ["a red circle", "red", "a red circle", "circle a", "red"]
+  for _ in range(2):
+    got = rows(texts, 5)
+    assert got.dtype == np.int32 and got.shape == (5, 5)
+    for text, row in zip(texts, got):
+      np.testing.assert_array_equal(row, tokenizer_lib.tokenize_to_length(tokenizer, text, 5))
+  assert len(rows._rows) <= 3

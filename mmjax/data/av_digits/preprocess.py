@@ -20,7 +20,7 @@ class PreprocessAvDigits(grain.transforms.Map):
   """
 
   def __init__(self, tokenizer: tokenizer_lib.Tokenizer, *, text_len: int, keep_text: bool = False):
-    self._tokenizer = tokenizer
+    self._tokens = tokenizer_lib.TokenRows(tokenizer)
     self._text_len = text_len
     self._keep_text = keep_text
 
@@ -35,7 +35,7 @@ class PreprocessAvDigits(grain.transforms.Map):
     example = {
         "image": np.asarray(batch["image"], dtype=np.float32) / 127.5 - 1.0,
         "audio": np.asarray(batch["audio"], dtype=np.float32) / 32768.0,
-        "text": np.stack([tokenizer_lib.tokenize_to_length(self._tokenizer, text, self._text_len) for text in texts]),
+        "text": self._tokens(texts, self._text_len),
         **{field: np.asarray(batch[field], dtype=np.int32)
            for field in ("label", "image_digit", "audio_digit", "text_digit", "image_heavy", "audio_heavy",
                          "text_heavy")},
