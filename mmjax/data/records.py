@@ -3,9 +3,10 @@
 Why: tfds' numpy deserialisation walks generic feature machinery per field of every record (about 0.3 ms for a
 Shapes record on this project's 2-core machine, a third of the loader's time once batches are read together).
 For features of the kinds below the result is a few lines per field, the same values and types as tfds gives
-(tests/data/test_records.py compares them on every field of Shapes and AV-Digits records):
+(tests/data/test_records.py compares them on every field of Shapes, AV-Digits and folder records):
 
-- Text, and an Image whose tfds decoding is skipped: the stored bytes;
+- Text, a string Tensor of shape (), and an Image whose tfds decoding is skipped: the stored bytes;
+- a Sequence of Text of any length: the list of the stored bytes;
 - Scalar / Tensor of static shape, stored as values: `np.array(values, dtype)`, reshaped (a Python scalar for
   shape ());
 - Tensor stored as raw bytes (`encoding=BYTES`): `np.frombuffer(bytes, dtype)`, reshaped.
@@ -38,12 +39,17 @@ def _parser(feature: tfds.features.FeatureConnector, decoder: Any) -> Parser | N
   if isinstance(feature, tfds.features.Text) or (isinstance(feature, tfds.features.Image)
                                                   and isinstance(decoder, tfds.decode.SkipDecoding)):
     return _first_bytes
+  if (type(feature) is tfds.features.Sequence and type(feature.feature) is tfds.features.Text
+      and feature._length is None and decoder is None):  # pylint: disable=protected-access
+    return lambda proto: list(proto.bytes_list.value)
   if type(feature) not in (tfds.features.Tensor, tfds.features.Scalar) or decoder is not None:
     return None
   shape, dtype = tuple(feature.shape), feature.np_dtype
+  encoding = feature._encoding  # pylint: disable=protected-access
+  if np.dtype(dtype).kind == "O" and not shape and encoding == tfds.features.Encoding.NONE:
+    return _first_bytes  # A string tensor: the stored bytes, as a Text.
   if any(dim is None for dim in shape) or np.dtype(dtype).kind == "O":
     return None
-  encoding = feature._encoding  # pylint: disable=protected-access
   if encoding == tfds.features.Encoding.BYTES:
     return lambda proto: np.frombuffer(_first_bytes(proto), dtype=dtype).reshape(shape)
   if encoding != tfds.features.Encoding.NONE:
