@@ -182,10 +182,15 @@ def tokenizer(builder: tfds.core.DatasetBuilder, data_config: ml_collections.Con
 
 
 class ClassSubset(Sequence[dict[str, Any]]):
-  """The records of a data source whose label is one of a set of classes, in their original order."""
+  """The records of a data source whose label is one of a set of classes, in their original order. Its `repr`
+  names the source and the classes: the train loader's saved state holds it, and a restored loader checks it
+  (object's default repr, an address, made every resume of a class subset fail)."""
 
-  def __init__(self, source: Sequence[dict[str, Any]], indices: np.ndarray):
-    self._source, self._indices = source, indices
+  def __init__(self, source: Sequence[dict[str, Any]], indices: np.ndarray, classes: str = ""):
+    self._source, self._indices, self._classes = source, indices, classes
+
+  def __repr__(self) -> str:
+    return f"ClassSubset({self._source!r}, {self._classes}, {len(self._indices)} records)"
 
   def __len__(self) -> int:
     return len(self._indices)
@@ -233,4 +238,4 @@ def class_subset(source: Sequence[dict[str, Any]], builder: tfds.core.DatasetBui
   indices = _indices_of_classes(source, field, class_ids, (str(builder.data_dir), split))
   if not len(indices):
     raise errors.InputError(f"Split {split!r} of {data_config.name!r} has no records of classes {names}.")
-  return ClassSubset(source, indices)
+  return ClassSubset(source, indices, f"{field} in {names}")

@@ -163,3 +163,21 @@ def test_an_op_without_a_batch_form_runs_per_example():
   np.testing.assert_array_equal(next(reader)["x"], [[0, 0], [2, -2], [4, -4]])
   np.testing.assert_array_equal(next(reader)["x"], [[6, -6], [8, -8], [10, -10]])
   assert reader.get_state()["last_seen_indices"] == {"0": 5}
+
+
+def test_a_class_subsets_state_restores_in_a_new_loader(av_digits_data_dir):
+  """With config.data.classes the loader reads a ClassSubset, whose repr the state holds and a restored loader
+  checks: it names the source and the classes, so a new loader (a resumed run) continues with the next batch."""
+  config = common.av_digits_data(variant="redundant", smoke=True)
+  config.data_dir = av_digits_data_dir
+  with config.unlocked():
+    config.classes = "zero,one,two"
+  loader = mmdata.train_loader(config, batch_size=8, seed=1)
+  next(loader)
+  state = json.loads(json.dumps(loader.get_state()))
+  assert "label in ['zero', 'one', 'two']" in state["data_source"]
+  expected = next(loader)
+  restored = mmdata.train_loader(config, batch_size=8, seed=1)
+  restored.set_state(state)
+  _assert_equal(expected, next(restored))
+  assert set(expected["label"]) <= {0, 1, 2}
