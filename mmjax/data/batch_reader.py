@@ -26,7 +26,7 @@ _GRAIN_STATE_VERSION = 2
 
 
 class Sampler(Protocol):
-  """What the reader needs of pipeline.GlobalBatchSampler."""
+  """What the reader needs of sampler.GlobalBatchSampler."""
 
   def record_keys(self, indices: Sequence[int]) -> list[int]: ...
 

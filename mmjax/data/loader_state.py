@@ -1,6 +1,6 @@
 """A train loader's saved position, carried over to a run with another number of processes.
 
-The loader's global batches do not depend on the process count (pipeline.GlobalBatchSampler), so its position
+The loader's global batches do not depend on the process count (sampler.GlobalBatchSampler), so its position
 is really "k global batches read". Grain's DataLoader state counts records of one process's share instead, per
 worker, and names the process (the sampler's repr holds its shard index and count), so a checkpoint of 2
 processes cannot be restored as is by 1 or 4. `for_sampler` rewrites it for the process that restores it.

@@ -12,6 +12,7 @@ from PIL import Image
 from configs import common
 from mmjax import data as mmdata
 from mmjax.data import av_digits, batch_reader, pipeline, preprocess, shapes
+from mmjax.data.sampler import GlobalBatchSampler
 from mmjax.data import tokenizer as tokenizer_lib
 
 
@@ -19,7 +20,7 @@ def _grain_loader(data_config, batch_size: int, seed: int):
   """The loader as it was built before the batch reader: grain's DataLoader over the same source and sampler."""
   builder = mmdata.prepare(data_config)
   source = pipeline._data_source(builder, "train", data_config)
-  sampler = pipeline.GlobalBatchSampler(len(source), global_batch_size=batch_size * jax.process_count(), seed=seed,
+  sampler = GlobalBatchSampler(len(source), global_batch_size=batch_size * jax.process_count(), seed=seed,
                                         shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=True))
   operations = pipeline._operations(builder, data_config, True, "train")
   return iter(grain.DataLoader(data_source=source, sampler=sampler, worker_count=0,
