@@ -32,12 +32,10 @@ from mmjax.data.av_digits.preprocess import AugmentAvDigits, PreprocessAvDigits,
 from mmjax.data.av_digits.sources import (
     CHARS, CLIP_SAMPLES, CLIP_SECONDS, IMAGE_SIZE, LABEL_NAMES, LANGUAGES, MAX_TEXT_CHARS, NUMBER_WORDS, PITCHES,
     SAMPLE_RATE, SPEEDS, TASKS, TEST_VOICES, TRAIN_VOICES, Digits, DigitImages, corrupt_image, corrupt_text,
-    espeak_binary, image_pools, load_digit_images, mix_audio, mnist_source, sample_digits, synthesise,
-    synthesise_bank)
+    image_pools, load_digit_images, mix_audio, mnist_source, sample_digits, synthesise_bank)
 
 __all__ = ["CHARS", "CLIP_SAMPLES", "CLIP_SECONDS", "IMAGE_SIZE", "LABEL_NAMES", "LANGUAGES", "MAX_TEXT_CHARS",
            "NUMBER_WORDS", "PITCHES", "SAMPLE_RATE", "SPEEDS", "TASKS", "TEST_VOICES", "TRAIN_VOICES",
            "AugmentAvDigits", "AvDigits", "AvDigitsConfig", "DigitImages", "Digits", "PreprocessAvDigits",
-           "corrupt_image", "corrupt_text", "espeak_binary", "generate_example", "image_pools", "load_digit_images",
-           "mix_audio", "mnist_source", "sample_digits", "shift_image", "stretch_audio", "synthesise",
-           "synthesise_bank"]
+           "corrupt_image", "corrupt_text", "generate_example", "image_pools", "load_digit_images",
+           "mix_audio", "mnist_source", "sample_digits", "shift_image", "stretch_audio", "synthesise_bank"]

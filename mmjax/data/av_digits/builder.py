@@ -9,10 +9,11 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mmjax import errors
+from mmjax.data import speech
 from mmjax.data.generated import GeneratedBuilder
 from mmjax.data.av_digits.sources import (
     CHARS, CLIP_SAMPLES, CLIP_SECONDS, IMAGE_SIZE, LABEL_NAMES, LANGUAGES, NUMBER_WORDS, PITCHES, SAMPLE_RATE, SPEEDS,
-    TASKS, TEST_VOICES, TRAIN_VOICES, ClipKey, DigitImages, corrupt_image, corrupt_text, espeak_binary, image_pools,
+    TASKS, TEST_VOICES, TRAIN_VOICES, ClipKey, DigitImages, corrupt_image, corrupt_text, image_pools,
     load_digit_images, mix_audio, mnist_source, sample_digits, synthesise_bank)
 
 _SPLIT_VOICES = {"train": TRAIN_VOICES, "test": TEST_VOICES}
@@ -148,7 +149,7 @@ class AvDigits(GeneratedBuilder, skip_registration=True):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Iterator]:
     del dl_manager  # Nothing to download: every example is generated.
-    espeak_binary()  # Fail before any work when espeak-ng is missing.
+    speech.espeak_binary()  # Fail before any work when espeak-ng is missing.
     errors.check_choice(self.builder_config.task, TASKS, "AV-Digits task")
     sizes = {"train": self.builder_config.num_train, "test": self.builder_config.num_test}
     return {split: self._generate_examples(split, count) for split, count in sizes.items()}

