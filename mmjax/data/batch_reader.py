@@ -34,12 +34,12 @@ class Sampler(Protocol):
 
 
 def collate(records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
-  """Records → one array per field, rows in order: bytes and str fields become 1-D object arrays, the rest are
-  stacked (a scalar field becomes [B])."""
+  """Records → one array per field, rows in order: bytes and str fields, and arrays whose shapes differ (a
+  variable-length clip), become 1-D object arrays, the rest are stacked (a scalar field becomes [B])."""
   batch = {}
   for key, value in records[0].items():
     values = [record[key] for record in records]
-    if isinstance(value, (bytes, str)):
+    if isinstance(value, (bytes, str)) or any(np.shape(v) != np.shape(value) for v in values):
       batch[key] = np.empty(len(values), dtype=object)
       batch[key][:] = values
     else:

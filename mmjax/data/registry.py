@@ -15,7 +15,8 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from mmjax import errors
-from mmjax.data import av_digits, fashion_mnist, folder, photos, prepared, preprocess, shapes, subword
+from mmjax.data import (av_digits, fashion_mnist, folder, photos, prepared, preprocess, shapes, spoken_shapes,
+                        subword)
 from mmjax.data import tokenizer as tokenizer_lib
 
 # Per-example operations: (builder, tokenizer, data_config, train) → grain transforms applied in order.
@@ -108,6 +109,15 @@ def _folder_operations(builder, tokenizer, data_config, train):
   return [folder.PreprocessFolder(tokenizer, builder.info.metadata, data_config, train)]
 
 
+def _chars_tokenizer(metadata: Mapping[str, Any]) -> tokenizer_lib.Tokenizer:
+  return tokenizer_lib.CharTokenizer(metadata["chars"])
+
+
+def _spoken_shapes_operations(builder, tokenizer, data_config, train):
+  del train
+  return [spoken_shapes.PreprocessSpokenShapes(tokenizer, builder.info.metadata, data_config)]
+
+
 def _shapes_label_names(metadata: Mapping[str, Any]) -> dict[str, list[str]]:
   return {"answer_id": list(metadata["answers"]), "question_type": list(metadata["question_types"]),
           **{field: list(metadata[field + "s"]) for field in ("shape", "colour", "size")}}
@@ -137,6 +147,11 @@ DATASETS = {
                       _folder_operations, folder.folder_label_names, class_field="label", precomputed_images=True,
                       photo_input=lambda builder, data_config: folder.photo_transform(data_config),
                       make_builder=folder.make_builder),
+    "spoken_shapes": Dataset(spoken_shapes.SpokenShapes, _chars_tokenizer, _spoken_shapes_operations,
+                             spoken_shapes.label_names, class_field="source"),
+    "spoken_vqa": Dataset(spoken_shapes.SpokenVqa, _chars_tokenizer, _spoken_shapes_operations,
+                          spoken_shapes.label_names, decoders={"image": tfds.decode.SkipDecoding()},
+                          photo_input=_shapes_photo_input),
     # A dataset prepared elsewhere, by name, read as a folder dataset through config.data.fields.
     "tfds": Dataset(tfds.core.DatasetBuilder, lambda metadata: tokenizer_lib.WordTokenizer(metadata["vocab"]),
                     _folder_operations, folder.folder_label_names, class_field="label", precomputed_images=True,
