@@ -118,6 +118,18 @@ def av_digits_data(*, variant: str, smoke: bool) -> ml_collections.ConfigDict:
                                         audio_stretch=0.0))
 
 
+def spoken_shapes_data(*, name: str, smoke: bool, noisy: bool = False, text_len: int = 90, question_len: int = 72,
+                       answer_len: int = 10) -> ml_collections.ConfigDict:
+  """The `config.data` block of the offline Spoken Shapes datasets (mmjax.data.spoken_shapes): `name`
+  "spoken_shapes" (speech to text) or "spoken_vqa" (a scene and its spoken question). `smoke` picks the builder
+  config "small" (tests, smoke runs); `noisy` the speech-to-text variant with white noise 5 dB below the speech
+  (20 dB by default). Lengths are in characters, eos included: `text_len` of a transcript (the longest caption
+  has 87), `question_len` and `answer_len` of the written question and the answer."""
+  variant = "small" if smoke else "noisy" if noisy else "default"
+  return ml_collections.ConfigDict(dict(name=name, variant=variant, data_dir=DEFAULT_DATA_DIR, text_len=text_len,
+                                        question_len=question_len, answer_len=answer_len, worker_count=0))
+
+
 def folder_data(*, path: str = "", manifest: str = "manifest.jsonl", image_size: int = 224,
                 image_mean: tuple[float, ...] = (0.5, 0.5, 0.5), image_std: tuple[float, ...] = (0.5, 0.5, 0.5),
                 text_len: int = 32, **overrides: Any) -> ml_collections.ConfigDict:

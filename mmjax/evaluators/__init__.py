@@ -8,6 +8,7 @@ from mmjax.evaluators.classification import ClassificationEvaluator, classificat
 from mmjax.evaluators.captioning import CaptioningEvaluator, caption_metrics, token_accuracy
 from mmjax.evaluators.itm_retrieval import ItmRetrievalEvaluator, rerank
 from mmjax.evaluators.retrieval import RetrievalEvaluator, recall_at_k
+from mmjax.evaluators.speech import SpeechRecognitionEvaluator, error_rates
 from mmjax.evaluators.vqa import VqaEvaluator, majority_answers, vqa_accuracy
 from mmjax.evaluators.zero_shot import ZeroShotEvaluator, class_embeddings, class_prompts, zero_shot_accuracy
 from mmjax.evaluators.zero_shot_classification import LinearProbeEvaluator, ZeroShotClassificationEvaluator
@@ -15,7 +16,7 @@ from mmjax.evaluators.zero_shot_classification import LinearProbeEvaluator, Zero
 EVALUATORS = {"retrieval": RetrievalEvaluator, "zero_shot": ZeroShotEvaluator, "captioning": CaptioningEvaluator,
               "vqa": VqaEvaluator, "classification": ClassificationEvaluator,
               "zero_shot_classification": ZeroShotClassificationEvaluator, "linear_probe": LinearProbeEvaluator,
-              "itm_retrieval": ItmRetrievalEvaluator}
+              "itm_retrieval": ItmRetrievalEvaluator, "speech_recognition": SpeechRecognitionEvaluator}
 
 
 def build(key: str, eval_config: ml_collections.ConfigDict, *, data_config: ml_collections.ConfigDict,
@@ -30,4 +31,4 @@ __all__ = ["EVALUATORS", "SplitEvaluator", "build", "CaptioningEvaluator", "Clas
            "ItmRetrievalEvaluator", "LinearProbeEvaluator", "RetrievalEvaluator", "VqaEvaluator",
            "ZeroShotClassificationEvaluator", "ZeroShotEvaluator", "caption_metrics", "class_embeddings",
            "class_prompts", "classification_metrics", "majority_answers", "recall_at_k", "rerank", "token_accuracy",
-           "vqa_accuracy", "zero_shot_accuracy"]
+           "vqa_accuracy", "zero_shot_accuracy", "SpeechRecognitionEvaluator", "error_rates"]

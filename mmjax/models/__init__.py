@@ -2,7 +2,8 @@
 
   two_tower   CLIP/SigLIP: image and text towers into one normalised space (contrastive tasks)
   classifier  encoders → fusion → classifier head (VQA over an answer set, AV-Digits, ...)
-  captioner   encoders → fusion → text decoder (captioning, generative VQA)
+  captioner   encoders → fusion → text decoder (captioning, generative VQA, speech to text)
+  ctc         audio encoder → per-time-step scores over characters (speech to text, mmjax.tasks.ctc)
 """
 import dataclasses
 from typing import Any
@@ -14,6 +15,7 @@ import ml_collections
 from mmjax import errors, pretrained
 from mmjax.models.captioner import Captioner
 from mmjax.models.classifier import Classifier
+from mmjax.models.ctc import CtcRecognizer
 from mmjax.models.encoders import ENCODERS, MODALITIES, build_encoder
 from mmjax.models.fusion import DECISION_LEVEL, FUSIONS, TOKEN_LEVEL, FusionOutput, build_fusion
 from mmjax.models.lstm_decoder import LSTMDecoder
@@ -22,7 +24,8 @@ from mmjax.models.pretrained_encoder import load_pretrained_encoder
 from mmjax.models.text_decoder import TextDecoder
 from mmjax.models.two_tower import TwoTower
 
-MODELS: dict[str, type[nn.Module]] = {"two_tower": TwoTower, "classifier": Classifier, "captioner": Captioner}
+MODELS: dict[str, type[nn.Module]] = {"two_tower": TwoTower, "classifier": Classifier, "captioner": Captioner,
+                                      "ctc": CtcRecognizer}
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -70,5 +73,5 @@ def vocab_sizes(model_config: ml_collections.ConfigDict) -> dict[str, int]:
 
 
 __all__ = ["DECISION_LEVEL", "DTYPES", "ENCODERS", "FUSIONS", "MODALITIES", "MODELS", "TOKEN_LEVEL", "Captioner",
-           "Classifier", "FusionOutput", "LSTMDecoder", "MultimodalEncoder", "TextDecoder", "TwoTower", "build",
-           "build_encoder", "build_fusion", "load_pretrained_encoder", "vocab_sizes"]
+           "Classifier", "CtcRecognizer", "FusionOutput", "LSTMDecoder", "MultimodalEncoder", "TextDecoder", "TwoTower",
+           "build", "build_encoder", "build_fusion", "load_pretrained_encoder", "vocab_sizes"]

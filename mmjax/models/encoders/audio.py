@@ -2,8 +2,11 @@
 
 Both share one call signature and the front-end fields, so a config switches them with one key:
   __call__(waveform: f32[B, T]) → (pooled [B, width],
-                                   aux{'tokens': [B, N, width], 'mask': bool[B, N], 'spectrogram': f32[B, frames, M]})
-`aux['spectrogram']` is the raw log-mel (before normalisation), for plots and probes.
+                                   aux{'tokens': [B, N, width], 'mask': bool[B, N], 'spectrogram': f32[B, frames, M],
+                                       'frames': [B, T', width]})
+`aux['spectrogram']` is the raw log-mel (before normalisation), for plots and probes. `aux['frames']` is one vector
+per time step, in order (the tokens of a time step averaged over frequency): what a CTC head scores
+(mmjax.models.ctc). Every audio encoder gives it; one whose tokens are already one per time step gives them.
 """
 from typing import Any
 
@@ -82,7 +85,9 @@ class AudioSpectrogramTransformer(LogMelFrontEnd):
     x = mnn.Encoder(self.depth, self.num_heads, self.mlp_dim, self.dtype, self.param_dtype, self.remat,
                     name="encoder")(x)
     mask = jnp.ones(x.shape[:2], bool)
-    return mnn.pool_tokens(x, mask, self.pool), {"tokens": x, "mask": mask, "spectrogram": log_mel}
+    patch_tokens = x[:, 1:] if self.pool == "cls" else x
+    frames = patch_tokens.reshape(x.shape[0], time_patches, -1, self.width).mean(2)
+    return mnn.pool_tokens(x, mask, self.pool), {"tokens": x, "mask": mask, "spectrogram": log_mel, "frames": frames}
 
 
 class AudioCNN(LogMelFrontEnd):
@@ -106,6 +111,13 @@ class AudioCNN(LogMelFrontEnd):
     log_mel, features = self.log_mel(waveform)
     pooled, aux = ConvNet(self.widths, self.blocks_per_stage, self.width, self.stem_stride, self.norm_groups,
                           self.dtype, self.param_dtype, self.remat, name="convnet")(features[..., None])
-    return pooled, {**aux, "spectrogram": log_mel}
+    # The tokens are the final map's (time, frequency) positions, row-major. SAME convolutions round each
+    # downsampling up: the map is ⌈mels / stem_stride⌉ wide, then halved (rounding up) by every stage but the first.
+    freq_positions = -(-self.num_mel_bins // self.stem_stride)
+    for _ in self.widths[1:]:
+      freq_positions = -(-freq_positions // 2)
+    tokens = aux["tokens"]
+    frames = tokens.reshape(tokens.shape[0], -1, freq_positions, tokens.shape[-1]).mean(2)
+    return pooled, {**aux, "spectrogram": log_mel, "frames": frames}
 
 
