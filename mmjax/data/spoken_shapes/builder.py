@@ -112,8 +112,8 @@ class SpokenShapes(_SpokenShapesBuilder, skip_registration=True):
   BUILDER_CONFIGS = [
       SpokenShapesConfig(name="default", description="Clean-ish speech: white noise 20 dB below it."),
       SpokenShapesConfig(name="noisy", description="White noise 5 dB below the speech.", snr_db=5.0),
-      SpokenShapesConfig(name="small", description="Tests and smoke runs.", num_train=48, num_test=16,
-                         num_heldout=16),
+      SpokenShapesConfig(name="small", description="Tests and smoke runs.", num_train=32, num_test=8,
+                         num_heldout=8),
   ]
 
   def _features(self) -> dict[str, tfds.features.FeatureConnector]:
@@ -135,8 +135,8 @@ class SpokenVqa(_SpokenShapesBuilder, skip_registration=True):
   TASK = "vqa"
   BUILDER_CONFIGS = [
       SpokenShapesConfig(name="default", description="White noise 20 dB below the speech."),
-      SpokenShapesConfig(name="small", description="Tests and smoke runs.", num_train=48, num_test=16,
-                         num_heldout=16),
+      SpokenShapesConfig(name="small", description="Tests and smoke runs.", num_train=32, num_test=8,
+                         num_heldout=8),
   ]
 
   def _features(self) -> dict[str, tfds.features.FeatureConnector]:
