@@ -68,7 +68,6 @@ class WhisperEncoder(nn.Module):
                                f"{spec.WHISPER_WINDOW_SECONDS} (the window Whisper was trained on).")
     return frames
 
-  @nn.compact
   def __call__(self, waveform: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
     if self.sample_rate != spec.WHISPER_SAMPLE_RATE:
       raise errors.ConfigError(f"The Whisper encoder's front end takes {spec.WHISPER_SAMPLE_RATE} Hz audio, but the "
@@ -77,9 +76,16 @@ class WhisperEncoder(nn.Module):
     if waveform.ndim != 2:
       raise errors.InputError(f"Whisper encoder expects waveforms f32[B, T]; got {waveform.dtype}"
                               f"{list(waveform.shape)}.")
+    log_mel = spec.whisper_log_mel(waveform, num_mel_bins=self.num_mel_bins, num_frames=self.num_frames())
+    pooled, aux = self.encode_log_mel(log_mel)
+    return pooled, {**aux, "spectrogram": log_mel}
+
+  @nn.compact
+  def encode_log_mel(self, log_mel: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Whisper log-mel features f32[B, frames, num_mel_bins] (`whisper_log_mel`) → (pooled, aux{'tokens',
+    'mask'}): the encoder without its front end, for features computed elsewhere (e.g. once per clip)."""
     errors.check_choice(self.pool, mnn.POOLINGS, "Whisper pool")
     width, depth, num_heads = self.dims()
-    log_mel = spec.whisper_log_mel(waveform, num_mel_bins=self.num_mel_bins, num_frames=self.num_frames())
     x = log_mel.astype(self.dtype)
     for name, stride in (("conv1", 1), ("conv2", 2)):
       x = nn.Conv(width, (3,), strides=(stride,), padding=((1, 1),), dtype=self.dtype,
@@ -92,4 +98,4 @@ class WhisperEncoder(nn.Module):
     x = mnn.Encoder(depth, num_heads, 4 * width, self.dtype, self.param_dtype, self.remat, activation="gelu_erf",
                     epsilon=WHISPER_EPSILON, name="encoder")(x)
     mask = jnp.ones(x.shape[:2], bool)
-    return mnn.pool_tokens(x, mask, self.pool), {"tokens": x, "mask": mask, "spectrogram": log_mel}
+    return mnn.pool_tokens(x, mask, self.pool), {"tokens": x, "mask": mask}
