@@ -39,7 +39,8 @@ def sinusoids(length: int, channels: int, max_timescale: float = 10_000.0) -> np
 
 class WhisperEncoder(nn.Module):
   """waveform: f32[B, T] at 16 kHz → (pooled [B, width], aux{'tokens': [B, N, width], 'mask': bool[B, N],
-  'spectrogram': f32[B, frames, num_mel_bins]}), N = frames / 2, every token valid.
+  'frames': [B, N, width], 'spectrogram': f32[B, frames, num_mel_bins]}), N = frames / 2, every token valid.
+  The tokens are already one per time step (20 ms), in order, so they are also `frames`, what a CTC head scores.
 
   `window_seconds` is the front end's window: 30 (3000 frames, 1500 tokens) is what Whisper was trained on and
   what the equality test checks. A shorter window cuts the attention's cost quadratically and the rest linearly
@@ -83,7 +84,7 @@ class WhisperEncoder(nn.Module):
   @nn.compact
   def encode_log_mel(self, log_mel: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Whisper log-mel features f32[B, frames, num_mel_bins] (`whisper_log_mel`) → (pooled, aux{'tokens',
-    'mask'}): the encoder without its front end, for features computed elsewhere (e.g. once per clip)."""
+    'mask', 'frames'}): the encoder without its front end, for features computed elsewhere (e.g. once per clip)."""
     errors.check_choice(self.pool, mnn.POOLINGS, "Whisper pool")
     width, depth, num_heads = self.dims()
     x = log_mel.astype(self.dtype)
@@ -98,4 +99,4 @@ class WhisperEncoder(nn.Module):
     x = mnn.Encoder(depth, num_heads, 4 * width, self.dtype, self.param_dtype, self.remat, activation="gelu_erf",
                     epsilon=WHISPER_EPSILON, name="encoder")(x)
     mask = jnp.ones(x.shape[:2], bool)
-    return mnn.pool_tokens(x, mask, self.pool), {"tokens": x, "mask": mask}
+    return mnn.pool_tokens(x, mask, self.pool), {"tokens": x, "mask": mask, "frames": x}
