@@ -6,10 +6,8 @@ encoder/conv1, conv2 (torch Conv1d weights [out, in, k]), encoder/layer_N/self_a
 stored as zeros), linear_1 (the output projection)}, encoder/layer_N/ffn/{layer_norm, linear_0, linear_1},
 encoder/layer_norm, the fixed position table encoder/position_encodings/encodings and the head count
 encoder/num_heads. LayerNorms are gamma/beta; Linear weights are torch's [out, in]. The decoder's weights are
-not read. Weights stored as float16 are up-cast to float32 (exactly: every float16 is a float32).
-
-The position table is not imported: WhisperEncoder computes the same sinusoids (a constant, not a param; the
-test checks the checkpoint's float16 copy equals them to its rounding).
+not read. Weights stored as float16 are up-cast to float32 (exactly: every float16 is a float32). The position
+table is imported as stored, into WhisperEncoder's `pos_embed` (which starts as the same sinusoids).
 """
 from __future__ import annotations
 
@@ -48,6 +46,8 @@ def _attention_in(path: str, param: str, value: np.ndarray, heads: int) -> dict[
 
 def _convert(key: str, value: np.ndarray, heads: int, source: str) -> dict[str, np.ndarray]:
   """One encoder variable of the checkpoint → {mmjax path: value in flax's layout}."""
+  if key == "encoder/position_encodings/encodings":
+    return {"pos_embed/pos_embedding": value}
   if key in ("encoder/layer_norm/gamma", "encoder/layer_norm/beta"):
     return {f"encoder/ln_final/{_NORM[key.rpartition('/')[2]]}": value}
   conv = re.fullmatch(r"encoder/(conv[12])/(weight|bias)", key)
@@ -87,7 +87,6 @@ def import_params(path: str, expected: Mapping[str, Any]) -> dict[str, Any]:
   if query is not None and np.shape(query)[1] != heads:
     raise errors.ConfigError(f"{file} has {heads} attention heads but the configured Whisper encoder has "
                              f"{np.shape(query)[1]}; configure the variant the checkpoint was trained as.")
-  variables.pop("encoder/position_encodings/encodings", None)
   mapped = {}
   for key, value in variables.items():
     mapped.update(_convert(key, np.asarray(value, np.float32), heads, file))
