@@ -1,4 +1,5 @@
 """Patch, token and position embeddings."""
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -55,9 +56,11 @@ def sincos_2d(height: int, width: int, features: int, temperature: float = 10_00
 
 
 class PositionEmbed(nn.Module):
-  """Adds a learned position embedding to x: [B, L, D] (L ≤ max_len)."""
+  """Adds a learned position embedding to x: [B, L, D] (L ≤ max_len): the table's first L rows. `embedding_init`
+  gives the table's start (e.g. Whisper's sinusoids)."""
   max_len: int
   param_dtype: Any = jnp.float32
+  embedding_init: Callable[..., jax.Array] = nn.initializers.normal(0.02)
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -65,6 +68,6 @@ class PositionEmbed(nn.Module):
     if length > self.max_len:
       raise errors.InputError(f"Sequence of length {length} exceeds the position table ({self.max_len}); "
                               "raise the model's max_len or shorten the input.")
-    table = self.param("pos_embedding", logical(nn.initializers.normal(0.02), (None, "embed")),
+    table = self.param("pos_embedding", logical(self.embedding_init, (None, "embed")),
                        (self.max_len, width), self.param_dtype)
     return x + table[:length].astype(x.dtype)

@@ -7,6 +7,7 @@ resolved through an installed weight-only wheel (files.KNOWN):
   config.model.text = {"name": "bert", "pretrained": "all-MiniLM-L6-v2", ...}          # BERT / MiniLM
   config.model.image = {"name": "efficientnet_lite", "pretrained": "efficientnet-lite0", ...}
   config.model = {"name": "two_tower", "pretrained": "/ckpt/clip-vit-base-patch32", ...}  # HF-format CLIP
+  config.model.encoders.audio = {"name": "whisper", "pretrained": "whisper-tiny.en", ...}  # CTranslate2 Whisper
 
 IMPORTERS maps the module's `name` to the function that reads the checkpoint into that module's params;
 ARCHITECTURES, for the whole-model formats, reads the model's fields from the checkpoint's own config. The
@@ -16,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mmjax import errors
-from mmjax.pretrained import bert, efficientnet, hf_clip
+from mmjax.pretrained import bert, efficientnet, hf_clip, whisper
 from mmjax.pretrained.files import KNOWN, imagenet_class_names, resolve
 from mmjax.pretrained.fit import fit
 
@@ -26,6 +27,7 @@ IMPORTERS: dict[str, Importer] = {
     "bert": bert.import_params,
     "efficientnet_lite": efficientnet.import_params,
     "two_tower": hf_clip.import_params,
+    "whisper": whisper.import_params,
 }
 ARCHITECTURES: dict[str, Callable[[str], dict[str, Any]]] = {"two_tower": hf_clip.architecture}
 

