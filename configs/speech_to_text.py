@@ -24,10 +24,14 @@ HEADS = ("decoder", "ctc")
 # with its 2-D sin-cos position (a decoder needs the order); CTC needs a step per character at least (the longest
 # transcript has 87 in a 6 s window): 40 ms steps (150), where the decoder head reads 80 ms ones (75, cheaper).
 # The CNN's tokens carry no position: fine for CTC (its frames are in time order), not for a decoder.
-# A pretrained encoder plugs in here by name, e.g. "whisper_tiny": a block of mmjax.models.ENCODERS["audio"].
+# "whisper" is Whisper tiny.en's pretrained encoder (mmjax.pretrained.whisper; 20 ms steps, fine for CTC as they
+# are) over the data's 6 s window (300 tokens instead of Whisper's 30 s, 1500: see docs/pretrained.md);
+# "whisper_scratch" the same encoder from a random init, so the two differ by the pretraining alone.
 AUDIO_ENCODERS = {
     "ast": dict(name="ast", width=128, depth=4, num_heads=4, mlp_dim=256, hop_ms=20.0, patch_time=4, patch_freq=40),
     "cnn": dict(name="cnn", widths=(16, 32, 64), width=128, stem_stride=2, hop_ms=10.0),
+    "whisper": dict(name="whisper", variant="tiny", pretrained="whisper-tiny.en", window_seconds=6.0),
+    "whisper_scratch": dict(name="whisper", variant="tiny", pretrained="", window_seconds=6.0),
 }
 # Steps of each head: what fits in 10 minutes on the project's shared 2-core CPU (CTC's encoder reads twice the
 # time steps).
@@ -76,7 +80,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       test=dict(name="speech_recognition", split="test", every_steps=0),
       heldout=dict(name="speech_recognition", split="heldout", every_steps=0),
   ))
-  smoke_model = {"batch_size": 16, "eval_batch_size": 16, "model.encoders.audio.width": 32}
+  smoke_model = {"batch_size": 16, "eval_batch_size": 16}
+  if AUDIO_ENCODERS[arg.audio]["name"] == "whisper":  # Whisper's CPU-sized variant, which no checkpoint has.
+    smoke_model.update({"model.encoders.audio.variant": "nano", "model.encoders.audio.pretrained": ""})
+  else:
+    smoke_model["model.encoders.audio.width"] = 32
   if arg.audio == "ast":
     smoke_model.update({"model.encoders.audio.depth": 1, "model.encoders.audio.num_heads": 2,
                         "model.encoders.audio.mlp_dim": 64})
