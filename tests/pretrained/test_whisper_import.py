@@ -8,18 +8,20 @@ and CTranslate2's encoder outputs (float32 compute) at every content token and e
 import os
 import struct
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 import pytest
 
-from mmjax import errors
+from mmjax import errors, models
 from mmjax.models.encoders import WhisperEncoder
 from mmjax.models.encoders.whisper import sinusoids
 from mmjax.models.pretrained_encoder import load_pretrained_encoder
 from mmjax.nn import spectrogram as spec
 from mmjax.pretrained import ctranslate2, files, whisper
+from mmjax.trainer import finetune
 
 pytestmark = pytest.mark.xdist_group("whisper_reference")  # One worker: the 30 s window runs once.
 FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures", "pretrained",
@@ -117,6 +119,20 @@ def test_config_block_imports_the_checkpoint(imported):
   module, params = load_pretrained_encoder("audio", block, jnp.zeros((1, 16_000)), sample_rate=16_000)
   assert isinstance(module, WhisperEncoder) and module.num_frames() == 200
   jax.tree.map(np.testing.assert_array_equal, params, imported[1])
+
+
+def test_speech_to_text_config_imports_whisper_into_its_audio_tower():
+  """configs/speech_to_text.py:audio=whisper names the checkpoint where the trainer finds it (the CTC model's
+  audio_encoder), and it fits: check_pretrained runs the importer on the model's abstract params."""
+  from configs import speech_to_text
+
+  config = speech_to_text.get_config("head=ctc,audio=whisper")
+  model = models.build(config.model, sample_rate=16_000)
+  params = nn.unbox(jax.eval_shape(model.init, jax.random.key(0), {"audio": jnp.zeros((1, 96_000))}))["params"]
+  assert finetune.pretrained_blocks(config.model) == [
+      ("config.model.encoders.audio.pretrained", "whisper", "whisper-tiny.en", "audio_encoder")]
+  assert list(finetune.tower_paths(params, "audio_encoder")) == [("audio_encoder",)]
+  finetune.check_pretrained(config.model, params)
 
 
 def test_other_variant_or_sample_rate_is_a_config_error(checkpoint):
