@@ -45,12 +45,9 @@ _METRICS = dict(
     lower_is_better=["eval/test/wer", "eval/test/cer", "eval/heldout/wer", "eval/test/wer/caption",
                      "eval/test/wer/digits", "wall_s"])
 SWEEPS = {
-    # Both heads from scratch, each run's wall time a column:
+    # Both heads from scratch, the decoder writing characters or words, each run's wall time a column:
     # python -m experiments.ablate --config=configs/speech_to_text.py --sweep=heads --workdir=runs/speech_heads
-    "heads": dict(points=[{"head": head} for head in HEADS], **_METRICS),
-    # The decoder head writing characters or words:
-    # python -m experiments.ablate --config=configs/speech_to_text.py --sweep=units --workdir=runs/speech_units
-    "units": dict(points=[{"units": units} for units in UNITS], **_METRICS),
+    "heads": dict(points=[{"head": "decoder"}, {"head": "ctc"}, {"head": "decoder", "units": "words"}], **_METRICS),
 }
 
 
