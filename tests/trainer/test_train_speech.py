@@ -7,6 +7,8 @@ from mmjax import data as mmdata
 from mmjax import trainer
 from tests.helpers import read_metrics, smoke_config
 
+pytestmark = pytest.mark.slow
+
 # A few steps, each logged, so the loss can be seen to fall; evaluated on the 8 test and 8 heldout examples.
 STEPS = {"total_steps": 6, "log_every_steps": 1, "optim.warmup_steps": 1}
 
