@@ -8,7 +8,7 @@ writes the transcript a character at a time, as captioning writes a caption) or 
 alternative: a linear layer over the characters and a blank at every time step, trained with CTC:
 mmjax.models.CtcRecognizer, mmjax.tasks.ctc); `units=chars` (the default) or `units=words`, what the decoder
 head writes a step at a time (CTC spells characters); `audio=<name>`, the audio encoder (a key of AUDIO_ENCODERS);
-`noisy` (white noise 5 dB below the speech instead of 20); `smoke`; `steps=N`.
+`noisy` (white noise 5 dB below the speech instead of 20); `smoke`; `steps=N`; `batch=N` (0: 32).
 Both heads transcribe the test split (voices never heard in training) and the heldout split (those voices
 saying Shapes' held-out colour–shape pairs) at the end, scored by word and character error rate (WER, CER;
 mmjax.evaluators.speech). Decoding is `config.decode`: greedy by default; beam search for either head by
@@ -48,17 +48,20 @@ SWEEPS = {
     # Both heads from scratch, the decoder writing characters or words, each run's wall time a column:
     # python -m experiments.ablate --config=configs/speech_to_text.py --sweep=heads --workdir=runs/speech_heads
     "heads": dict(points=[{"head": "decoder"}, {"head": "ctc"}, {"head": "decoder", "units": "words"}], **_METRICS),
+    # The same 10 minutes spent on twice the updates of half the batch:
+    # python -m experiments.ablate --config=configs/speech_to_text.py --sweep=batch16 --workdir=runs/speech_batch16
+    "batch16": dict(points=[{"head": head, "batch": 16, "steps": 2 * STEPS[head]} for head in HEADS], **_METRICS),
 }
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = common.parse_arg(arg, head="decoder", units="chars", audio="ast", noisy=False, smoke=False, steps=0)
+  arg = common.parse_arg(arg, head="decoder", units="chars", audio="ast", noisy=False, smoke=False, steps=0, batch=0)
   errors.check_choice(arg.head, HEADS, "head", "config arg")
   errors.check_choice(arg.units, UNITS, "units", "config arg")
   if arg.head == "ctc" and arg.units != "chars":
     raise errors.ConfigError(f"units={arg.units}: the CTC head spells characters; use units=chars.")
   errors.check_choice(arg.audio, AUDIO_ENCODERS, "audio encoder", "config arg audio")
-  config = common.run(total_steps=STEPS[arg.head], batch_size=32, eval_batch_size=200, log_every_steps=50)
+  config = common.run(total_steps=STEPS[arg.head], batch_size=arg.batch or 32, eval_batch_size=200, log_every_steps=50)
   # The longest transcript: 87 characters or 16 words, and eos.
   config.data = common.spoken_shapes_data(name=UNITS[arg.units], smoke=arg.smoke, noisy=arg.noisy,
                                           text_len=90 if arg.units == "chars" else 18)
