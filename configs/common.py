@@ -170,6 +170,19 @@ def prepared_data(*, tfds_name: str, fields: Mapping[str, str], variant: str = "
   return ml_collections.ConfigDict(config)
 
 
+def vqa_model_and_task(*, head: str, fused: Mapping[str, Any], inputs: Mapping[str, str],
+                       decoder: Mapping[str, Any]) -> tuple[ml_collections.ConfigDict, ml_collections.ConfigDict]:
+  """`config.model` and `config.task` of VQA over fused inputs (`fused`: the composed models' encoders, fusion and
+  widths; `inputs`: modality → batch field): head "decoder" generates the `answer` field with a captioner's
+  `decoder` block, "classifier" classifies `answer_id` over the dataset's answer set."""
+  if head == "decoder":
+    return (ml_collections.ConfigDict(dict(name="captioner", **fused, decoder=dict(decoder))),
+            ml_collections.ConfigDict(dict(name="generation", inputs=dict(inputs), target="answer")))
+  return (ml_collections.ConfigDict(dict(name="classifier", **fused)),
+          ml_collections.ConfigDict(dict(name="classification", inputs=dict(inputs), label="answer_id",
+                                         unimodal_loss_weight=0.0)))
+
+
 def optim(*, lr: float, warmup_steps: int, weight_decay: float, **overrides: Any) -> ml_collections.ConfigDict:
   """The `config.optim` block: AdamW with linear warmup, cosine decay to `end_lr_factor`·lr, and gradient
   clipping at `grad_clip_norm` (0 or None: none)."""

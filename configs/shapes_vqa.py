@@ -99,20 +99,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if arg.caption_weight and (arg.head != "decoder" or arg.fusion in UNIMODAL):
     raise errors.ConfigError(f"caption_weight={arg.caption_weight} trains the decoder head to caption the image too: "
                              "use it with head=decoder and a fusion of both inputs.")
-  if arg.head == "decoder":
-    # With caption_weight > 0 the decoder also generates the scene's caption from the image alone (question
-    # blanked), so its positions must reach the caption's length.
-    max_len = config.data.get_ref("text_len" if arg.caption_weight else "answer_len")
-    config.model = ml_collections.ConfigDict(dict(
-        name="captioner", **fused,
-        decoder=dict(vocab_size=64, depth=2, num_heads=4, mlp_dim=512, max_len=max_len, tie_embedding=True)))
-    config.task = ml_collections.ConfigDict(dict(name="generation", inputs=inputs, target="answer"))
-    if arg.caption_weight:
-      config.task.auxiliary = dict(target="text", without=("question",), weight=arg.caption_weight)
-  else:
-    config.model = ml_collections.ConfigDict(dict(name="classifier", **fused))
-    config.task = ml_collections.ConfigDict(dict(name="classification", inputs=inputs, label="answer_id",
-                                                 unimodal_loss_weight=0.0))
+  # With caption_weight > 0 the decoder also generates the scene's caption from the image alone (question
+  # blanked), so its positions must reach the caption's length.
+  max_len = config.data.get_ref("text_len" if arg.caption_weight else "answer_len")
+  config.model, config.task = common.vqa_model_and_task(
+      head=arg.head, fused=fused, inputs=inputs,
+      decoder=dict(vocab_size=64, depth=2, num_heads=4, mlp_dim=512, max_len=max_len, tie_embedding=True))
+  if arg.caption_weight:
+    config.task.auxiliary = dict(target="text", without=("question",), weight=arg.caption_weight)
   config.decode = common.decode()
   config.optim = common.optim(lr=1e-3, warmup_steps=100, weight_decay=1e-4)
 

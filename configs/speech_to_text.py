@@ -6,8 +6,9 @@ r"""Speech to text on the offline Spoken Shapes dataset: spoken Shapes captions 
 Args (after a colon): `head=decoder` (the default: the audio encoder's tokens → fusion → the text decoder, which
 writes the transcript a character at a time, as captioning writes a caption) or `head=ctc` (the classic
 alternative: a linear layer over the characters and a blank at every time step, trained with CTC:
-mmjax.models.CtcRecognizer, mmjax.tasks.ctc); `audio=<name>`, the audio encoder (a key of AUDIO_ENCODERS);
-`noisy` (white noise 5 dB below the speech instead of 20); `smoke`; `steps=N`.
+mmjax.models.CtcRecognizer, mmjax.tasks.ctc); `units=chars` (the default) or `units=words`, what the decoder
+head writes a step at a time (CTC spells characters); `audio=<name>`, the audio encoder (a key of AUDIO_ENCODERS);
+`noisy` (white noise 5 dB below the speech instead of 20); `smoke`; `steps=N`; `batch=N` (0: 32).
 Both heads transcribe the test split (voices never heard in training) and the heldout split (those voices
 saying Shapes' held-out colour–shape pairs) at the end, scored by word and character error rate (WER, CER;
 mmjax.evaluators.speech). Decoding is `config.decode`: greedy by default; beam search for either head by
@@ -20,6 +21,7 @@ from configs import common
 from mmjax import errors
 
 HEADS = ("decoder", "ctc")
+UNITS = {"chars": "spoken_shapes", "words": "spoken_shapes_words"}  # → config.data.name: the tokenizer.
 # The audio encoders, each from scratch. The AST's patches span every mel bin, so each token is one time step
 # with its 2-D sin-cos position (a decoder needs the order); CTC needs a step per character at least (the longest
 # transcript has 87 in a 6 s window): 40 ms steps (150), where the decoder head reads 80 ms ones (75, cheaper).
@@ -47,18 +49,26 @@ _METRICS = dict(
     lower_is_better=["eval/test/wer", "eval/test/cer", "eval/heldout/wer", "eval/test/wer/caption",
                      "eval/test/wer/digits", "wall_s"])
 SWEEPS = {
-    # Both heads from scratch, each run's wall time a column:
+    # Both heads from scratch, the decoder writing characters or words, each run's wall time a column:
     # python -m experiments.ablate --config=configs/speech_to_text.py --sweep=heads --workdir=runs/speech_heads
-    "heads": dict(points=[{"head": head} for head in HEADS], **_METRICS),
+    "heads": dict(points=[{"head": "decoder"}, {"head": "ctc"}, {"head": "decoder", "units": "words"}], **_METRICS),
+    # The same 10 minutes spent on twice the updates of half the batch:
+    # python -m experiments.ablate --config=configs/speech_to_text.py --sweep=batch16 --workdir=runs/speech_batch16
+    "batch16": dict(points=[{"head": head, "batch": 16, "steps": 2 * STEPS[head]} for head in HEADS], **_METRICS),
 }
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  arg = common.parse_arg(arg, head="decoder", audio="ast", noisy=False, smoke=False, steps=0)
+  arg = common.parse_arg(arg, head="decoder", units="chars", audio="ast", noisy=False, smoke=False, steps=0, batch=0)
   errors.check_choice(arg.head, HEADS, "head", "config arg")
+  errors.check_choice(arg.units, UNITS, "units", "config arg")
+  if arg.head == "ctc" and arg.units != "chars":
+    raise errors.ConfigError(f"units={arg.units}: the CTC head spells characters; use units=chars.")
   errors.check_choice(arg.audio, AUDIO_ENCODERS, "audio encoder", "config arg audio")
-  config = common.run(total_steps=STEPS[arg.head], batch_size=32, eval_batch_size=200, log_every_steps=50)
-  config.data = common.spoken_shapes_data(name="spoken_shapes", smoke=arg.smoke, noisy=arg.noisy)
+  config = common.run(total_steps=STEPS[arg.head], batch_size=arg.batch or 32, eval_batch_size=200, log_every_steps=50)
+  # The longest transcript: 87 characters or 16 words, and eos.
+  config.data = common.spoken_shapes_data(name=UNITS[arg.units], smoke=arg.smoke, noisy=arg.noisy,
+                                          text_len=90 if arg.units == "chars" else 18)
   audio = dict(AUDIO_ENCODERS[arg.audio])
   if arg.head == "ctc":
     audio.update(CTC_TIME_STEP.get(arg.audio, {}))
@@ -69,8 +79,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.model = ml_collections.ConfigDict(dict(
         name="captioner", encoders={"audio": audio}, fusion="concat", width=128, fusion_depth=0, num_heads=4,
         mlp_dim=256, fusion_options={},
-        decoder=dict(name="transformer", vocab_size=32, depth=2, num_heads=4, mlp_dim=256,
-                     max_len=config.data.get_ref("text_len"), tie_embedding=True),
+        decoder=dict(name="transformer", vocab_size=32 if arg.units == "chars" else 64, depth=2, num_heads=4,
+                     mlp_dim=256, max_len=config.data.get_ref("text_len"), tie_embedding=True),
         **common.compute_settings()))
     config.task = ml_collections.ConfigDict(dict(name="generation", inputs={"audio": "audio"}, target="text"))
   config.decode = common.decode()

@@ -57,15 +57,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     encoders, inputs = {kept: encoders[kept]}, {kept: inputs[kept]}
   fused = dict(encoders=encoders, fusion="concat" if arg.fusion in UNIMODAL else arg.fusion, width=128,
                fusion_depth=2, num_heads=4, mlp_dim=256, fusion_options={}, **common.compute_settings())
-  if arg.head == "decoder":
-    config.model = ml_collections.ConfigDict(dict(
-        name="captioner", **fused, decoder=dict(vocab_size=32, depth=1, num_heads=4, mlp_dim=256,
-                                                max_len=config.data.get_ref("answer_len"), tie_embedding=True)))
-    config.task = ml_collections.ConfigDict(dict(name="generation", inputs=inputs, target="answer"))
-  else:
-    config.model = ml_collections.ConfigDict(dict(name="classifier", **fused))
-    config.task = ml_collections.ConfigDict(dict(name="classification", inputs=inputs, label="answer_id",
-                                                 unimodal_loss_weight=0.0))
+  config.model, config.task = common.vqa_model_and_task(
+      head=arg.head, fused=fused, inputs=inputs,
+      decoder=dict(vocab_size=32, depth=1, num_heads=4, mlp_dim=256, max_len=config.data.get_ref("answer_len"),
+                   tie_embedding=True))
   config.decode = common.decode()
   config.optim = common.optim(lr=1e-3, warmup_steps=100, weight_decay=1e-4)
   # Accuracy again with the image and the question zeroed and shuffled: 5 passes over each split (not in smoke).

@@ -149,6 +149,9 @@ DATASETS = {
                       make_builder=folder.make_builder),
     "spoken_shapes": Dataset(spoken_shapes.SpokenShapes, _chars_tokenizer, _spoken_shapes_operations,
                              spoken_shapes.label_names, class_field="source"),
+    # The same records, the transcripts as words (mmjax.data.spoken_shapes.WORDS) rather than characters.
+    "spoken_shapes_words": Dataset(spoken_shapes.SpokenShapes, lambda metadata: tokenizer_lib.WordTokenizer(
+        spoken_shapes.WORDS), _spoken_shapes_operations, spoken_shapes.label_names, class_field="source"),
     "spoken_vqa": Dataset(spoken_shapes.SpokenVqa, _chars_tokenizer, _spoken_shapes_operations,
                           spoken_shapes.label_names, decoders={"image": tfds.decode.SkipDecoding()},
                           photo_input=_shapes_photo_input),

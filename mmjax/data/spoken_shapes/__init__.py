@@ -4,6 +4,8 @@ Two datasets, each a deterministic tfds builder (array_record, generated offline
 - `spoken_shapes` (speech to text): a Shapes caption ("a small red square left of a large blue circle") or,
   in a quarter of the examples, 2–5 number words ("seven one four"), as 16 kHz audio and its transcript;
 - `spoken_vqa`: a Shapes scene, its VQA question spoken (and written), and the one-word answer.
+Their tokenizer is a character vocabulary (CHARS: what CTC spells); `spoken_shapes_words`, the same data under
+another registry name, tokenizes transcripts into words (WORDS), for a decoder that writes a word a step.
 
 Each utterance gets a voice of its split (AV-Digits' espeak-ng variants: `test` and `heldout` are spoken by
 voices `train` never has), a speed and a pitch drawn per utterance, up to 0.25 s of silence around it and white
@@ -21,7 +23,7 @@ The package: `sources` (texts, voices, the stored clip), `builder` (the tfds bui
 from mmjax.data.spoken_shapes.builder import SpokenShapes, SpokenShapesConfig, SpokenVqa
 from mmjax.data.spoken_shapes.preprocess import PreprocessSpokenShapes, pad_audio
 from mmjax.data.spoken_shapes.sources import (
-    CHARS, DIGIT_WORDS, SAMPLE_RATE, SOURCES, SPLIT_VOICES, digit_string, draw_voice, stored_clip)
+    CHARS, DIGIT_WORDS, SAMPLE_RATE, SOURCES, SPLIT_VOICES, WORDS, digit_string, draw_voice, stored_clip)
 
 
 def label_names(metadata) -> dict[str, list[str]]:
@@ -30,6 +32,6 @@ def label_names(metadata) -> dict[str, list[str]]:
           "source": list(metadata["sources"])}
 
 
-__all__ = ["CHARS", "DIGIT_WORDS", "SAMPLE_RATE", "SOURCES", "SPLIT_VOICES", "PreprocessSpokenShapes",
+__all__ = ["CHARS", "DIGIT_WORDS", "SAMPLE_RATE", "SOURCES", "SPLIT_VOICES", "WORDS", "PreprocessSpokenShapes",
            "SpokenShapes", "SpokenShapesConfig", "SpokenVqa", "digit_string", "draw_voice", "label_names",
            "pad_audio", "stored_clip"]

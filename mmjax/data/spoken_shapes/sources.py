@@ -18,8 +18,10 @@ SAMPLE_RATE = 16_000  # Hz: what Whisper's front end (16 kHz, 80-bin log-mel) re
 DIGIT_WORDS = LABEL_NAMES  # "zero" … "nine".
 SOURCES = ("caption", "digits")  # What an utterance of the speech task says.
 SPLIT_VOICES = {"train": TRAIN_VOICES, "test": TEST_VOICES, "heldout": TEST_VOICES}
-# Every character a transcript, question or answer can hold: the Shapes words (with "?"), the number words, space.
-CHARS = tuple(sorted(set(" ".join((*shapes.VOCAB, *DIGIT_WORDS)))))
+# Every word and every character a transcript, question or answer can hold: the Shapes words (with "?") and the
+# number words, and the space between them.
+WORDS = tuple(sorted(set(shapes.VOCAB) | set(DIGIT_WORDS)))
+CHARS = tuple(sorted(set(" ".join(WORDS))))
 _MAX_LEAD_SECONDS = 0.25  # Silence (noise only) before and after the speech, at most.
 _PEAK = 0.9  # Clips are scaled to this peak before int16 rounding: never clipped.
 
