@@ -55,6 +55,9 @@ SWEEPS = {
     # The same 10 minutes spent on twice the updates of half the batch:
     # python -m experiments.ablate --config=configs/speech_to_text.py --sweep=batch16 --workdir=runs/speech_batch16
     "batch16": dict(points=[{"head": head, "batch": 16, "steps": 2 * STEPS[head]} for head in HEADS], **_METRICS),
+    # CTC for 10 minutes of a less loaded machine (batch 16, 4× the default steps):
+    # python -m experiments.ablate --config=configs/speech_to_text.py --sweep=ctc_long --workdir=runs/speech_ctc_long
+    "ctc_long": dict(points=[{"head": "ctc", "batch": 16, "steps": 4 * STEPS["ctc"]}], **_METRICS),
 }
 
 

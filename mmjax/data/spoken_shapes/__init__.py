@@ -20,13 +20,16 @@ for identical arguments (for one espeak-ng version).
 The package: `sources` (texts, voices, the stored clip), `builder` (the tfds builders), `preprocess`
 (records → model inputs).
 """
+from collections.abc import Mapping
+from typing import Any
+
 from mmjax.data.spoken_shapes.builder import SpokenShapes, SpokenShapesConfig, SpokenVqa
 from mmjax.data.spoken_shapes.preprocess import PreprocessSpokenShapes, pad_audio
 from mmjax.data.spoken_shapes.sources import (
     CHARS, DIGIT_WORDS, SAMPLE_RATE, SOURCES, SPLIT_VOICES, WORDS, digit_string, draw_voice, stored_clip)
 
 
-def label_names(metadata) -> dict[str, list[str]]:
+def label_names(metadata: Mapping[str, Any]) -> dict[str, list[str]]:
   """The integer label fields' value names: the VQA answers and question types, and the speech task's sources."""
   return {"answer_id": list(metadata["answers"]), "question_type": list(metadata["question_types"]),
           "source": list(metadata["sources"])}
