@@ -89,7 +89,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   evaluator = "captioning" if arg.task == "caption" else "vqa"
   config.evals = ml_collections.ConfigDict({split: dict(name=evaluator, split=split, every_steps=0)
                                             for split in ("test", "heldout")})
-  smoke_model = {"model.decoder.depth": 1, "model.mlp_dim": 128, "model.decoder.mlp_dim": 128}
+  # One block per Transformer: the smoke runs' compiles are most of their time.
+  smoke_model = {f"model.encoders.{modality}.depth": 1, "model.decoder.depth": 1, "model.mlp_dim": 128,
+                 "model.decoder.mlp_dim": 128}
+  if arg.frames == "all" and arg.video == "factorised":
+    smoke_model["model.encoders.video.temporal_depth"] = 1
   if arg.task == "vqa":
     smoke_model.update({"model.encoders.text.depth": 1, "model.encoders.text.mlp_dim": 128, "model.fusion_depth": 1})
   return common.finish(config, arg, smoke_model)

@@ -29,10 +29,12 @@ def _check_video(video: jax.Array, channels: int, encoder: str) -> None:
 
 
 class FactorisedVideoEncoder(nn.Module):
-  """Per-frame ViT (`variant`, `pool`, `posemb` as ViT's) → the frames' pooled vectors [B, T, width] + learned
+  """Per-frame ViT (`variant`, `pool`, `posemb` as ViT's; `depth` overrides the variant's) → the frames' pooled
+  vectors [B, T, width] + learned
   time positions (up to `max_frames`) → a temporal Transformer of `temporal_depth` blocks (the ViT's heads and
   MLP width) → tokens [B, T, width], pooled by `temporal_pool` ("mean" or "last")."""
   variant: str = "Nano/16"
+  depth: int | None = None
   pool: str = "cls"
   posemb: str = "sincos2d"
   temporal_depth: int = 2
@@ -48,8 +50,8 @@ class FactorisedVideoEncoder(nn.Module):
     _check_video(video, self.channels, "FactorisedVideoEncoder")
     errors.check_choice(self.temporal_pool, ("mean", "last"), "temporal_pool")
     batch, frames = video.shape[:2]
-    frame_encoder = ViT(self.variant, pool=self.pool, posemb=self.posemb, channels=self.channels, dtype=self.dtype,
-                        param_dtype=self.param_dtype, remat=self.remat, name="frame_encoder")
+    frame_encoder = ViT(self.variant, depth=self.depth, pool=self.pool, posemb=self.posemb, channels=self.channels,
+                        dtype=self.dtype, param_dtype=self.param_dtype, remat=self.remat, name="frame_encoder")
     images = nn.with_logical_constraint(einops.rearrange(video, "b t h w c -> (b t) h w c"),
                                         ("batch", None, None, None))
     per_frame, _ = frame_encoder(images)
