@@ -8,12 +8,19 @@ decoder head, the question read by a text Transformer and fused with the clip's 
 (mmjax.models.encoders.video: a per-frame ViT and a temporal Transformer, or ViViT's tubelet embedding and one
 Transformer), `frames=all|middle` (`middle`: the single-frame baseline, the same ViT as the factorised encoder's
 frame tower reading only the middle frame, the batches' `image`), `fusion=<name>` (a token fusion, as in
-configs/shapes_caption.py and configs/shapes_vqa.py), `smoke`, `steps=N`.
+configs/shapes_caption.py and configs/shapes_vqa.py), `smoke`, `steps=N`, and `captions_from=<the caption sweep's
+workdir>` (task=vqa: the clip's tower — video encoder or the baseline's frame ViT — starts from the caption run of
+the same encoder and seed, `config.init_from`; the question encoder and decoder start fresh).
 
 The table of docs/results.md (each encoder and the baseline, both tasks, with wall times):
 
   python -m experiments.ablate --config=configs/moving_shapes.py --sweep=caption --seeds=1 --workdir=runs/ms_caption
-  python -m experiments.ablate --config=configs/moving_shapes.py --sweep=vqa --seeds=1 --workdir=runs/ms_vqa
+  python -m experiments.ablate --config=configs/moving_shapes.py:captions_from=$PWD/runs/ms_caption --sweep=vqa \
+      --seeds=1 --workdir=runs/ms_vqa_ft
+
+VQA from scratch learns little in 1,000 steps here (one answer token a clip against a caption's 13 words): the
+factorised model answered direction questions at chance (24.4% test). Captioning first teaches the tower the
+events; the VQA runs then fine-tune it (docs/results.md).
 """
 import ml_collections
 
@@ -50,7 +57,7 @@ SWEEPS = {
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = common.parse_arg(arg, smoke=False, steps=0, task="caption", video="factorised", frames="all",
-                         fusion="concat")
+                         fusion="concat", captions_from="")
   errors.check_choice(arg.task, TASKS, "task", "config arg task")
   errors.check_choice(arg.video, VIDEO_ENCODERS, "video encoder", "config arg video")
   errors.check_choice(arg.frames, FRAMES, "frames", "config arg frames")
@@ -84,6 +91,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                    tie_embedding=True),
       **common.compute_settings()))
   config.task = ml_collections.ConfigDict(dict(name="generation", inputs=inputs, target=target))
+  if arg.captions_from:
+    if arg.task != "vqa":
+      raise errors.ConfigError("Config arg captions_from= starts a VQA run from a caption run's clip tower; use it "
+                               "with task=vqa.")
+    # The caption sweep's run of the same encoder (mmjax.ablation.run_id), `{seed}` being this run's seed.
+    point = "frames=middle" if arg.frames == "middle" else f"video={arg.video}"
+    config.init_from = f"{arg.captions_from.rstrip('/')}/runs/task=caption,{point},seed={{seed}}"
   config.decode = common.decode()
   config.optim = common.optim(lr=1e-3, warmup_steps=100, weight_decay=1e-4)
   evaluator = "captioning" if arg.task == "caption" else "vqa"
