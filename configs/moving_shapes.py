@@ -9,8 +9,9 @@ decoder head, the question read by a text Transformer and fused with the clip's 
 Transformer), `frames=all|middle` (`middle`: the single-frame baseline, the same ViT as the factorised encoder's
 frame tower reading only the middle frame, the batches' `image`), `fusion=<name>` (a token fusion, as in
 configs/shapes_caption.py and configs/shapes_vqa.py), `smoke`, `steps=N`, and `captions_from=<the caption sweep's
-workdir>` (task=vqa: the clip's tower — video encoder or the baseline's frame ViT — starts from the caption run of
-the same encoder and seed, `config.init_from`; the question encoder and decoder start fresh).
+workdir>` (task=vqa: the clip's tower — video encoder or the baseline's frame ViT — is the caption run's of the same
+encoder and seed, `config.init_from`, and stays frozen, `config.freeze`; the question encoder, fusion and decoder
+are trained).
 
 The table of docs/results.md (each encoder and the baseline, both tasks, with wall times):
 
@@ -19,8 +20,8 @@ The table of docs/results.md (each encoder and the baseline, both tasks, with wa
       --seeds=1 --workdir=runs/ms_vqa_ft
 
 VQA from scratch learns little in 1,000 steps here (one answer token a clip against a caption's 13 words): the
-factorised model answered direction questions at chance (24.4% test). Captioning first teaches the tower the
-events; the VQA runs then fine-tune it (docs/results.md).
+factorised model answered at the answer prior (direction 24.4% on test). Captioning first teaches the tower the
+events; the VQA runs then train on its frozen features, which also makes their steps cheaper (docs/results.md).
 """
 import ml_collections
 
@@ -98,6 +99,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     # The caption sweep's run of the same encoder (mmjax.ablation.run_id), `{seed}` being this run's seed.
     point = "frames=middle" if arg.frames == "middle" else f"video={arg.video}"
     config.init_from = f"{arg.captions_from.rstrip('/')}/runs/task=caption,{point},seed={{seed}}"
+    config.freeze = modality
   config.decode = common.decode()
   config.optim = common.optim(lr=1e-3, warmup_steps=100, weight_decay=1e-4)
   evaluator = "captioning" if arg.task == "caption" else "vqa"
