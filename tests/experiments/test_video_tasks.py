@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from configs import moving_shapes
-from mmjax import trainer
+from mmjax import ablation, errors, trainer
 from tests import helpers
 
 
@@ -27,3 +27,14 @@ def test_the_single_frame_baseline_reads_the_middle_frame_through_the_image_towe
   assert config.model.encoders.image.name == "vit" and "video" not in config.model.encoders
   video = moving_shapes.get_config("task=vqa")
   assert video.model.encoders.video.variant == config.model.encoders.image.variant  # The same frame tower.
+
+
+@pytest.mark.parametrize("arg,point,tower", [("video=tubelet", {"video": "tubelet"}, "video"),
+                                             ("frames=middle", {"frames": "middle"}, "image")])
+def test_vqa_starts_from_the_caption_sweeps_run_of_the_same_tower_and_freezes_it(arg, point, tower):
+  config = moving_shapes.get_config(f"task=vqa,{arg},captions_from=/sweeps/caption/")
+  expected = ablation.run_id({"task": "caption", **point}, 3)  # The caption sweep's directory of that run.
+  assert config.init_from.replace("{seed}", "3") == f"/sweeps/caption/runs/{expected}"
+  assert config.freeze == tower
+  with pytest.raises(errors.ConfigError, match="captions_from= starts a VQA run"):
+    moving_shapes.get_config("task=caption,captions_from=/sweeps/caption")
