@@ -13,11 +13,11 @@ workdir>` (task=vqa: the clip's tower — video encoder or the baseline's frame 
 encoder and seed, `config.init_from`, and stays frozen, `config.freeze`; the question encoder, fusion and decoder
 are trained).
 
-The table of docs/results.md (each encoder and the baseline, both tasks, with wall times):
+The tables of docs/results.md (each encoder and the baseline, both tasks, with wall times):
 
-  python -m experiments.ablate --config=configs/moving_shapes.py --sweep=caption --seeds=1 --workdir=runs/ms_caption
+  python -m experiments.ablate --config=configs/moving_shapes.py --sweep=caption --seeds=3 --workdir=runs/ms_caption
   python -m experiments.ablate --config=configs/moving_shapes.py:captions_from=$PWD/runs/ms_caption --sweep=vqa \
-      --seeds=1 --workdir=runs/ms_vqa_ft
+      --seeds=3 --workdir=runs/ms_vqa_frozen
 
 VQA from scratch learns little in 1,000 steps here (one answer token a clip against a caption's 13 words): the
 factorised model answered at the answer prior (direction 24.4% on test). Captioning first teaches the tower the
