@@ -105,6 +105,16 @@ def shapes_data(*, smoke: bool, text_len: int, question_len: int = 14, answer_le
       question_len=question_len, answer_len=answer_len, worker_count=0, hard_negatives=hard_negatives))
 
 
+def moving_shapes_data(*, smoke: bool, text_len: int = 16, question_len: int = 16,
+                       answer_len: int = 2) -> ml_collections.ConfigDict:
+  """The `config.data` block for the offline Moving Shapes clips (mmjax.data.moving_shapes): `smoke` picks the
+  builder config "small"; token lengths as in shapes_data (the longest caption is 13 words, question 15).
+  Batches carry `video` f32[T, 48, 48, 3] and its middle frame as `image`."""
+  return ml_collections.ConfigDict(dict(
+      name="moving_shapes", variant="small" if smoke else "default", data_dir=DEFAULT_DATA_DIR, text_len=text_len,
+      question_len=question_len, answer_len=answer_len, worker_count=0))
+
+
 def av_digits_data(*, variant: str, smoke: bool) -> ml_collections.ConfigDict:
   """The `config.data` block for the offline AV-Digits dataset (mmjax.data.av_digits).
 

@@ -111,6 +111,19 @@ def av_digits_data_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def moving_shapes_data_dir(tmp_path_factory) -> str:
+  """A data_dir holding the prepared `moving_shapes/small` dataset (384 clips, ~3 s)."""
+  from mmjax import data as mmdata
+  from configs import common
+
+  data_dir = str(tmp_path_factory.mktemp("tfds_moving_shapes"))
+  data_config = common.moving_shapes_data(smoke=True)
+  data_config.data_dir = data_dir
+  mmdata.prepare(data_config)
+  return data_dir
+
+
+@pytest.fixture(scope="session")
 def clip_smoke_run(shapes_data_dir, tmp_path_factory) -> tuple[str, dict]:
   """(workdir, final metrics) of `configs/shapes_clip.py:smoke` trained from the command line; the final
   metrics as the run wrote them to final_metrics.json, after checking the script printed the same."""

@@ -13,7 +13,7 @@ import grain
 import numpy as np
 from PIL import Image
 
-from mmjax.data import batch_reader, photos, shapes
+from mmjax.data import batch_reader, moving_shapes, photos, shapes
 from mmjax.data import tokenizer as tokenizer_lib
 
 LABEL_FIELDS = ("num_objects", "shape", "colour", "size", "row", "col")
@@ -69,7 +69,7 @@ class PreprocessExample(grain.transforms.Map):
     captions, questions, answers = ([value.decode("utf-8") for value in batch[key]]
                                     for key in ("caption", "question", "answer"))
     example = {
-        "image": to_unit_range(np.stack([decode_pixels(png) for png in batch["image"]])),
+        **self.pixels(batch),
         "text": self._tokens(captions, self._text_len, "text_len"),
         "question": self._tokens(questions, self._question_len, "question_len"),
         "answer": self._tokens(answers, self._answer_len, "answer_len"),
@@ -81,6 +81,20 @@ class PreprocessExample(grain.transforms.Map):
       example["caption"] = np.array(captions, dtype=object)
       example["question_text"] = np.array(questions, dtype=object)
     return example
+
+  def pixels(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The batch's pixel fields: Shapes' `image`, f32[B, H, W, 3] in [-1, 1] decoded from its PNGs."""
+    return {"image": to_unit_range(np.stack([decode_pixels(png) for png in batch["image"]]))}
+
+
+class PreprocessClip(PreprocessExample):
+  """A Moving Shapes record (mmjax.data.moving_shapes) → PreprocessExample's fields, with `video`
+  f32[T, H, W, 3] in [-1, 1] and its middle frame as `image` f32[H, W, 3] (moving_shapes.MIDDLE_FRAME, what
+  the single-frame baseline reads) in place of Shapes' image."""
+
+  def pixels(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    video = to_unit_range(np.asarray(batch["video"]))
+    return {"video": video, "image": np.ascontiguousarray(video[:, moving_shapes.MIDDLE_FRAME])}
 
 
 def scene_objects(example: dict[str, Any]) -> list[shapes.SceneObject]:

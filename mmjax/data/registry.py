@@ -15,8 +15,8 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from mmjax import errors
-from mmjax.data import (av_digits, fashion_mnist, folder, photos, prepared, preprocess, shapes, spoken_shapes,
-                        subword)
+from mmjax.data import (av_digits, fashion_mnist, folder, moving_shapes, photos, prepared, preprocess, shapes,
+                        spoken_shapes, subword)
 from mmjax.data import tokenizer as tokenizer_lib
 
 # Per-example operations: (builder, tokenizer, data_config, train) → grain transforms applied in order.
@@ -68,6 +68,12 @@ def _shapes_operations(builder, tokenizer, data_config, train):
   if train and data_config.hard_negatives:
     operations.append(preprocess.AddHardNegative(tokenizer, data_config.text_len))
   return operations
+
+
+def _moving_shapes_operations(builder, tokenizer, data_config, train):
+  return [preprocess.PreprocessClip(
+      tokenizer, builder.info.metadata["answers"], text_len=data_config.text_len,
+      question_len=data_config.question_len, answer_len=data_config.answer_len, keep_caption=not train)]
 
 
 def _av_digits_operations(builder, tokenizer, data_config, train):
@@ -136,6 +142,9 @@ DATASETS = {
     "shapes": Dataset(shapes.Shapes, lambda metadata: tokenizer_lib.WordTokenizer(metadata["vocab"]),
                       _shapes_operations, _shapes_label_names, decoders={"image": tfds.decode.SkipDecoding()},
                       photo_input=_shapes_photo_input),
+    "moving_shapes": Dataset(moving_shapes.MovingShapes,
+                             lambda metadata: tokenizer_lib.WordTokenizer(metadata["vocab"]),
+                             _moving_shapes_operations, _shapes_label_names),
     "av_digits": Dataset(av_digits.AvDigits, lambda metadata: tokenizer_lib.CharTokenizer(metadata["chars"]),
                          _av_digits_operations, _av_digits_label_names, class_field="label",
                          train_in_memory=True),

@@ -109,12 +109,13 @@ _QUESTION_WORDS = tuple(" ".join([re.sub(r"{\w+}", " ", template) for template i
 VOCAB = tuple(sorted(set(_GRAMMAR_WORDS + SHAPES + COLOURS + SIZES + _QUESTION_WORDS)))
 
 
-def _describe(obj: SceneObject) -> str:
+def describe(obj: SceneObject) -> str:
+  """How captions and questions name an object, e.g. "small red circle"."""
   return f"{SIZES[obj.size]} {COLOURS[obj.colour]} {SHAPES[obj.shape]}"
 
 
 def _phrase(obj: SceneObject) -> str:
-  return f"a {_describe(obj)}"
+  return f"a {describe(obj)}"
 
 
 def _relations(objects: Sequence[SceneObject]) -> list[str]:
@@ -208,7 +209,7 @@ def vqa_question(objects: Sequence[SceneObject], rng: np.random.Generator,
   """
   if not objects:
     raise ValueError("A scene needs at least one object.")
-  descriptions = [_describe(obj) for obj in objects]
+  descriptions = [describe(obj) for obj in objects]
   unique = [obj for obj, description in zip(objects, descriptions) if descriptions.count(description) == 1]
   ordered_pairs = [(a, b) for a in unique for b in unique if a != b]
   types = [kind for kind in QUESTION_TYPES if kind != "relation" or ordered_pairs]
@@ -233,7 +234,7 @@ def vqa_question(objects: Sequence[SceneObject], rng: np.random.Generator,
     # and its opposite does not: the list is never empty.
     relations = [name for name, holds in _QUESTION_RELATIONS.items() if holds(a, b) == yes]
     relation = relations[rng.integers(len(relations))]
-    question = _QUESTION_TEMPLATES["relation"].format(a=_describe(a), relation=relation, b=_describe(b))
+    question = _QUESTION_TEMPLATES["relation"].format(a=describe(a), relation=relation, b=describe(b))
     answer = "yes" if yes else "no"
   return question, answer, QUESTION_TYPES.index(kind)
 
@@ -249,20 +250,22 @@ def _outline(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, fl
   return None
 
 
-def render_scene(objects: Sequence[SceneObject], *, image_size: int, rng: np.random.Generator) -> Image.Image:
-  """Draws the objects on a dark noisy background; `rng` supplies jitter and noise.
+def jitter_limit(obj: SceneObject, cell: float) -> float:
+  """How far (pixels) `obj` may be shifted from its cell's centre, each way, and still stay inside the cell."""
+  return max(0.0, 0.5 * cell - _HALF_EXTENT[SIZES[obj.size]] * cell - _MARGIN * cell)
 
-  Each object is shifted inside its cell by a random offset small enough that it
-  never leaves the cell, so positions vary while the grid labels stay exact.
+
+def render_objects(placed: Sequence[tuple[SceneObject, float, float]], *, image_size: int,
+                   rng: np.random.Generator) -> Image.Image:
+  """Draws each object centred at its (x, y) pixel position on a dark noisy background; `rng` supplies the noise.
+
+  The positions are free (a moving object is drawn between cells); its size comes from the grid's cell.
   """
   cell = image_size / GRID
   image = Image.new("RGB", (image_size, image_size), _BACKGROUND)
   draw = ImageDraw.Draw(image)
-  for obj in objects:
+  for obj, cx, cy in placed:
     half = _HALF_EXTENT[SIZES[obj.size]] * cell
-    max_jitter = max(0.0, 0.5 * cell - half - _MARGIN * cell)
-    dx, dy = rng.uniform(-max_jitter, max_jitter, size=2)
-    cx, cy = (obj.col + 0.5) * cell + dx, (obj.row + 0.5) * cell + dy
     colour = _RGB[COLOURS[obj.colour]]
     outline = _outline(SHAPES[obj.shape], cx, cy, half)
     if outline is None:
@@ -272,6 +275,21 @@ def render_scene(objects: Sequence[SceneObject], *, image_size: int, rng: np.ran
   noise = rng.integers(-_NOISE, _NOISE + 1, size=(image_size, image_size, 3), dtype=np.int16)
   pixels = np.clip(np.asarray(image, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
   return Image.fromarray(pixels)
+
+
+def render_scene(objects: Sequence[SceneObject], *, image_size: int, rng: np.random.Generator) -> Image.Image:
+  """Draws the objects on a dark noisy background; `rng` supplies jitter and noise.
+
+  Each object is shifted inside its cell by a random offset small enough that it
+  never leaves the cell, so positions vary while the grid labels stay exact.
+  """
+  cell = image_size / GRID
+  placed = []
+  for obj in objects:
+    limit = jitter_limit(obj, cell)
+    dx, dy = rng.uniform(-limit, limit, size=2)
+    placed.append((obj, (obj.col + 0.5) * cell + dx, (obj.row + 0.5) * cell + dy))
+  return render_objects(placed, image_size=image_size, rng=rng)
 
 
 def generate_example(split: str, index: int, image_size: int) -> dict[str, Any]:

@@ -23,10 +23,10 @@ import optax
 from mmjax import errors, pretrained
 from mmjax.trainer import checkpoint
 
-TOWERS = {"image": "image_encoder", "audio": "audio_encoder", "text": "text_encoder"}
-# Loaded whenever the pretrained run has them; the image and audio towers must fit, the text tower only where it
-# does (a captioner's question encoder need not be shaped like the contrastive text tower it may start from).
-REQUIRED_TOWERS = ("image_encoder", "audio_encoder")
+TOWERS = {"image": "image_encoder", "audio": "audio_encoder", "text": "text_encoder", "video": "video_encoder"}
+# Loaded whenever the pretrained run has them; the image, audio and video towers must fit, the text tower only
+# where it does (a captioner's question encoder need not be shaped like the contrastive text tower it may start from).
+REQUIRED_TOWERS = ("image_encoder", "audio_encoder", "video_encoder")
 RUN_SEPARATOR = ":"
 
 

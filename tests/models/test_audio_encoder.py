@@ -131,7 +131,8 @@ def test_build_encoder_by_name():
   assert isinstance(build_encoder("image", {"name": "cnn", "width": 16}), ConvNet)
   assert {m: sorted(e) for m, e in ENCODERS.items()} == {"image": ["cnn", "efficientnet_lite", "features", "vit"],
                                                           "audio": ["ast", "cnn", "whisper"],
-                                                          "text": ["bert", "bow", "cnn", "lstm", "transformer"]}
+                                                          "text": ["bert", "bow", "cnn", "lstm", "transformer"],
+                                                          "video": ["factorised", "tubelet"]}
   with pytest.raises(errors.ConfigError,
                      match=r"Unknown audio encoder 'wav2vec'; known: \['ast', 'cnn', 'whisper'\]"):
     build_encoder("audio", {"name": "wav2vec"})

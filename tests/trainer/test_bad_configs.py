@@ -73,7 +73,7 @@ BAD_CAPTION_CONFIGS = [
     ("beam of zero", {"decode.method": "beam", "decode.beam_size": 0}, errors.ConfigError,
      r"decode_config.beam_size must be ≥ 1; got 0"),
     ("unknown tower to freeze", {"freeze": "decoder"}, errors.ConfigError,
-     r"config.freeze='decoder' names unknown towers \['decoder'\]; known: \['audio', 'image', 'text'\]"),
+     r"config.freeze='decoder' names unknown towers \['decoder'\]; known: \['audio', 'image', 'text', 'video'\]"),
     ("freezing a tower the model lacks", {"freeze": "text"}, errors.ConfigError,
      r"config.freeze names \['text_encoder'\], which this model does not have"),
     ("init_from without a checkpoint", {"init_from": "/nonexistent/run"}, errors.ConfigError,

@@ -16,6 +16,7 @@ from mmjax.models.encoders.cnn import ConvNet
 from mmjax.models.encoders.features import PrecomputedFeatures
 from mmjax.models.encoders.efficientnet import EfficientNetLite
 from mmjax.models.encoders.text import TextTransformer
+from mmjax.models.encoders.video import FactorisedVideoEncoder, TubeletEncoder
 from mmjax.models.encoders.vit import VIT_SIZES, ViT, decode_variant
 from mmjax.models.encoders.whisper import WhisperEncoder
 
@@ -24,6 +25,7 @@ ENCODERS: dict[str, dict[str, type[nn.Module]]] = {
     "audio": {"ast": AudioSpectrogramTransformer, "cnn": AudioCNN, "whisper": WhisperEncoder},
     "text": {"transformer": TextTransformer, "bert": BertEncoder, "lstm": LstmTextEncoder, "cnn": CnnTextEncoder,
              "bow": BagOfWordsEncoder},
+    "video": {"factorised": FactorisedVideoEncoder, "tubelet": TubeletEncoder},
 }
 MODALITIES = tuple(ENCODERS)
 
@@ -41,5 +43,6 @@ def build_encoder(modality: str, config: Mapping[str, Any], **kwargs: Any) -> nn
 
 
 __all__ = ["ENCODERS", "MODALITIES", "VIT_SIZES", "AudioCNN", "AudioSpectrogramTransformer", "BagOfWordsEncoder",
-           "BertEncoder", "CnnTextEncoder", "ConvNet", "EfficientNetLite", "LstmTextEncoder", "PrecomputedFeatures",
-           "TextTransformer", "ViT", "WhisperEncoder", "build_encoder", "decode_variant"]
+           "BertEncoder", "CnnTextEncoder", "ConvNet", "EfficientNetLite", "FactorisedVideoEncoder",
+           "LstmTextEncoder", "PrecomputedFeatures", "TextTransformer", "TubeletEncoder", "ViT", "WhisperEncoder",
+           "build_encoder", "decode_variant"]

@@ -74,11 +74,19 @@ class ViT(nn.Module):
     dims = self.dims()
     x = mnn.PatchEmbed(dims["patch_size"], dims["width"], self.dtype, self.param_dtype,
                        name="patch_embed")(image.astype(self.dtype))
-    if self.posemb == "sincos2d":
-      grid = (image.shape[1] // dims["patch_size"], image.shape[2] // dims["patch_size"])
-      x = x + mnn.sincos_2d(*grid, dims["width"]).astype(x.dtype)
-    else:
-      errors.check_choice(self.posemb, ("learn", "sincos2d"), "ViT posemb")
+    return self._encode(self._add_sincos(x, image.shape[1:3], dims), dims)
+
+  def _add_sincos(self, x: jax.Array, image_size: tuple[int, int], dims: dict[str, int]) -> jax.Array:
+    """x [..., N, width] patch tokens + the fixed 2-D positions of their patches, with posemb "sincos2d"."""
+    errors.check_choice(self.posemb, ("learn", "sincos2d"), "ViT posemb")
+    if self.posemb != "sincos2d":
+      return x
+    grid = (image_size[0] // dims["patch_size"], image_size[1] // dims["patch_size"])
+    return x + mnn.sincos_2d(*grid, dims["width"]).astype(x.dtype)
+
+  def _encode(self, x: jax.Array, dims: dict[str, int]) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Embedded tokens [B, N, width] → [CLS] + learned positions (by the fields) → Transformer → (pooled, aux).
+    Called from a compact `__call__` (ViT's, or a subclass's with another patch embedding, e.g. tubelets)."""
     if self.pool == "cls":
       cls = self.param("cls", mnn.partitioning.logical(nn.initializers.zeros, (None, None, "embed")),
                        (1, 1, dims["width"]), self.param_dtype)
