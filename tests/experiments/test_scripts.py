@@ -22,7 +22,7 @@ BAD_COMMAND_LINES = [
      r"^error: Unknown config arg 'smok' in 'smok'; known args: \['itm', 'loss', 'smoke', 'steps'\]\.$"),
     ("config file that does not exist", "train", ["--config=configs/shapes_clp.py"], 2,
      r"^error: Cannot load the config file 'configs/shapes_clp.py': No such file or directory .* Configs in "
-     r"configs/: av_digits.py, .*shapes_caption.py, shapes_clip.py, shapes_vqa.py\.$"),
+     r"configs/: av_digits.py, .*shapes_caption.py, shapes_clip.py, shapes_vqa.py, .*\.py\.$"),
     ("negative lr", "train", ["--config.optim.lr=-1"], 2, r"^error: config.optim.lr must be positive; got -1"),
     # These two are raised as the model is traced for its state's shapes (jax.eval_shape), before any allocation.
     ("no heads", "train", ["--config.model.text.num_heads=0"], 2,

@@ -48,9 +48,8 @@ BAD_CONFIGS = [
      r"Unknown split 'validation' .* available splits: \['heldout', 'test', 'train'\]"),
     ("empty split", {"evals.test.split": "test[:0]"}, errors.InputError, r"Split 'test\[:0\]' .* has no examples"),
     ("unknown evaluator", {"evals.test.name": "bleu"}, errors.ConfigError,
-     r"Unknown evaluator 'bleu' \(config.evals.test.name\); known: "
-     r"\['captioning', 'classification', 'itm_retrieval', 'linear_probe', 'retrieval', 'vqa', 'zero_shot', "
-     r"'zero_shot_classification'\]"),
+     r"Unknown evaluator 'bleu' \(config.evals.test.name\); known: \['captioning', 'classification', .*'vqa', "
+     r"'zero_shot', 'zero_shot_classification'\]"),
     ("negative eval interval", {"evals.test.every_steps": -1}, errors.ConfigError,
      r"config.evals.test.every_steps=-1: each must be an integer ≥ 0 \(0: evaluate at the end only\)"),
     ("zero-shot template without the attribute", {"evals.zeroshot_colour.template": "a {shape}"},
