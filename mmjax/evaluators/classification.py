@@ -9,13 +9,17 @@ from mmjax.evaluators import reliance
 from mmjax.evaluators.common import SplitEvaluator, predict_over
 
 
-def classification_metrics(predicted: np.ndarray, labels: np.ndarray, num_classes: int) -> dict[str, float]:
+def classification_metrics(predicted: np.ndarray, labels: np.ndarray, num_classes: int,
+                           classes: np.ndarray | None = None) -> dict[str, float]:
   """Accuracy and macro-F1 over all `num_classes` classes (a class never predicted nor present
-  scores F1 = 0, so a classifier that ignores a class is not flattered by leaving it out)."""
+  scores F1 = 0, so a classifier that ignores a class is not flattered by leaving it out), or over `classes`
+  only: a subset of the examples that lacks a class by design (the sarcastic ones are never neutral) averages
+  the F1 of the classes it has, and predicting a missing class still costs the true class its recall."""
   from sklearn import metrics as sk_metrics  # Here: importing scikit-learn takes most of a second.
 
+  classes = np.arange(num_classes) if classes is None else classes
   return {"accuracy": float(np.mean(predicted == labels)),
-          "macro_f1": float(sk_metrics.f1_score(labels, predicted, labels=np.arange(num_classes), average="macro",
+          "macro_f1": float(sk_metrics.f1_score(labels, predicted, labels=classes, average="macro",
                                                 zero_division=0.0))}
 
 
@@ -38,7 +42,7 @@ class ClassificationEvaluator(SplitEvaluator):
   Optional keys: `score`, a float batch field the task's `label_and_score` regresses (then also `score_mae`,
   `score_corr` and `acc2`, see `score_metrics`); `subsets`, an integer label field that splits the examples
   (e.g. "subset": sincere / sarcastic), whose every metric is also reported per value as `<name>/<metric>`,
-  e.g. `sarcastic/accuracy`.
+  e.g. `sarcastic/accuracy` (a subset's macro-F1 averages the classes its examples have).
 
   Modality reliance: for each batch field in `reliance` (e.g. ("image", "audio", "text")), the same metrics with
   that field zeroed and with it shuffled across the batch, as `zeroed/<field>/accuracy` and
@@ -69,9 +73,9 @@ class ClassificationEvaluator(SplitEvaluator):
     self.num_classes = len(names[self.label])
     self.subset_names = names[self.subsets] if self.subsets else []
 
-  def _metrics(self, output, fields: dict[str, np.ndarray], rows: np.ndarray) -> dict[str, float]:
-    predicted = output["label"] if self.score else output
-    metrics = classification_metrics(predicted[rows], fields[self.label][rows], self.num_classes)
+  def _metrics(self, output, fields: dict[str, np.ndarray], rows: np.ndarray, subset: bool) -> dict[str, float]:
+    predicted, labels = (output["label"] if self.score else output)[rows], fields[self.label][rows]
+    metrics = classification_metrics(predicted, labels, self.num_classes, np.unique(labels) if subset else None)
     if self.score:
       metrics.update(score_metrics(output["score"][rows], fields[self.score][rows]))
     return metrics
@@ -84,7 +88,7 @@ class ClassificationEvaluator(SplitEvaluator):
     groups.update({f"{name}/": fields[self.subsets] == i for i, name in enumerate(self.subset_names)
                    if np.any(fields[self.subsets] == i)})
     metrics = reliance.report({variant: {prefix + name: value for prefix, rows in groups.items()
-                                         for name, value in self._metrics(output, fields, rows).items()}
+                                         for name, value in self._metrics(output, fields, rows, bool(prefix)).items()}
                                for variant, output in outputs.items()})
     metrics["num_examples"] = float(len(fields[self.label]))
     metrics.update({f"{prefix}num_examples": float(rows.sum()) for prefix, rows in groups.items() if prefix})

@@ -31,3 +31,11 @@ def test_predict_over_keeps_dict_outputs_row_aligned_and_drops_padding():
   np.testing.assert_array_equal(outputs["label"], [0, 1, 0, 1, 0])
   np.testing.assert_array_equal(outputs["score"], [0, 2, 4, 6, 8])
   np.testing.assert_array_equal(fields["x"], rows["x"])
+
+
+def test_a_subset_s_macro_f1_averages_the_classes_it_has():
+  from mmjax.evaluators import classification_metrics
+  labels, predicted = np.array([0, 0, 2, 2]), np.array([0, 1, 2, 2])
+  # Class 0: P=1, R=1/2 → 2/3; class 2: F1 1; class 1 (absent, predicted once) is not averaged but cost class 0.
+  assert classification_metrics(predicted, labels, 3, classes=np.array([0, 2]))["macro_f1"] == pytest.approx(5 / 6)
+  assert classification_metrics(predicted, labels, 3)["macro_f1"] == pytest.approx(5 / 9)
