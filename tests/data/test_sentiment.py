@@ -6,6 +6,8 @@ from mmjax import errors
 from mmjax.data import sentiment, speech
 from mmjax.data.sentiment import sources
 
+pytestmark = pytest.mark.xdist_group("sentiment")  # One worker: the small dataset is generated once.
+
 
 @pytest.fixture(scope="module")
 def builder(sentiment_data_dir) -> sentiment.Sentiment:

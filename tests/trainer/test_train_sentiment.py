@@ -7,6 +7,9 @@ from configs import sentiment
 from mmjax import ablation, errors, trainer
 from tests.helpers import smoke_config
 
+# One worker with tests/data/test_sentiment.py: the small dataset is generated once.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sentiment")]
+
 
 def test_smoke_run_reports_cmu_mosi_metrics_per_subset_and_reliance(sentiment_data_dir, tmp_path):
   # 8 steps: what is checked is that the run trains both heads and reports, not what it learns.
