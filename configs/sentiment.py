@@ -39,8 +39,10 @@ SWEEPS = {
     # Every fusion and every unimodal baseline: sincere vs sarcastic accuracy and the CMU-MOSI metrics ...
     "fusion": dict(points=_POINTS, metrics=[*_HEADLINE, "wall_s"], metric_names={**_HEADLINE, "wall_s": "Wall s"},
                    lower_is_better=["eval/test/score_mae", "wall_s"]),
-    # ... and, from the same runs (`--report_only` in the same workdir), modality reliance per subset.
-    "reliance": dict(points=_POINTS, metrics=list(_RELIANCE), metric_names=_RELIANCE),
+    # ... and, from the same runs of the fusions (published from the same workdir with `--sweep=reliance`), modality
+    # reliance per subset.
+    "reliance": dict(points=[{"fusion": fusion} for fusion in FUSIONS], metrics=list(_RELIANCE),
+                     metric_names=_RELIANCE),
 }
 
 
