@@ -124,6 +124,16 @@ def moving_shapes_data_dir(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def sentiment_data_dir(tmp_path_factory) -> str:
+  """A data_dir holding the prepared `sentiment/small` dataset."""
+  from mmjax.data import sentiment
+
+  data_dir = str(tmp_path_factory.mktemp("tfds_sentiment"))
+  sentiment.Sentiment(config="small", data_dir=data_dir).download_and_prepare(file_format="array_record")
+  return data_dir
+
+
+@pytest.fixture(scope="session")
 def clip_smoke_run(shapes_data_dir, tmp_path_factory) -> tuple[str, dict]:
   """(workdir, final metrics) of `configs/shapes_clip.py:smoke` trained from the command line; the final
   metrics as the run wrote them to final_metrics.json, after checking the script printed the same."""

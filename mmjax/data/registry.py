@@ -15,8 +15,8 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from mmjax import errors
-from mmjax.data import (av_digits, fashion_mnist, folder, moving_shapes, photos, prepared, preprocess, shapes,
-                        spoken_shapes, subword)
+from mmjax.data import (av_digits, fashion_mnist, folder, moving_shapes, photos, prepared, preprocess, sentiment,
+                        shapes, spoken_shapes, subword)
 from mmjax.data import tokenizer as tokenizer_lib
 
 # Per-example operations: (builder, tokenizer, data_config, train) → grain transforms applied in order.
@@ -85,6 +85,11 @@ def _av_digits_operations(builder, tokenizer, data_config, train):
   return operations
 
 
+def _sentiment_operations(builder, tokenizer, data_config, train):
+  del builder
+  return [sentiment.PreprocessSentiment(tokenizer, text_len=data_config.text_len, keep_text=not train)]
+
+
 def _fashion_mnist_operations(builder, tokenizer, data_config, train):
   del builder
   return [fashion_mnist.PreprocessFashionMnist(
@@ -148,6 +153,10 @@ DATASETS = {
     "av_digits": Dataset(av_digits.AvDigits, lambda metadata: tokenizer_lib.CharTokenizer(metadata["chars"]),
                          _av_digits_operations, _av_digits_label_names, class_field="label",
                          train_in_memory=True),
+    "sentiment": Dataset(sentiment.Sentiment, lambda metadata: tokenizer_lib.WordTokenizer(metadata["vocab"]),
+                         _sentiment_operations,
+                         lambda metadata: {"label": list(metadata["label_names"]), "subset": list(metadata["subsets"])},
+                         class_field="label", train_in_memory=True),
     "fashion_mnist": Dataset(fashion_mnist.FashionMnist, None, _fashion_mnist_operations,
                              lambda metadata: {"label": list(metadata["label_names"])}, class_field="label",
                              precomputed_images=True, download_config=_fashion_mnist_download_config,

@@ -4,7 +4,7 @@ import ml_collections
 from mmjax import data as mmdata
 from mmjax import errors
 from mmjax.evaluators.common import SplitEvaluator
-from mmjax.evaluators.classification import ClassificationEvaluator, classification_metrics
+from mmjax.evaluators.classification import ClassificationEvaluator, classification_metrics, score_metrics
 from mmjax.evaluators.captioning import CaptioningEvaluator, caption_metrics, token_accuracy
 from mmjax.evaluators.itm_retrieval import ItmRetrievalEvaluator, rerank
 from mmjax.evaluators.retrieval import RetrievalEvaluator, recall_at_k
@@ -30,5 +30,5 @@ def build(key: str, eval_config: ml_collections.ConfigDict, *, data_config: ml_c
 __all__ = ["EVALUATORS", "SplitEvaluator", "build", "CaptioningEvaluator", "ClassificationEvaluator",
            "ItmRetrievalEvaluator", "LinearProbeEvaluator", "RetrievalEvaluator", "VqaEvaluator",
            "ZeroShotClassificationEvaluator", "ZeroShotEvaluator", "caption_metrics", "class_embeddings",
-           "class_prompts", "classification_metrics", "majority_answers", "recall_at_k", "rerank", "token_accuracy",
-           "vqa_accuracy", "zero_shot_accuracy", "SpeechRecognitionEvaluator", "error_rates"]
+           "class_prompts", "classification_metrics", "majority_answers", "recall_at_k", "rerank", "score_metrics",
+           "token_accuracy", "vqa_accuracy", "zero_shot_accuracy", "SpeechRecognitionEvaluator", "error_rates"]

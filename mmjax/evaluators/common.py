@@ -63,15 +63,25 @@ def predict_over(batches: Iterable[Batch], predicts: Predict | Mapping[str, Pred
   for batch in batches:
     local = numeric_fields(batch)
     for name, step in steps.items():
-      outputs[name].append(np.asarray(step.predict(to_device(step.prepare(local)))))
+      outputs[name].append(_to_host(step.predict(to_device(step.prepare(local)))))
     kept = local if keep is None else {k: v for k, v in local.items() if k in keep or k == "valid"}
     fields.append(multihost_utils.process_allgather(kept, tiled=True))
   if not fields:
     raise errors.InputError("The evaluation split produced no batches; check config.evals and the data split.")
   gathered = {k: np.concatenate([f[k] for f in fields]) for k in fields[0]}
   valid = gathered.pop("valid").astype(bool)
-  results = {name: np.concatenate(chunks)[valid] for name, chunks in outputs.items()}
+  results = {name: _valid_rows(chunks, valid) for name, chunks in outputs.items()}
   return results[None] if callable(predicts) else results, {k: v[valid] for k, v in gathered.items()}
+
+
+def _to_host(output: Any) -> np.ndarray | dict[str, np.ndarray]:
+  return {k: np.asarray(v) for k, v in output.items()} if isinstance(output, Mapping) else np.asarray(output)
+
+
+def _valid_rows(chunks: list[Any], valid: np.ndarray) -> np.ndarray | dict[str, np.ndarray]:
+  if isinstance(chunks[0], Mapping):
+    return {k: np.concatenate([chunk[k] for chunk in chunks])[valid] for k in chunks[0]}
+  return np.concatenate(chunks)[valid]
 
 
 class SplitEvaluator:
