@@ -264,9 +264,8 @@ def clip_from_labels(record: dict[str, Any]) -> tuple[list[shapes.SceneObject], 
 
 
 @dataclasses.dataclass
-class MovingShapesConfig(tfds.core.BuilderConfig):
-  """Split sizes and frame size of one Moving Shapes variant."""
-  image_size: int = 48
+class MovingShapesConfig(shapes.ShapesConfig):
+  """Split sizes and frame size of one Moving Shapes variant: Shapes' fields, with clip-sized defaults."""
   num_train: int = 10_000
   num_test: int = 1_000
   num_heldout: int = 1_000
