@@ -33,11 +33,11 @@ DEFAULT_DATA_DIR = os.environ.get(
 # (tests/trainer). The schedule's scalars are here too, because lowering the learning rate after a divergence
 # or extending `total_steps` are the usual ways to continue a run; they leave every array in the checkpoint
 # the same shape. `decode` only changes evaluation, and `init_from` is ignored once the workdir has a
-# checkpoint of its own.
+# checkpoint of its own. The data's worker count and memory cache change how batches are read, not which.
 RESUME_SAFE_KEYS = ("total_steps", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
                     "eval_batch_size", "evals", "decode", "mesh", "sharding_rules", "grad_accum_steps",
-                    "model.remat", "data.data_dir", "data.worker_count", "optim.lr", "optim.warmup_steps",
-                    "optim.end_lr_factor", "optim.weight_decay", "init_from", "resume_safe_keys")
+                    "model.remat", "data.data_dir", "data.worker_count", "data.memory_cache_mb", "optim.lr",
+                    "optim.warmup_steps", "optim.end_lr_factor", "optim.weight_decay", "init_from", "resume_safe_keys")
 
 # What `smoke` does to every config's run: 60 steps at batch 64, logging every 10 steps, checkpoints and
 # evals every 30 (a config adds its own model shrink).
@@ -155,11 +155,12 @@ def folder_data(*, path: str = "", manifest: str = "manifest.jsonl", image_size:
   `train_flip`; evaluation resizes the shorter side to image_size / `crop_fraction` and takes the centre.
   `audio_seconds` of audio per example; token lengths `text_len`, `question_len`, `answer_len`.
   `image_features`: a locked image tower's block whose features are computed once per split and read instead
-  of the images (mmjax.data.features).
+  of the images (mmjax.data.features). `memory_cache_mb`: the train loader holds the train split in memory when
+  it takes at most this many MB, its images decoded when their pixels fit too (0: reads every batch from disk).
   """
   config = dict(name="folder", path=path, manifest=manifest, split_ratio="", split_seed=0, label_names="",
-                skip_bad_rows=False, store_short_side=512, image_size=image_size, image_mean=image_mean,
-                image_std=image_std, crop_fraction=0.875, train_crop_scale=0.35, train_flip=True,
+                skip_bad_rows=False, store_short_side=512, memory_cache_mb=1024, image_size=image_size,
+                image_mean=image_mean, image_std=image_std, crop_fraction=0.875, train_crop_scale=0.35, train_flip=True,
                 sample_rate=16_000, audio_seconds=2.0, text_len=text_len, question_len=16, answer_len=4,
                 tokenizer=dict(name="dataset", path=""), train_split="train", image_features=None,
                 data_dir=DEFAULT_DATA_DIR, worker_count=0)

@@ -73,6 +73,19 @@ class InMemoryColumns(Sequence[dict[str, Any]]):
   def __repr__(self) -> str:
     return self._repr
 
+  @property
+  def fields(self) -> list[str]:
+    return list(self._columns)
+
+  def column(self, field: str) -> np.ndarray:
+    return self._columns[field]
+
+  def replace_column(self, field: str, values: np.ndarray) -> None:
+    """Holds `values` (one per record) as `field` instead, e.g. images decoded once."""
+    if len(values) != self._length:
+      raise ValueError(f"{len(values)} values for the {self._length} records of {field!r}.")
+    self._columns[field] = values
+
   def columns(self, keys: Sequence[int]) -> dict[str, np.ndarray]:
     """`collate(self.__getitems__(keys))`, sliced from the columns."""
     rows = np.asarray(keys)

@@ -270,7 +270,7 @@ def train_loader(data_config: ml_collections.ConfigDict, *, batch_size: int, see
   `av_digits.PreprocessAvDigits`. `seed` is a non-negative 32-bit integer.
 
   With `config.data.worker_count` 0 (the default) the batches are read a batch at a time in this process
-  (mmjax.data.batch_reader), and a dataset that asks for it (registry.Dataset.train_in_memory) keeps its decoded
+  (mmjax.data.batch_reader), and a dataset that asks for it (registry.Dataset.train_source) keeps its decoded
   train split in memory; with workers, grain's DataLoader reads them (in another row order).
   """
   if data_config.worker_count and not flags.FLAGS.is_parsed():
@@ -286,8 +286,9 @@ def train_loader(data_config: ml_collections.ConfigDict, *, batch_size: int, see
                                shard_options=shard_options)
   operations = _operations(builder, data_config, True, train_split(data_config))
   if not data_config.worker_count:
-    if registry.dataset(data_config).train_in_memory:
-      source = batch_reader.InMemoryColumns(source)
+    make_source = registry.dataset(data_config).train_source
+    if make_source is not None:
+      source = make_source(source, builder, data_config, train_split(data_config))
     return TrainLoader(batch_reader.BatchReader(source, sampler, operations, batch_size, shard_options), sampler)
   operations.append(grain.transforms.Batch(batch_size, drop_remainder=True))
   data_loader = grain.DataLoader(

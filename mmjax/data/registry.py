@@ -15,7 +15,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from mmjax import errors
-from mmjax.data import (av_digits, fashion_mnist, folder, moving_shapes, photos, prepared, preprocess, sentiment,
+from mmjax.data import (av_digits, batch_reader, fashion_mnist, folder, moving_shapes, photos, prepared, preprocess, sentiment,
                         shapes, spoken_shapes, subword)
 from mmjax.data import tokenizer as tokenizer_lib
 
@@ -24,6 +24,8 @@ from mmjax.data import tokenizer as tokenizer_lib
 # How a dataset turns a photo (uint8 [H, W, 3] RGB, any size) into its models' `image` input at evaluation:
 # (builder, data_config) → photo → f32 [S, S, C]. Inference on image files (mmjax.inference) goes through it.
 PhotoInput = Callable[[tfds.core.DatasetBuilder, ml_collections.ConfigDict], Callable[[np.ndarray], np.ndarray]]
+TrainSource = Callable[[Sequence[dict[str, Any]], tfds.core.DatasetBuilder, ml_collections.ConfigDict, str],
+                      Sequence[dict[str, Any]]]
 Operations = Callable[[tfds.core.DatasetBuilder, tokenizer_lib.Tokenizer, ml_collections.ConfigDict, bool],
                       list[grain.transforms.Map | grain.transforms.RandomMap]]
 
@@ -56,9 +58,16 @@ class Dataset:
   # manifest) rather than from `variant`, a name among the builder's BUILDER_CONFIGS.
   make_builder: Callable[[ml_collections.ConfigDict], tfds.core.DatasetBuilder] | None = None
   generated: bool = True  # False: prepared elsewhere, so never generated or deleted here.
-  # Keep the decoded train split in memory (mmjax.data.batch_reader.InMemoryColumns): for small splits whose
-  # reading and decoding, not their preprocessing, is what the loader spends its time on.
-  train_in_memory: bool = False
+  # What the train loader reads with no workers: (source, builder, data_config, split) → e.g. the split held in
+  # memory (mmjax.data.batch_reader.InMemoryColumns), for small splits whose reading and decoding, not their
+  # preprocessing, is what the loader spends its time on. None: `source`, read from disk.
+  train_source: TrainSource | None = None
+
+
+def _in_memory(source: Sequence[dict[str, Any]], builder: tfds.core.DatasetBuilder,
+               data_config: ml_collections.ConfigDict, split: str) -> Sequence[dict[str, Any]]:
+  del builder, data_config, split
+  return batch_reader.InMemoryColumns(source)
 
 
 def _shapes_operations(builder, tokenizer, data_config, train):
@@ -152,11 +161,11 @@ DATASETS = {
                              _moving_shapes_operations, _shapes_label_names),
     "av_digits": Dataset(av_digits.AvDigits, lambda metadata: tokenizer_lib.CharTokenizer(metadata["chars"]),
                          _av_digits_operations, _av_digits_label_names, class_field="label",
-                         train_in_memory=True),
+                         train_source=_in_memory),
     "sentiment": Dataset(sentiment.Sentiment, lambda metadata: tokenizer_lib.WordTokenizer(metadata["vocab"]),
                          _sentiment_operations,
                          lambda metadata: {"label": list(metadata["label_names"]), "subset": list(metadata["subsets"])},
-                         class_field="label", train_in_memory=True),
+                         class_field="label", train_source=_in_memory),
     "fashion_mnist": Dataset(fashion_mnist.FashionMnist, None, _fashion_mnist_operations,
                              lambda metadata: {"label": list(metadata["label_names"])}, class_field="label",
                              precomputed_images=True, download_config=_fashion_mnist_download_config,
@@ -164,7 +173,7 @@ DATASETS = {
     "folder": Dataset(folder.FolderDataset, lambda metadata: tokenizer_lib.WordTokenizer(metadata["vocab"]),
                       _folder_operations, folder.folder_label_names, class_field="label", precomputed_images=True,
                       photo_input=lambda builder, data_config: folder.photo_transform(data_config),
-                      make_builder=folder.make_builder),
+                      make_builder=folder.make_builder, train_source=folder.train_source),
     "spoken_shapes": Dataset(spoken_shapes.SpokenShapes, _chars_tokenizer, _spoken_shapes_operations,
                              spoken_shapes.label_names, class_field="source"),
     # The same records, the transcripts as words (mmjax.data.spoken_shapes.WORDS) rather than characters.
@@ -177,7 +186,7 @@ DATASETS = {
     "tfds": Dataset(tfds.core.DatasetBuilder, lambda metadata: tokenizer_lib.WordTokenizer(metadata["vocab"]),
                     _folder_operations, folder.folder_label_names, class_field="label", precomputed_images=True,
                     photo_input=lambda builder, data_config: folder.photo_transform(data_config),
-                    make_builder=prepared.make_builder, generated=False),
+                    make_builder=prepared.make_builder, generated=False, train_source=folder.train_source),
 }
 
 

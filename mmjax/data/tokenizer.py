@@ -186,12 +186,14 @@ class TokenRows:
     self._rows: dict[tuple[str, int], np.ndarray] = {}
 
   def __call__(self, texts: Sequence[str], length: int, length_key: str = "text_len") -> np.ndarray:
-    if len(self._rows) > self._max_kept:
-      self._rows.clear()
-    rows = []
-    for text in texts:
-      row = self._rows.get((text, length))
-      if row is None:
-        row = self._rows[text, length] = tokenize_to_length(self._tokenizer, text, length, length_key)
-      rows.append(row)
-    return np.stack(rows)
+    return np.stack([self.row(text, length, length_key) for text in texts])
+
+  def row(self, text: str, length: int, length_key: str = "text_len") -> np.ndarray:
+    """`tokenize_to_length` of one text: the kept row itself, read-only."""
+    row = self._rows.get((text, length))
+    if row is None:
+      if len(self._rows) >= self._max_kept:
+        self._rows.clear()
+      row = self._rows[text, length] = tokenize_to_length(self._tokenizer, text, length, length_key)
+      row.flags.writeable = False
+    return row

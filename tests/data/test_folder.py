@@ -3,6 +3,7 @@ import io
 import json
 import os
 
+import grain
 import ml_collections
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ from PIL import Image
 from configs import common
 from mmjax import data as mmdata
 from mmjax import errors
-from mmjax.data import folder, photos
+from mmjax.data import batch_reader, folder, photos, pipeline
+from mmjax.data.sampler import GlobalBatchSampler
 
 
 def _photo(path, size=(60, 40), colour=(200, 30, 30), fmt=None):
@@ -173,6 +175,63 @@ def test_eval_images_are_the_centre_crop_and_train_images_are_random_crops(tmp_p
   crops = [next(loader)["image"] for _ in range(4)]
   assert crops[0].shape == (2, 32, 32, 3)
   assert any(not np.allclose(c, expected) for c in np.concatenate(crops))
+
+
+def _example_train_data(tmp_path, **overrides):
+  """18 train and 6 test rows of the example folder (PNG and JPEG, 28–96 pixels a side), 16-pixel crops."""
+  folder.write_example_folder(str(tmp_path / "digits"), count=24)
+  return _data(tmp_path / "digits", tmp_path, split_ratio="train=0.75,test=0.25", text_len=8, answer_len=3,
+               image_size=16, image_mean=(0.5, 0.25, 0.0), image_std=(0.5, 0.5, 1.0), **overrides)
+
+
+def test_train_batches_from_memory_are_grains_per_example_batches(tmp_path):
+  """The train loader holds the small split in memory with its images decoded, crops a batch's images and
+  normalises them at once (PreprocessFolder.random_map_batch): its batches, across an epoch's end, and its states
+  are grain.DataLoader's reading each record from disk through the per-example `random_map`; each restores the
+  other's state."""
+  data = _example_train_data(tmp_path)
+  loader = mmdata.train_loader(data, batch_size=4, seed=3)
+  memory = loader._iterator._source
+  assert isinstance(memory, batch_reader.InMemoryColumns) and isinstance(memory.column("image")[0], Image.Image)
+
+  def grain_loader():
+    builder = mmdata.prepare(data)
+    source = pipeline._data_source(builder, "train", data)
+    sampler = GlobalBatchSampler(len(source), global_batch_size=4, seed=3,
+                                 shard_options=grain.sharding.ShardByJaxProcess(drop_remainder=True))
+    operations = [*pipeline._operations(builder, data, True, "train"), grain.transforms.Batch(4, drop_remainder=True)]
+    return iter(grain.DataLoader(data_source=source, sampler=sampler, operations=operations, worker_count=0))
+
+  expected = grain_loader()
+  for _ in range(6):  # 18 train records: the fifth batch ends the first epoch and starts the second.
+    want, got = next(expected), next(loader)
+    assert set(want) == set(got) == {"image", "text", "question", "answer", "answer_id", "question_type", "label"}
+    for key in want:
+      assert want[key].dtype == got[key].dtype and np.array_equal(want[key], got[key]), key
+    assert loader.get_state() == json.loads(expected.get_state())
+  restored = grain_loader()
+  restored.set_state(json.dumps(loader.get_state()).encode())
+  np.testing.assert_array_equal(next(restored)["image"], next(loader)["image"])
+  reader = mmdata.train_loader(data, batch_size=4, seed=3)
+  reader.set_state(json.loads(expected.get_state()))
+  np.testing.assert_array_equal(next(expected)["image"], next(reader)["image"])
+
+
+@pytest.mark.parametrize("budget_mb,held", [(0, "nothing"), (0.1, "records"), (1024, "images")])
+def test_the_train_split_is_held_in_memory_within_memory_cache_mb(tmp_path, budget_mb, held):
+  """18 records of ~2 kB fit in 0.1 MB, not their ~0.3 MB of decoded pixels; 0 keeps nothing in memory."""
+  data = _example_train_data(tmp_path, memory_cache_mb=budget_mb)
+  builder = mmdata.prepare(data)
+  disk = pipeline._data_source(builder, "train", data)
+  source = folder.train_source(disk, builder, data, "train")
+  if held == "nothing":
+    assert source is disk
+    return
+  assert isinstance(source, batch_reader.InMemoryColumns) and repr(source) == repr(disk)
+  image = source.column("image")[5]
+  assert isinstance(image, Image.Image if held == "images" else bytes)
+  np.testing.assert_array_equal(np.asarray(image) if held == "images" else photos.decode(image),
+                                photos.decode(disk[5]["image"]))
 
 
 def test_audio_is_resampled_to_the_configured_rate(tmp_path):

@@ -5,18 +5,24 @@ area kept; 0: no crop, the eval transform instead) and a random horizontal flip 
 the example's captions at random. Evaluation: the shorter side resized to image_size / crop_fraction and the
 centre crop, the first caption, plus every caption as `caption_refs` (the references of caption metrics).
 Pixels are normalised per channel as (x / 255 − image_mean) / image_std, the image tower's checkpoint's values.
+
+The train loader's batch form (`random_map_batch`) crops each image, then normalises the batch's pixels at once; a
+small train split is held in memory with its images decoded (`train_source`, config.data.memory_cache_mb).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+import io
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import grain
 import ml_collections
 import numpy as np
+import tensorflow_datasets as tfds
+from PIL import Image
 
 from mmjax import errors
-from mmjax.data import photos
+from mmjax.data import batch_reader, photos
 from mmjax.data import tokenizer as tokenizer_lib
 from mmjax.data.folder.text_stats import normalize_answer
 
@@ -26,14 +32,41 @@ TEXT_LENGTHS = {"captions": "text_len", "question": "question_len", "answer": "a
 
 def photo_transform(data_config: ml_collections.ConfigDict) -> Any:
   """photo uint8 [H, W, 3] → f32 [S, S, 3]: the evaluation transform (resize, centre crop, normalise)."""
+  normalize = pixel_normalizer(data_config)
+
   def transform(photo: np.ndarray) -> np.ndarray:
-    cropped = photos.center_crop(photo, data_config.image_size, data_config.crop_fraction)
-    return normalize(cropped, data_config)
+    return normalize(photos.center_crop(photo, data_config.image_size, data_config.crop_fraction))
   return transform
 
 
-def normalize(photo: np.ndarray, data_config: ml_collections.ConfigDict) -> np.ndarray:
-  return photos.normalize(photo, 255.0 * np.asarray(data_config.image_mean), 255.0 * np.asarray(data_config.image_std))
+def pixel_normalizer(data_config: ml_collections.ConfigDict) -> photos.PixelNormalizer:
+  """uint8 [..., 3] → f32: (x − 255·image_mean) / (255·image_std) per channel."""
+  return photos.PixelNormalizer(255.0 * np.asarray(data_config.image_mean), 255.0 * np.asarray(data_config.image_std))
+
+
+def train_source(source: Sequence[dict[str, Any]], builder: tfds.core.DatasetBuilder,
+                 data_config: ml_collections.ConfigDict, split: str) -> Sequence[dict[str, Any]]:
+  """What the train loader reads (with no workers): the split read once and held in memory
+  (batch_reader.InMemoryColumns) when its stored records take at most config.data.memory_cache_mb, with its images
+  decoded when their pixels fit too; else `source`, each batch read and decoded from disk.
+
+  For the small folders where reading and decoding cost more than the crop (the example folder's 64-pixel images:
+  0.06 ms to read and parse a record, 0.07 ms to decode it, docs/performance.md#the-input-pipeline); the loader's
+  batches and state are the same either way. Eval passes read from disk."""
+  budget = data_config.memory_cache_mb * 2**20
+  stored = builder.info.splits[split.partition("[")[0]].num_bytes  # The whole split's, if `split` is a slice.
+  if data_config.get("image_features") or not budget or stored > budget:
+    return source
+  columns = batch_reader.InMemoryColumns(source)
+  if "image" in columns.fields:
+    encoded = columns.column("image")
+    # PIL holds an RGB pixel in 4 bytes; the headers give the sizes without decoding.
+    pixel_bytes = sum(4 * width * height for width, height in (Image.open(io.BytesIO(image)).size for image in encoded))
+    if stored + pixel_bytes <= budget:
+      decoded = np.empty(len(encoded), dtype=object)
+      decoded[:] = [photos.decode_image(image) for image in encoded]
+      columns.replace_column("image", decoded)
+  return columns
 
 
 def check_lengths(metadata: Mapping[str, Any], data_config: ml_collections.ConfigDict,
@@ -64,23 +97,25 @@ class PreprocessFolder(grain.transforms.RandomMap):
 
   def __init__(self, tokenizer: tokenizer_lib.Tokenizer, metadata: Mapping[str, Any],
                data_config: ml_collections.ConfigDict, train: bool):
-    self._tokenizer, self._config, self._train = tokenizer, data_config, train
+    self._config, self._train = data_config, train
+    self._token_rows = tokenizer_lib.TokenRows(tokenizer)  # Captions, questions and answers repeat.
     self._answer_ids = {answer: i for i, answer in enumerate(metadata["answers"])}
     self._max_captions = metadata["max_captions"]
     self._audio_samples = round(data_config.audio_seconds * data_config.sample_rate)
-    self._transform = photo_transform(data_config)
+    self._normalize = pixel_normalizer(data_config)
     self._precomputed = bool(data_config.get("image_features"))
 
   def _tokens(self, text: str, key: str) -> np.ndarray:
-    return tokenizer_lib.tokenize_to_length(self._tokenizer, text, self._config[key], key)
+    return self._token_rows.row(text, self._config[key], key)
 
-  def _image(self, encoded: bytes, rng: np.random.Generator) -> np.ndarray:
-    photo = photos.decode(encoded)
-    if not self._train or not self._config.train_crop_scale:
-      return self._transform(photo)
-    cropped = photos.random_resized_crop(photo, self._config.image_size, rng,
-                                         scale=(self._config.train_crop_scale, 1.0), flip=self._config.train_flip)
-    return normalize(cropped, self._config)
+  def _pixels(self, image: bytes | Image.Image, rng: np.random.Generator) -> np.ndarray:
+    """uint8 [S, S, 3]: the crop of an image file's bytes, or of the decoded image (a split held in memory)."""
+    photo = image if isinstance(image, Image.Image) else photos.decode_image(image)
+    config = self._config
+    if not self._train or not config.train_crop_scale:
+      return photos.center_crop(photo, config.image_size, config.crop_fraction)
+    return photos.random_resized_crop(photo, config.image_size, rng, scale=(config.train_crop_scale, 1.0),
+                                      flip=config.train_flip)
 
   def _audio(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A window of audio_seconds: a random one for training, the first for evaluation; zero-padded."""
@@ -91,11 +126,12 @@ class PreprocessFolder(grain.transforms.RandomMap):
     window[:len(clip)] = clip
     return window
 
-  def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+  def _example(self, element: Mapping[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    """The example of a record, its image the uint8 crop (not yet normalised)."""
     example: dict[str, Any] = {}
     if "image" in element:
       # With config.data.image_features, `image` already holds a frozen tower's features (mmjax.data.features).
-      example["image"] = element["image"] if self._precomputed else self._image(element["image"], rng)
+      example["image"] = element["image"] if self._precomputed else self._pixels(element["image"], rng)
     if "captions" in element:
       captions = [_text(c) for c in element["captions"]]
       caption = captions[int(rng.integers(len(captions)))] if self._train else captions[0]
@@ -120,6 +156,22 @@ class PreprocessFolder(grain.transforms.RandomMap):
     if not self._train:
       example["id"] = _text(element["id"])
     return example
+
+  def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    example = self._example(element, rng)
+    if "image" in example and not self._precomputed:
+      example["image"] = self._normalize(example["image"])
+    return example
+
+  def random_map_batch(self, batch: Mapping[str, np.ndarray],
+                       rngs: Sequence[np.random.Generator]) -> dict[str, np.ndarray]:
+    """`random_map` of each row (rngs[i] for row i), stacked: the crops normalised together."""
+    examples = [self._example({key: column[row] for key, column in batch.items()}, rng)
+                for row, rng in enumerate(rngs)]
+    stacked = batch_reader.collate(examples)
+    if "image" in stacked and not self._precomputed:
+      stacked["image"] = self._normalize(stacked["image"])
+    return stacked
 
   def map(self, element: dict[str, Any]) -> dict[str, Any]:
     """The deterministic evaluation form (the pipeline's eval passes call `map`)."""
