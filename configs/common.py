@@ -149,7 +149,9 @@ def folder_data(*, path: str = "", manifest: str = "manifest.jsonl", image_size:
   ("train=train.jsonl,test=test.jsonl"); rows without a split are dealt by `split_ratio` ("train=0.8,test=0.2"),
   seeded by `split_seed`. label_names: the class names, comma-separated ("" = the labels found); skip_bad_rows:
   leave out (and report) rows whose files are missing or broken instead of stopping. The build stores images
-  with the shorter side at most `store_short_side` (0: as they are) and audio at `sample_rate`.
+  with the shorter side at most `store_short_side` (0: as they are; by default 2 × image_size, following it, so
+  every default crop downscales stored pixels: a training crop of ≥ 35% of the area keeps ≥ 0.51 of the shorter
+  side) and audio at `sample_rate`.
   Preprocessing: `image_size`, normalised by the image tower's `image_mean` / `image_std` (on 0..1 pixels);
   training crops a random box of at least `train_crop_scale` of the area (0: the eval crop) and flips with
   `train_flip`; evaluation resizes the shorter side to image_size / `crop_fraction` and takes the centre.
@@ -159,13 +161,16 @@ def folder_data(*, path: str = "", manifest: str = "manifest.jsonl", image_size:
   it takes at most this many MB, its images decoded when their pixels fit too (0: reads every batch from disk).
   """
   config = dict(name="folder", path=path, manifest=manifest, split_ratio="", split_seed=0, label_names="",
-                skip_bad_rows=False, store_short_side=512, memory_cache_mb=1024, image_size=image_size,
+                skip_bad_rows=False, memory_cache_mb=1024, image_size=image_size,
                 image_mean=image_mean, image_std=image_std, crop_fraction=0.875, train_crop_scale=0.35, train_flip=True,
                 sample_rate=16_000, audio_seconds=2.0, text_len=text_len, question_len=16, answer_len=4,
                 tokenizer=dict(name="dataset", path=""), train_split="train", image_features=None,
                 data_dir=DEFAULT_DATA_DIR, worker_count=0)
   config.update(overrides)
-  return ml_collections.ConfigDict(config)
+  config = ml_collections.ConfigDict(config)
+  if "store_short_side" not in overrides:
+    config.store_short_side = config.get_ref("image_size") * 2
+  return config
 
 
 def prepared_data(*, tfds_name: str, fields: Mapping[str, str], variant: str = "",

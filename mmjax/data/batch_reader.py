@@ -39,11 +39,14 @@ def collate(records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
   batch = {}
   for key, value in records[0].items():
     values = [record[key] for record in records]
-    if isinstance(value, (bytes, str)) or any(np.shape(v) != np.shape(value) for v in values):
-      batch[key] = np.empty(len(values), dtype=object)
-      batch[key][:] = values
-    else:
-      batch[key] = np.stack(values)
+    if not isinstance(value, (bytes, str)):
+      try:
+        batch[key] = np.stack(values)
+        continue
+      except ValueError:  # Shapes differ (np.stack checks them faster than comparing np.shape of each).
+        pass
+    batch[key] = np.empty(len(values), dtype=object)
+    batch[key][:] = values
   return batch
 
 

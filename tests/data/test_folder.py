@@ -234,6 +234,21 @@ def test_the_train_split_is_held_in_memory_within_memory_cache_mb(tmp_path, budg
                                 photos.decode(disk[5]["image"]))
 
 
+def test_images_are_stored_at_twice_the_image_size_unless_set(tmp_path):
+  """store_short_side follows image_size (a new build when it changes); set, it stays; 0 stores the files."""
+  root = _folder(tmp_path, _rows(2))  # 60×40 PNGs.
+
+  def stored(data) -> Image.Image:
+    return Image.open(io.BytesIO(mmdata.prepare(data).as_data_source("train")[0]["image"]))
+
+  data = _data(root, tmp_path, image_size=8)
+  assert data.store_short_side == 16 and stored(data).size == (24, 16) and stored(data).format == "JPEG"
+  data.image_size = 32
+  assert data.store_short_side == 64 and stored(data).size == (60, 40) and stored(data).format == "PNG"
+  assert stored(_data(root, tmp_path, image_size=8, store_short_side=0)).size == (60, 40)
+  assert stored(_data(root, tmp_path, image_size=8, store_short_side=20)).size == (30, 20)
+
+
 def test_audio_is_resampled_to_the_configured_rate(tmp_path):
   root = tmp_path / "folder"
   root.mkdir()

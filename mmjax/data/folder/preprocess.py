@@ -97,7 +97,11 @@ class PreprocessFolder(grain.transforms.RandomMap):
 
   def __init__(self, tokenizer: tokenizer_lib.Tokenizer, metadata: Mapping[str, Any],
                data_config: ml_collections.ConfigDict, train: bool):
-    self._config, self._train = data_config, train
+    self._train = train
+    # Read once: a ConfigDict lookup cost ~1 µs, several per record.
+    self._lengths = {key: data_config[key] for key in TEXT_LENGTHS.values()}
+    self._image_size, self._crop_fraction = data_config.image_size, data_config.crop_fraction
+    self._crop_scale, self._flip = data_config.train_crop_scale, data_config.train_flip
     self._token_rows = tokenizer_lib.TokenRows(tokenizer)  # Captions, questions and answers repeat.
     self._answer_ids = {answer: i for i, answer in enumerate(metadata["answers"])}
     self._max_captions = metadata["max_captions"]
@@ -106,16 +110,14 @@ class PreprocessFolder(grain.transforms.RandomMap):
     self._precomputed = bool(data_config.get("image_features"))
 
   def _tokens(self, text: str, key: str) -> np.ndarray:
-    return self._token_rows.row(text, self._config[key], key)
+    return self._token_rows.row(text, self._lengths[key], key)
 
   def _pixels(self, image: bytes | Image.Image, rng: np.random.Generator) -> np.ndarray:
     """uint8 [S, S, 3]: the crop of an image file's bytes, or of the decoded image (a split held in memory)."""
     photo = image if isinstance(image, Image.Image) else photos.decode_image(image)
-    config = self._config
-    if not self._train or not config.train_crop_scale:
-      return photos.center_crop(photo, config.image_size, config.crop_fraction)
-    return photos.random_resized_crop(photo, config.image_size, rng, scale=(config.train_crop_scale, 1.0),
-                                      flip=config.train_flip)
+    if not self._train or not self._crop_scale:
+      return photos.center_crop(photo, self._image_size, self._crop_fraction)
+    return photos.random_resized_crop(photo, self._image_size, rng, scale=(self._crop_scale, 1.0), flip=self._flip)
 
   def _audio(self, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A window of audio_seconds: a random one for training, the first for evaluation; zero-padded."""
@@ -138,7 +140,7 @@ class PreprocessFolder(grain.transforms.RandomMap):
       example["text"] = self._tokens(caption, "text_len")
       if not self._train:
         example["caption"] = caption
-        refs = np.zeros((self._max_captions, self._config.text_len), np.int32)
+        refs = np.zeros((self._max_captions, self._lengths["text_len"]), np.int32)
         for i, reference in enumerate(captions[:self._max_captions]):
           refs[i] = self._tokens(reference, "text_len")
         example["caption_refs"] = refs
