@@ -145,7 +145,7 @@ def test_av_digits_batch_form_equals_the_per_example_one():
 
 
 def test_an_op_without_a_batch_form_runs_per_example():
-  """An op with `map` only (as Fashion-MNIST's and the folder dataset's) is applied to each record, then the
+  """An op with `map` only (as Fashion-MNIST's) is applied to each record, then the
   examples are stacked: batches are consecutive records of the sampler's order."""
   class Double(grain.transforms.Map):
     def map(self, element):
