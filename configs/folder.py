@@ -6,8 +6,10 @@ r"""Your own data: a folder of files and a manifest, for every task (mmjax.data.
 
 The manifest (JSON lines or CSV, `config.data.manifest`) has one example per row — `image`, `caption` or
 `captions`, `question` + `answer`, `label`, `audio`, `split`, `id`: any subset — and is built once into a tfds
-dataset in the data dir (rebuilt when the manifest or its files change). Only the data block changes with the
-folder; the task picks the model:
+dataset in the data dir (rebuilt when the manifest or its files change), its images stored with the shorter side
+at most `config.data.store_short_side` (by default 2 × image_size); a train split of at most
+`config.data.memory_cache_mb` is held in memory, decoded. Only the data block changes with the folder; the task
+picks the model:
 
   contrastive     image and text towers, CLIP loss; retrieval R@K on the test split
   caption         image encoder → text decoder; BLEU/CIDEr against every caption of a test image
