@@ -105,8 +105,8 @@ def decode(encoded: bytes) -> np.ndarray:
 
 
 def random_resized_crop(photo: np.ndarray | Image.Image, size: int, rng: np.random.Generator,
-                        scale: Sequence[float] = (0.08, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3), flip: bool = True,
-                        resample: str = "bicubic") -> np.ndarray:
+                        scale: Sequence[float] = (0.08, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3),
+                        flip: bool = True, resample: str = "bicubic") -> np.ndarray:
   """uint8 [H, W, 3] (or an RGB PIL image) → uint8 [size, size, 3]: Inception-style training augmentation, as
   torchvision's RandomResizedCrop (10 tries at a box of `scale` × the area and log-uniform aspect `ratio`, else
   the central crop of the nearest allowed aspect) followed, with `flip`, by a horizontal flip half of the time."""

@@ -15,8 +15,8 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from mmjax import errors
-from mmjax.data import (av_digits, batch_reader, fashion_mnist, folder, moving_shapes, photos, prepared, preprocess, sentiment,
-                        shapes, spoken_shapes, subword)
+from mmjax.data import (av_digits, batch_reader, fashion_mnist, folder, moving_shapes, photos, prepared, preprocess,
+                        sentiment, shapes, spoken_shapes, subword)
 from mmjax.data import tokenizer as tokenizer_lib
 
 # Per-example operations: (builder, tokenizer, data_config, train) → grain transforms applied in order.

@@ -68,10 +68,11 @@ def _simon(values: np.ndarray, keys: Sequence[int], word_bits: int) -> np.ndarra
 
 
 def epoch_order(num_records: int, seed: int) -> np.ndarray | None:
-  """int64 [num_records]: `[grain.experimental.index_shuffle(i, num_records − 1, seed, 4) for i in range(n)]`,
-  one epoch of grain's shuffle, computed for all positions at once (None when its block is above
-  _MAX_TABLE_BLOCK_BITS, or too small for n − 1 = 2^B, which grain's call truncates). For small datasets grain's call walks its cipher ~2^16 / n times per record (65 µs a
-  record at 480 records here); this walks every position together, a few ms an epoch."""
+  """int64 [n]: `[grain.experimental.index_shuffle(i, n − 1, seed, 4) for i in range(n)]` (n = num_records), one
+  epoch of grain's shuffle, computed for all positions at once (None when its block is above _MAX_TABLE_BLOCK_BITS,
+  or too small for n − 1 = 2^B, which grain's call truncates). For small datasets grain's call walks its cipher
+  ~2^16 / n times per record (65 µs a record at 480 records here); this walks every position together, a few ms
+  an epoch."""
   if num_records == 1:
     return np.zeros(1, np.int64)
   bits = _block_bits(num_records - 1)

@@ -37,7 +37,8 @@ def test_crops_of_a_pil_image_equal_those_of_its_array():
     photos.center_crop(image.convert("L"), 16)
 
 
-@pytest.mark.parametrize("mean,std", [((127.5,) * 3, (127.5,) * 3), ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))])
+@pytest.mark.parametrize("mean,std", [((127.5,) * 3, (127.5,) * 3),
+                                      ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))])
 def test_pixel_normalizer_is_normalize_bit_for_bit(mean, std):
   every_level = np.stack(np.meshgrid(*[np.arange(256, dtype=np.uint8)] * 3, indexing="ij"), -1)[::5, ::3]
   normalized = photos.PixelNormalizer(mean, std)(every_level)
