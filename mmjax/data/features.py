@@ -57,6 +57,11 @@ class IndexedSource(Sequence[dict[str, Any]]):
   def __getitems__(self, indices: Sequence[int]) -> list[dict[str, Any]]:
     return [{**record, INDEX_FIELD: index} for index, record in zip(indices, self._source.__getitems__(indices))]
 
+  def __repr__(self) -> str:
+    """The wrapped source's: a loader state records its source's repr and checks it on restore, so it must not be
+    object.__repr__'s memory address (which would refuse every resume in a new process)."""
+    return f"IndexedSource({self._source!r})"
+
 
 class SubstituteFeatures(grain.transforms.Map):
   """`image` → its record's row of the split's feature file: f32[width]."""

@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 
 from configs import common
 from mmjax import data as mmdata
-from mmjax.data import preprocess
+from mmjax.data import features, preprocess
 from mmjax.data import shapes
 
 LABEL_FIELDS = {"shape", "colour", "size", "row", "col"}
@@ -290,3 +290,10 @@ def test_too_short_text_len_fails_loudly(data_config):
   config = _config(data_config.data_dir, text_len=6)
   with pytest.raises(ValueError, match="text_len"):
     next(mmdata.train_loader(config, batch_size=64, seed=0))
+
+
+def test_indexed_source_repr_is_its_sources_not_an_address():
+  """A loader state stores its source's repr and a restore compares it: an address would refuse every resume of a
+  run with precomputed image features in a new process."""
+  first, second = features.IndexedSource([{"a": 1}]), features.IndexedSource([{"a": 1}])
+  assert repr(first) == repr(second) == "IndexedSource([{'a': 1}])"
