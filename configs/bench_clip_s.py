@@ -37,6 +37,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       matmul_runs=30,
       # Loader throughput: batches read after one warm-up batch (0: not measured).
       loader_batches=30,
+      # --benchmark=scaling (experiments/benchmark_scaling.py): the model at each batch size, then each model
+      # variant (changes to both towers) at model_batch_size; fewer timed steps per row than above.
+      scaling=dict(batch_sizes=(16, 32, 64, 128, 256), model_batch_size=64,
+                   models={"wide": dict(width=512, num_heads=8, mlp_dim=2048), "deep": dict(depth=8)},
+                   warmup_steps=2, windows=3, window_steps=4),
   ))
   # As configs/shapes_clip.py reads it: the longest Shapes caption is 16 words + end-of-text.
   config.data = common.shapes_data(smoke=arg.smoke, text_len=18)
@@ -64,5 +69,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       "batch_size": 8, "eval_batch_size": 8,
       **{f"bench.{k}": v for k, v in dict(image_size=16, text_len=8, warmup_steps=1, windows=2, window_steps=2,
                                           matmul_size=256, matmul_runs=3, loader_batches=2).items()},
+      "bench.scaling.batch_sizes": (8, 16), "bench.scaling.model_batch_size": 8,
+      "bench.scaling.models": {"wide": {"width": 64, "mlp_dim": 128}},
+      **{f"bench.scaling.{k}": 1 for k in ("warmup_steps", "windows", "window_steps")},
       "model.image.max_tokens": 5, **{f"model.image.{k}": v for k, v in small.items()},
       "model.text.vocab_size": 64, **{f"model.text.{k}": v for k, v in small.items()}, "model.embed_dim": 32})

@@ -4,6 +4,7 @@ r"""Measured speed figures, printed as a table and, last, one JSON line.
   python -m experiments.benchmark --benchmark=decode --config=configs/shapes_caption.py
   python -m experiments.benchmark --benchmark=memory --config=configs/bench_clip_s.py
   python -m experiments.benchmark --benchmark=loader --config=configs/av_digits.py
+  python -m experiments.benchmark --benchmark=scaling --config=configs/bench_clip_s.py
 
 `train` (the default): the real train step of a contrastive `--config` (default
 configs/bench_clip_s.py) — task, model, optimizer, sharded state and jit with donation built
@@ -32,6 +33,9 @@ can run on a busy machine (see experiments/benchmark_memory.py).
 `loader`: any training config's own training loader against its own train step, in examples/s, and their
 ratio (see experiments/benchmark_loader.py).
 
+`scaling`: the train benchmark at each batch size and model variant of `config.bench.scaling` (see
+experiments/benchmark_scaling.py).
+
 Each prints a Markdown table (mmjax.publish's, the one the published results show), then the JSON line, which
 carries the run's provenance too (commit, date, machine, command: mmjax.provenance). Publish runs with
 `python -m experiments.benchmark ... | tee -a bench.txt`, then
@@ -51,14 +55,15 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
-from experiments import benchmark_loader, benchmark_memory, launch
+from experiments import benchmark_loader, benchmark_memory, benchmark_scaling, launch
 from mmjax import data as mmdata
 from mmjax import decoding, errors, models, nn, provenance, publish, trainer
 from mmjax.data.tokenizer import WordTokenizer
 
-_BENCHMARK = flags.DEFINE_enum("benchmark", "train", ["train", "decode", "memory", "loader"], "What to measure.")
+_BENCHMARK = flags.DEFINE_enum("benchmark", "train", ["train", "decode", "memory", "loader", "scaling"],
+                               "What to measure.")
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/bench_clip_s.py", "train, memory: a contrastive config with a `bench` block; decode: a "
+    "config", "configs/bench_clip_s.py", "train, memory, scaling: a contrastive config with a `bench` block; decode: a "
     "captioning config (e.g. configs/shapes_caption.py).", lock_config=False)
 _MEASURE_LOADER = flags.DEFINE_bool("measure_loader", True, "train: also time the Shapes training loader alone.")
 _KEEP_FREED_MEMORY = flags.DEFINE_bool("keep_freed_memory", True,
@@ -284,6 +289,8 @@ def main(argv):
     elif _BENCHMARK.value == "memory":
       result = benchmark_memory.memory_benchmark(_CONFIG.value, example_spec(_CONFIG.value),
                                                  _MEMORY_BUDGET_GIB.value, _REMAT.value, _DTYPES.value)
+    elif _BENCHMARK.value == "scaling":
+      result = benchmark_scaling.scaling_benchmark(_CONFIG.value, train_benchmark)
     elif _BENCHMARK.value == "loader":
       result = benchmark_loader.loader_benchmark(_CONFIG.value, _LOADER_ROUNDS.value, _LOADER_WINDOW_S.value,
                                                  config_flags.get_config_filename(flags.FLAGS["config"]))

@@ -50,6 +50,14 @@ LOADER_COLUMNS = (
     ("loader examples/s", ("loader_examples_per_s",), ",.0f"), ("step examples/s", ("step_examples_per_s",), ",.0f"),
     ("loader / step", ("loader_over_step",), ".1f"))
 
+SCALING_COLUMNS = (
+    ("model", ("model",), ""), ("width", ("width",), "d"), ("depth", ("depth",), "d"), ("MLP", ("mlp_dim",), "d"),
+    ("parameters", ("params",), ","), ("batch", ("batch_size",), "d"),
+    ("GFLOP/step (analytic)", ("analytic_gflop_per_step",), ",.1f"), ("steps/s", ("steps_per_s",), ".3f"),
+    ("examples/s", ("examples_per_s",), ",.1f"), ("ms/example", ("ms_per_example",), ".2f"),
+    ("achieved GFLOP/s", ("achieved_gflops",), ".1f"), ("MFU", ("mfu",), ".3f"),
+    ("step temp MiB", ("step_temp_mb",), ",.0f"))
+
 
 def _shown(value: Any, spec: str) -> str:
   if value is None:
@@ -140,7 +148,17 @@ def loader_table(runs: Sequence[Mapping[str, Any]]) -> str:
           f"(experiments/benchmark_loader.py); the target is loader / step ≥ {runs[0]['target']}.\n")
 
 
-TABLES = {"train": train_table, "decode": decode_table, "memory": memory_table, "loader": loader_table}
+def scaling_table(runs: Sequence[Mapping[str, Any]]) -> str:
+  """A row per run and batch size or model variant: the train step's speed and cost per example."""
+  timing = "; ".join(dict.fromkeys(f"the median of {run['windows']} windows of {run['window_steps']} steps"
+                                   for run in runs))
+  return (_rows_table(runs, [run["rows"] for run in runs], SCALING_COLUMNS, left=1)
+          + f"\nThe real train step on random batches, float32, per row {timing}; MFU against a float32 matmul peak "
+          "measured in the same row (experiments/benchmark_scaling.py).\n")
+
+
+TABLES = {"train": train_table, "decode": decode_table, "memory": memory_table, "loader": loader_table,
+          "scaling": scaling_table}
 
 
 def benchmark_table(runs: Sequence[Mapping[str, Any]]) -> str:

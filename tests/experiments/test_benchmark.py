@@ -2,7 +2,7 @@
 import json
 
 from configs import bench_clip_s, shapes_caption
-from experiments import benchmark
+from experiments import benchmark, benchmark_scaling
 from mmjax import publish
 
 
@@ -33,4 +33,24 @@ def test_train_benchmark_smoke(shapes_data_dir):
   for key in promised:
     assert result[key] > 0, key
   assert "| MFU |" in publish.benchmark_table([result])
+  assert json.loads(json.dumps(result)) == result
+
+
+def test_scaling_benchmark_smoke(shapes_data_dir):
+  """A row per batch size of the config's model, then per model variant with its tower changes applied: each row
+  times a step of that size (the analytic FLOPs grow with the batch and the width), and the table shows every row."""
+  config = bench_clip_s.get_config("smoke")
+  config.data.data_dir = shapes_data_dir
+  result = benchmark_scaling.scaling_benchmark(config, benchmark.train_benchmark)
+  rows = result["rows"]
+  assert [(row["model"], row["batch_size"], row["width"]) for row in rows] == [("base", 8, 32), ("base", 16, 32),
+                                                                              ("wide", 8, 64)]
+  assert rows[1]["analytic_gflop_per_step"] > rows[0]["analytic_gflop_per_step"]
+  assert rows[2]["analytic_gflop_per_step"] > rows[0]["analytic_gflop_per_step"]
+  assert rows[2]["params"] > rows[0]["params"]
+  for row in rows:
+    assert row["steps_per_s"] > 0 and row["mfu"] > 0
+    assert abs(row["ms_per_example"] - 1000 / row["examples_per_s"]) < 1e-9
+  table = publish.benchmark_table([result])
+  assert "| ms/example |" in table and table.count("| base |") == 2 and "| wide |" in table
   assert json.loads(json.dumps(result)) == result
