@@ -33,6 +33,9 @@ can run on a busy machine (see experiments/benchmark_memory.py).
 `loader`: any training config's own training loader against its own train step, in examples/s, and their
 ratio (see experiments/benchmark_loader.py).
 
+`profile`: where the train step's wall time goes (matmuls alone, overlapping, beside other work, other work
+only, nothing running) and its longest operations, from a jax.profiler trace (see experiments/benchmark_profile.py).
+
 `scaling`: the train benchmark at each batch size and model variant of `config.bench.scaling` (see
 experiments/benchmark_scaling.py).
 
@@ -41,12 +44,15 @@ carries the run's provenance too (commit, date, machine, command: mmjax.provenan
 `python -m experiments.benchmark ... | tee -a bench.txt`, then
 `python -m experiments.report --benchmark_json=bench.txt --name=<experiment>`.
 """
+import contextlib
 import functools
 import json
 import resource
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from typing import Any
 
 from absl import app, flags
 import jax
@@ -55,15 +61,15 @@ import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
-from experiments import benchmark_loader, benchmark_memory, benchmark_scaling, launch
+from experiments import benchmark_loader, benchmark_memory, benchmark_profile, benchmark_scaling, launch
 from mmjax import data as mmdata
 from mmjax import decoding, errors, models, nn, provenance, publish, trainer
 from mmjax.data.tokenizer import WordTokenizer
 
-_BENCHMARK = flags.DEFINE_enum("benchmark", "train", ["train", "decode", "memory", "loader", "scaling"],
+_BENCHMARK = flags.DEFINE_enum("benchmark", "train", ["train", "decode", "memory", "loader", "scaling", "profile"],
                                "What to measure.")
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/bench_clip_s.py", "train, memory, scaling: a contrastive config with a `bench` block; decode: a "
+    "config", "configs/bench_clip_s.py", "train, memory, scaling, profile: a contrastive config with a `bench` block; decode: a "
     "captioning config (e.g. configs/shapes_caption.py).", lock_config=False)
 _MEASURE_LOADER = flags.DEFINE_bool("measure_loader", True, "train: also time the Shapes training loader alone.")
 _KEEP_FREED_MEMORY = flags.DEFINE_bool("keep_freed_memory", True,
@@ -75,6 +81,8 @@ _REPEATS = flags.DEFINE_integer("repeats", 9, "decode: timed rounds (each length
 _MEMORY_BUDGET_GIB = flags.DEFINE_float("memory_budget_gib", 16, "memory: GiB per device the largest batch must fit.")
 _REMAT = flags.DEFINE_list("remat", list(nn.REMAT_POLICIES), "memory: the remat policies to compile.")
 _DTYPES = flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "memory: the compute dtypes to compile.")
+_PROFILE_DIR = flags.DEFINE_string("profile_dir", None, "profile: where the trace is written (default: a new temp dir).")
+_PROFILE_STEPS = flags.DEFINE_integer("profile_steps", 4, "profile: traced train steps.")
 _LOADER_ROUNDS = flags.DEFINE_integer("loader_rounds", 3, "loader: rounds, each a loader then a step window.")
 _LOADER_WINDOW_S = flags.DEFINE_float("loader_window_s", 2.0, "loader: the least seconds of each timed window.")
 
@@ -166,24 +174,30 @@ def example_spec(config: ml_collections.ConfigDict) -> dict[str, jax.ShapeDtypeS
   return {key: jax.ShapeDtypeStruct(value.shape[1:], value.dtype) for key, value in batch.items()}
 
 
-def train_benchmark(config: ml_collections.ConfigDict, measure_loader: bool = True) -> dict:
-  """Speed of the config's real train step on random batches; see the module docstring."""
-  example = example_spec(config)
-  bench = config.bench
+@contextlib.contextmanager
+def warm_train_step(config: ml_collections.ConfigDict) -> Iterator[tuple[Any, Any, list, float]]:
+  """(compiled train step, state, 4 random device batches, compile seconds) of the config's real train step (as
+  mmjax.trainer.build_run builds it), after `config.bench.warmup_steps` steps; inside the run's mesh context."""
   rng = np.random.default_rng(config.seed)
   host_batches = [random_batch(config, rng) for _ in range(4)]
-  run = trainer.build_run(config, example=example)
-  peak = matmul_peak_gflops(bench.matmul_size, bench.matmul_runs)
+  run = trainer.build_run(config, example=example_spec(config))
   with run.context():
     state = run.init_state()
     batches = [run.to_device(batch) for batch in host_batches]
-    step_fn = run.jit_train_step()
     start = time.perf_counter()
-    compiled = step_fn.lower(state, batches[0]).compile()
+    compiled = run.jit_train_step().lower(state, batches[0]).compile()
     compile_s = time.perf_counter() - start
-    for i in range(bench.warmup_steps):
+    for i in range(config.bench.warmup_steps):
       state, metrics = compiled(state, batches[i % len(batches)])
-    jax.block_until_ready((state, metrics))
+    jax.block_until_ready(state)
+    yield compiled, state, batches, compile_s
+
+
+def train_benchmark(config: ml_collections.ConfigDict, measure_loader: bool = True) -> dict:
+  """Speed of the config's real train step on random batches; see the module docstring."""
+  bench = config.bench
+  peak = matmul_peak_gflops(bench.matmul_size, bench.matmul_runs)
+  with warm_train_step(config) as (compiled, state, batches, compile_s):
     windows = []
     for _ in range(bench.windows):
       usage, start = _usage(), time.perf_counter()
@@ -289,6 +303,10 @@ def main(argv):
     elif _BENCHMARK.value == "memory":
       result = benchmark_memory.memory_benchmark(_CONFIG.value, example_spec(_CONFIG.value),
                                                  _MEMORY_BUDGET_GIB.value, _REMAT.value, _DTYPES.value)
+    elif _BENCHMARK.value == "profile":
+      with warm_train_step(_CONFIG.value) as (compiled, state, batches, _):
+        result = benchmark_profile.profile_benchmark(compiled, state, batches, _PROFILE_STEPS.value,
+                                                     _PROFILE_DIR.value, top=12)
     elif _BENCHMARK.value == "scaling":
       result = benchmark_scaling.scaling_benchmark(_CONFIG.value, train_benchmark)
     elif _BENCHMARK.value == "loader":

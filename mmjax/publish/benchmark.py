@@ -157,8 +157,25 @@ def scaling_table(runs: Sequence[Mapping[str, Any]]) -> str:
           "measured in the same row (experiments/benchmark_scaling.py).\n")
 
 
+def profile_table(runs: Sequence[Mapping[str, Any]]) -> str:
+  """Per run: the step's wall time by what was running, then its longest operations."""
+  parts = []
+  for run in runs:
+    step = run["step_ms"]
+    parts.append(_markdown(["running", "ms/step", "share of the step"],
+                           [[state, f"{ms:.1f}", f"{ms / step:.1%}"] for state, ms in run["timeline_ms"].items()]))
+    parts.append(f"\nStep {step:.1f} ms ({run['steps']} traced steps, {run['operations_per_step']:,.0f} operations "
+                 f"each); its matmuls: {run['matmul_gflop_per_step']:.1f} GFLOP at "
+                 f"{run['matmul_gflops_while_running']:.1f} GFLOP/s while any ran; operation time (overlaps counted "
+                 f"twice): matmuls {run['matmul_operation_ms']:.0f} ms, other {run['other_operation_ms']:.0f} ms.\n\n")
+    parts.append(_markdown(["operation", "from", "ms/step", "GFLOP/s"],
+                           [[op["operation"], op["source"], f"{op['ms']:.2f}", _shown(op["gflops"], ".1f")]
+                            for op in run["top_operations"]], left=2))
+  return "\n".join(parts)
+
+
 TABLES = {"train": train_table, "decode": decode_table, "memory": memory_table, "loader": loader_table,
-          "scaling": scaling_table}
+          "scaling": scaling_table, "profile": profile_table}
 
 
 def benchmark_table(runs: Sequence[Mapping[str, Any]]) -> str:
@@ -201,6 +218,9 @@ def summarize(name: str, runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                          for _, key, _ in TRAIN_FIGURES
                          if all(isinstance(run.get(key), (int, float)) and not isinstance(run.get(key), bool)
                                 for run in runs)}
+  elif summary["benchmark"] == "profile":
+    summary["runs_detail"] = [{key: run[key] for key in ("step_ms", "timeline_ms", "matmul_gflops_while_running")}
+                              for run in runs]
   elif summary["benchmark"] == "loader":
     summary["rows"] = [{key: run[key] for _, keys, _ in LOADER_COLUMNS for key in keys} for run in runs]
   else:
