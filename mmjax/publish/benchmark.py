@@ -162,15 +162,16 @@ def profile_table(runs: Sequence[Mapping[str, Any]]) -> str:
   parts = []
   for run in runs:
     step = run["step_ms"]
-    parts.append(_markdown(["running", "ms/step", "share of the step"],
-                           [[state, f"{ms:.1f}", f"{ms / step:.1%}"] for state, ms in run["timeline_ms"].items()]))
-    parts.append(f"\nStep {step:.1f} ms ({run['steps']} traced steps, {run['operations_per_step']:,.0f} operations "
-                 f"each); its matmuls: {run['matmul_gflop_per_step']:.1f} GFLOP at "
-                 f"{run['matmul_gflops_while_running']:.1f} GFLOP/s while any ran; operation time (overlaps counted "
-                 f"twice): matmuls {run['matmul_operation_ms']:.0f} ms, other {run['other_operation_ms']:.0f} ms.\n\n")
-    parts.append(_markdown(["operation", "from", "ms/step", "GFLOP/s"],
-                           [[op["operation"], op["source"], f"{op['ms']:.2f}", _shown(op["gflops"], ".1f")]
-                            for op in run["top_operations"]], left=2))
+    split = _markdown(["running", "ms/step", "share of the step"],
+                      [[state, f"{ms:.1f}", f"{ms / step:.1%}"] for state, ms in run["timeline_ms"].items()])
+    note = (f"Step {step:.1f} ms ({run['steps']} traced steps, {run['operations_per_step']:,.0f} operations each); "
+            f"its matmuls: {run['matmul_gflop_per_step']:.1f} GFLOP at {run['matmul_gflops_while_running']:.1f} "
+            f"GFLOP/s while any ran; operation time (overlaps counted twice): matmuls "
+            f"{run['matmul_operation_ms']:.0f} ms, other {run['other_operation_ms']:.0f} ms.")
+    longest = _markdown(["operation", "from", "ms/step", "GFLOP/s"],
+                        [[op["operation"], op["source"], f"{op['ms']:.2f}", _shown(op["gflops"], ".1f")]
+                         for op in run["top_operations"]], left=2)
+    parts.append(f"{split}\n{note}\n\n{longest}")
   return "\n".join(parts)
 
 
