@@ -69,8 +69,9 @@ from mmjax.data.tokenizer import WordTokenizer
 _BENCHMARK = flags.DEFINE_enum("benchmark", "train", ["train", "decode", "memory", "loader", "scaling", "profile"],
                                "What to measure.")
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/bench_clip_s.py", "train, memory, scaling, profile: a contrastive config with a `bench` block; decode: a "
-    "captioning config (e.g. configs/shapes_caption.py).", lock_config=False)
+    "config", "configs/bench_clip_s.py",
+    "train, memory, scaling, profile: a contrastive config with a `bench` block; "
+    "decode: a captioning config (e.g. configs/shapes_caption.py).", lock_config=False)
 _MEASURE_LOADER = flags.DEFINE_bool("measure_loader", True, "train: also time the Shapes training loader alone.")
 _KEEP_FREED_MEMORY = flags.DEFINE_bool("keep_freed_memory", True,
                                        "Keep memory freed by jitted steps in malloc (mmjax.runtime).")
@@ -81,7 +82,8 @@ _REPEATS = flags.DEFINE_integer("repeats", 9, "decode: timed rounds (each length
 _MEMORY_BUDGET_GIB = flags.DEFINE_float("memory_budget_gib", 16, "memory: GiB per device the largest batch must fit.")
 _REMAT = flags.DEFINE_list("remat", list(nn.REMAT_POLICIES), "memory: the remat policies to compile.")
 _DTYPES = flags.DEFINE_list("dtypes", ["float32", "bfloat16"], "memory: the compute dtypes to compile.")
-_PROFILE_DIR = flags.DEFINE_string("profile_dir", None, "profile: where the trace is written (default: a new temp dir).")
+_PROFILE_DIR = flags.DEFINE_string("profile_dir", None,
+                                   "profile: where the trace is written (default: a new temp dir).")
 _PROFILE_STEPS = flags.DEFINE_integer("profile_steps", 4, "profile: traced train steps.")
 _LOADER_ROUNDS = flags.DEFINE_integer("loader_rounds", 3, "loader: rounds, each a loader then a step window.")
 _LOADER_WINDOW_S = flags.DEFINE_float("loader_window_s", 2.0, "loader: the least seconds of each timed window.")

@@ -87,7 +87,8 @@ def test_publish_reads_the_json_lines_of_the_output_and_writes_summary_and_table
     ("", r"holds no JSON line of python -m experiments.benchmark"),
     ('| x |\n{"steps_per_s": 1\n', r"bench.txt:2 is not a JSON line of experiments.benchmark"),
     ('{"steps_per_s": 1}\n',
-     r'bench.txt:1 has no "benchmark": one of \[\'decode\', \'loader\', \'memory\', \'profile\', \'scaling\', \'train\'\]'),
+     r'bench.txt:1 has no "benchmark": one of '
+     r'\[\'decode\', \'loader\', \'memory\', \'profile\', \'scaling\', \'train\'\]'),
     ('{"benchmark": "train"}\n{"benchmark": "decode"}\n', r"runs of several benchmarks \['decode', 'train'\]"),
 ])
 def test_bad_benchmark_output_is_one_line_naming_it(tmp_path, text, message):
