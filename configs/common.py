@@ -24,6 +24,9 @@ FUSIONS = ("concat", "early", "weighted_mean", "late_mean", "late_vote", "late_l
            "bottleneck", "mult", "gated", "hybrid", "relation")
 TOKEN_FUSIONS = ("concat", "cross_attention", "bottleneck", "mult")
 
+# How many MB of a train split the loader may hold in memory, decoded (config.data.memory_cache_mb).
+MEMORY_CACHE_MB = 1024
+
 DEFAULT_DATA_DIR = os.environ.get(
     "MMJAX_DATA_DIR", os.path.join(os.path.expanduser("~"), ".cache", "mmjax", "tensorflow_datasets"))
 
@@ -98,21 +101,25 @@ def shapes_data(*, smoke: bool, text_len: int, question_len: int = 14, answer_le
   `text_len`, `question_len` and `answer_len` are the token lengths (eos included) of the caption, the VQA
   question and the VQA answer. `hard_negatives` adds a `negative_text` field to training batches, which the
   contrastive task uses as extra negatives (mmjax.data.shapes.hard_negative_caption). `worker_count`: the
-  loader's worker processes (0: decode in the training process).
+  loader's worker processes (0: decode in the training process). `memory_cache_mb`: with no workers, the train
+  loader holds the train split in memory, its PNGs decoded once, when it takes at most this many MB (the
+  default split: 668 MB; 0: read and decode every batch from disk).
   """
   return ml_collections.ConfigDict(dict(
       name="shapes", variant="small" if smoke else "default", data_dir=DEFAULT_DATA_DIR, text_len=text_len,
-      question_len=question_len, answer_len=answer_len, worker_count=0, hard_negatives=hard_negatives))
+      question_len=question_len, answer_len=answer_len, worker_count=0, hard_negatives=hard_negatives,
+      memory_cache_mb=MEMORY_CACHE_MB))
 
 
 def moving_shapes_data(*, smoke: bool, text_len: int = 16, question_len: int = 16,
                        answer_len: int = 2) -> ml_collections.ConfigDict:
   """The `config.data` block for the offline Moving Shapes clips (mmjax.data.moving_shapes): `smoke` picks the
   builder config "small"; token lengths as in shapes_data (the longest caption is 13 words, question 15).
-  Batches carry `video` f32[T, 48, 48, 3] and its middle frame as `image`."""
+  Batches carry `video` f32[T, 48, 48, 3] and its middle frame as `image`. `memory_cache_mb` as in shapes_data
+  (the default train split: 532 MB)."""
   return ml_collections.ConfigDict(dict(
       name="moving_shapes", variant="small" if smoke else "default", data_dir=DEFAULT_DATA_DIR, text_len=text_len,
-      question_len=question_len, answer_len=answer_len, worker_count=0))
+      question_len=question_len, answer_len=answer_len, worker_count=0, memory_cache_mb=MEMORY_CACHE_MB))
 
 
 def av_digits_data(*, variant: str, smoke: bool) -> ml_collections.ConfigDict:
@@ -161,7 +168,7 @@ def folder_data(*, path: str = "", manifest: str = "manifest.jsonl", image_size:
   it takes at most this many MB, its images decoded when their pixels fit too (0: reads every batch from disk).
   """
   config = dict(name="folder", path=path, manifest=manifest, split_ratio="", split_seed=0, label_names="",
-                skip_bad_rows=False, memory_cache_mb=1024, image_size=image_size,
+                skip_bad_rows=False, memory_cache_mb=MEMORY_CACHE_MB, image_size=image_size,
                 image_mean=image_mean, image_std=image_std, crop_fraction=0.875, train_crop_scale=0.35, train_flip=True,
                 sample_rate=16_000, audio_seconds=2.0, text_len=text_len, question_len=16, answer_len=4,
                 tokenizer=dict(name="dataset", path=""), train_split="train", image_features=None,

@@ -83,8 +83,11 @@ class PreprocessExample(grain.transforms.Map):
     return example
 
   def pixels(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The batch's pixel fields: Shapes' `image`, f32[B, H, W, 3] in [-1, 1] decoded from its PNGs."""
-    return {"image": to_unit_range(np.stack([decode_pixels(png) for png in batch["image"]]))}
+    """The batch's pixel fields: Shapes' `image`, f32[B, H, W, 3] in [-1, 1] decoded from its PNGs (or taken as
+    they are when a train split held in memory decoded them already: u8[B, H, W, 3])."""
+    images = batch["image"]
+    pixels = images if images.dtype == np.uint8 else np.stack([decode_pixels(png) for png in images])
+    return {"image": to_unit_range(pixels)}
 
 
 class PreprocessClip(PreprocessExample):

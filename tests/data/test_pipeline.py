@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 
 from configs import common
 from mmjax import data as mmdata
-from mmjax.data import features, preprocess
+from mmjax.data import batch_reader, features, pipeline, preprocess, registry
 from mmjax.data import shapes
 
 LABEL_FIELDS = {"shape", "colour", "size", "row", "col"}
@@ -43,6 +43,13 @@ def captions(data_config) -> dict[str, list[str]]:
     source = builder.as_data_source(split, decoders={"image": tfds.decode.SkipDecoding()})
     result[split] = [source[i]["caption"].decode() for i in range(len(source))]
   return result
+
+
+def _with(config: ml_collections.ConfigDict, **fields) -> ml_collections.ConfigDict:
+  """A copy of `config` with `fields` changed."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.update(**fields)
+  return config
 
 
 def _take(loader, count):
@@ -297,3 +304,34 @@ def test_indexed_source_repr_is_its_sources_not_an_address():
   run with precomputed image features in a new process."""
   first, second = features.IndexedSource([{"a": 1}]), features.IndexedSource([{"a": 1}])
   assert repr(first) == repr(second) == "IndexedSource([{'a': 1}])"
+
+
+@pytest.mark.parametrize("dataset", ["shapes", "moving_shapes"])
+def test_train_split_held_in_memory_gives_the_same_batches_and_states(dataset, shapes_data_dir,
+                                                                      moving_shapes_data_dir):
+  """The default memory_cache_mb holds the small train split in memory (Shapes' PNGs decoded once); 0 reads every
+  batch from disk. Past an epoch's end (2,048 or 384 train records) the two loaders agree on every batch and state,
+  and each restores the other's state; a budget below the split's size keeps it on disk."""
+  if dataset == "shapes":
+    data = _config(shapes_data_dir, hard_negatives=True)
+  else:
+    data = common.moving_shapes_data(smoke=True)
+    data.data_dir = moving_shapes_data_dir
+  builder = mmdata.prepare(data)
+  disk_source = pipeline._data_source(builder, "train", data)
+  held = registry.dataset(data).train_source(disk_source, builder, data, "train")
+  assert isinstance(held, batch_reader.InMemoryColumns) and repr(held) == repr(disk_source)
+  if dataset == "shapes":
+    assert held.column("image").dtype == np.uint8 and held.column("image").shape == (len(disk_source), 48, 48, 3)
+  stored_mb = builder.info.splits["train"].num_bytes / 2**20
+  assert registry.dataset(data).train_source(disk_source, builder, _with(data, memory_cache_mb=int(stored_mb / 2)),
+                                             "train") is disk_source
+  batch_size = 128 if dataset == "shapes" else 48
+  memory = mmdata.train_loader(data, batch_size=batch_size, seed=5)
+  disk = mmdata.train_loader(_with(data, memory_cache_mb=0), batch_size=batch_size, seed=5)
+  for _ in range(len(disk_source) // batch_size + 2):
+    _assert_batches_equal(next(memory), next(disk))
+    assert memory.get_state() == disk.get_state()
+  restored = mmdata.train_loader(_with(data, memory_cache_mb=0), batch_size=batch_size, seed=5)
+  restored.set_state(memory.get_state())
+  _assert_batches_equal(next(restored), next(memory))
