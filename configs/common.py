@@ -103,12 +103,14 @@ def shapes_data(*, smoke: bool, text_len: int, question_len: int = 14, answer_le
   contrastive task uses as extra negatives (mmjax.data.shapes.hard_negative_caption). `worker_count`: the
   loader's worker processes (0: decode in the training process). `memory_cache_mb`: with no workers, the train
   loader holds the train split in memory, its PNGs decoded once, when it takes at most this many MB (the
-  default split: 668 MB; 0: read and decode every batch from disk).
+  default split: 668 MB; 0: read and decode every batch from disk, as smoke runs do: their few steps cost less than
+  decoding the split up front, ~0.5 s for the small variant each time a loader starts, which the test suite does
+  hundreds of times).
   """
   return ml_collections.ConfigDict(dict(
       name="shapes", variant="small" if smoke else "default", data_dir=DEFAULT_DATA_DIR, text_len=text_len,
       question_len=question_len, answer_len=answer_len, worker_count=0, hard_negatives=hard_negatives,
-      memory_cache_mb=MEMORY_CACHE_MB))
+      memory_cache_mb=0 if smoke else MEMORY_CACHE_MB))
 
 
 def moving_shapes_data(*, smoke: bool, text_len: int = 16, question_len: int = 16,
@@ -119,7 +121,8 @@ def moving_shapes_data(*, smoke: bool, text_len: int = 16, question_len: int = 1
   (the default train split: 532 MB)."""
   return ml_collections.ConfigDict(dict(
       name="moving_shapes", variant="small" if smoke else "default", data_dir=DEFAULT_DATA_DIR, text_len=text_len,
-      question_len=question_len, answer_len=answer_len, worker_count=0, memory_cache_mb=MEMORY_CACHE_MB))
+      question_len=question_len, answer_len=answer_len, worker_count=0,
+      memory_cache_mb=0 if smoke else MEMORY_CACHE_MB))
 
 
 def av_digits_data(*, variant: str, smoke: bool) -> ml_collections.ConfigDict:

@@ -309,14 +309,15 @@ def test_indexed_source_repr_is_its_sources_not_an_address():
 @pytest.mark.parametrize("dataset", ["shapes", "moving_shapes"])
 def test_train_split_held_in_memory_gives_the_same_batches_and_states(dataset, shapes_data_dir,
                                                                       moving_shapes_data_dir):
-  """The default memory_cache_mb holds the small train split in memory (Shapes' PNGs decoded once); 0 reads every
-  batch from disk. Past an epoch's end (2,048 or 384 train records) the two loaders agree on every batch and state,
-  and each restores the other's state; a budget below the split's size keeps it on disk."""
+  """A memory_cache_mb above the split's size holds the small train split in memory (Shapes' PNGs decoded once);
+  0 (smoke configs' default) reads every batch from disk. Past an epoch's end (2,048 or 384 train records) the two
+  loaders agree on every batch and state, and each restores the other's state; a budget below the split's size
+  keeps it on disk."""
   if dataset == "shapes":
-    data = _config(shapes_data_dir, hard_negatives=True)
+    data = _config(shapes_data_dir, hard_negatives=True, memory_cache_mb=common.MEMORY_CACHE_MB)
   else:
     data = common.moving_shapes_data(smoke=True)
-    data.data_dir = moving_shapes_data_dir
+    data.update(data_dir=moving_shapes_data_dir, memory_cache_mb=common.MEMORY_CACHE_MB)
   builder = mmdata.prepare(data)
   disk_source = pipeline._data_source(builder, "train", data)
   held = registry.dataset(data).train_source(disk_source, builder, data, "train")
