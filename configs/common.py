@@ -94,7 +94,7 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
 
 
 def shapes_data(*, smoke: bool, text_len: int, question_len: int = 14, answer_len: int = 2,
-                hard_negatives: bool = False) -> ml_collections.ConfigDict:
+                hard_negatives: bool = False, fresh_questions: bool = False) -> ml_collections.ConfigDict:
   """The `config.data` block for the offline Shapes dataset (mmjax.data.shapes).
 
   `smoke` picks the tfds builder config "small" (tests, smoke runs) instead of "default".
@@ -110,7 +110,7 @@ def shapes_data(*, smoke: bool, text_len: int, question_len: int = 14, answer_le
   return ml_collections.ConfigDict(dict(
       name="shapes", variant="small" if smoke else "default", data_dir=DEFAULT_DATA_DIR, text_len=text_len,
       question_len=question_len, answer_len=answer_len, worker_count=0, hard_negatives=hard_negatives,
-      memory_cache_mb=0 if smoke else MEMORY_CACHE_MB))
+      fresh_questions=fresh_questions, memory_cache_mb=0 if smoke else MEMORY_CACHE_MB))
 
 
 def moving_shapes_data(*, smoke: bool, text_len: int = 16, question_len: int = 16,

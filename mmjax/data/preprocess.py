@@ -127,3 +127,35 @@ class AddHardNegative(grain.transforms.RandomMap):
             for row in range(len(rngs)))
     captions = [shapes.hard_negative_caption(scene_objects(row), rng) for row, rng in zip(rows, rngs)]
     return {**batch, "negative_text": self._tokens(captions, self._text_len)}
+
+
+class RedrawQuestion(grain.transforms.RandomMap):
+  """Replaces a training example's stored question with a new one about the same scene, drawn from its labels
+  by `shapes.vqa_question` (the builder's own question sampler) with the record's generator: another question
+  each epoch, as VQA datasets give several questions per image, where the stored split has one per scene.
+
+  Grain seeds `rng` from the sampler's seed and the record's position, so the questions, like the order, are
+  the same after a resume. Train splits only: "no" answers to existence questions name a seen pair.
+  """
+
+  def __init__(self, tokenizer: tokenizer_lib.Tokenizer, answers: Sequence[str], *, question_len: int,
+               answer_len: int):
+    self._answer_ids = {answer: i for i, answer in enumerate(answers)}
+    self._question_len, self._answer_len = question_len, answer_len
+    self._tokens = tokenizer_lib.TokenRows(tokenizer)
+
+  def random_map(self, element: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
+    batch = self.random_map_batch(batch_reader.collate([element]), [rng])
+    return {key: value[0] for key, value in batch.items()}
+
+  def random_map_batch(self, batch: dict[str, np.ndarray], rngs: list[np.random.Generator]) -> dict[str, np.ndarray]:
+    """`random_map` of every row of a batch (row i drawing from rngs[i])."""
+    rows = ({field: batch[field][row] for field in ("num_objects", *shapes.SceneObject._fields)}
+            for row in range(len(rngs)))
+    drawn = [shapes.vqa_question(scene_objects(row), rng, shapes.pair_pool(heldout=False))
+             for row, rng in zip(rows, rngs)]
+    questions, answers, types = zip(*drawn)
+    return {**batch, "question": self._tokens(list(questions), self._question_len, "question_len"),
+            "answer": self._tokens(list(answers), self._answer_len, "answer_len"),
+            "answer_id": np.array([self._answer_ids[answer] for answer in answers], dtype=np.int32),
+            "question_type": np.array(types, dtype=np.int32)}

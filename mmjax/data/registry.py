@@ -96,6 +96,10 @@ def _shapes_operations(builder, tokenizer, data_config, train):
       question_len=data_config.question_len, answer_len=data_config.answer_len, keep_caption=not train)]
   if train and data_config.hard_negatives:
     operations.append(preprocess.AddHardNegative(tokenizer, data_config.text_len))
+  if train and data_config.get("fresh_questions"):
+    operations.append(preprocess.RedrawQuestion(tokenizer, builder.info.metadata["answers"],
+                                                question_len=data_config.question_len,
+                                                answer_len=data_config.answer_len))
   return operations
 
 

@@ -207,9 +207,39 @@ def test_hard_negatives_are_other_captions_of_the_same_scene(data_config):
     assert negative != positive and colour_shape_pairs(negative) == colour_shape_pairs(positive)
 
 
-@pytest.mark.parametrize("worker_count,hard_negatives", [(0, False), (2, False), (0, True)])
-def test_restored_loader_continues_with_the_next_batch(data_config, worker_count, hard_negatives):
-  config = _config(data_config.data_dir, worker_count=worker_count, hard_negatives=hard_negatives)
+def test_fresh_questions_are_new_questions_about_the_same_scene(data_config):
+  """With fresh_questions each training example's question is drawn again from its scene's labels: every answer
+  is what the scene says (count, the named cell's colour or shape, the relation), and questions change."""
+  stored = next(mmdata.train_loader(data_config, batch_size=64, seed=0))
+  batch = next(mmdata.train_loader(_with(data_config, fresh_questions=True), batch_size=64, seed=0))
+  assert set(batch) == TRAIN_FIELDS and np.array_equal(batch["image"], stored["image"])
+  tokenizer = mmdata.get_tokenizer(data_config)
+  relations = {"left of": lambda a, b: a.col < b.col, "right of": lambda a, b: a.col > b.col,
+               "above": lambda a, b: a.row < b.row, "below": lambda a, b: a.row > b.row}
+  for row in range(64):
+    objects = preprocess.scene_objects({k: batch[k][row] for k in ("num_objects", *shapes.SceneObject._fields)})
+    question, answer = tokenizer.decode(batch["question"][row]), tokenizer.decode(batch["answer"][row])
+    kind = shapes.QUESTION_TYPES[batch["question_type"][row]]
+    assert shapes.ANSWERS[batch["answer_id"][row]] == answer
+    if kind == "count":
+      assert answer == ("one", "two", "three")[len(objects) - 1]
+    elif kind in ("colour", "shape"):
+      row_word, column_word = question.split()[-4:-2]  # "... the top left cell ?"
+      [obj] = [o for o in objects if (shapes._ROWS[o.row], shapes._COLUMNS[o.col]) == (row_word, column_word)]
+      assert answer == (shapes.COLOURS[obj.colour] if kind == "colour" else shapes.SHAPES[obj.shape])
+    elif kind == "relation":
+      first, relation, second = re.fullmatch(r"is the (.+) (left of|right of|above|below) the (.+) \?",
+                                             question).groups()
+      [a], [b] = ([o for o in objects if shapes.describe(o) == d] for d in (first, second))
+      assert answer == ("yes" if relations[relation](a, b) else "no")
+  assert (batch["question"] != stored["question"]).any(axis=1).mean() > 0.5
+
+
+@pytest.mark.parametrize("worker_count,hard_negatives,fresh_questions",
+                         [(0, False, False), (2, False, False), (0, True, True)])
+def test_restored_loader_continues_with_the_next_batch(data_config, worker_count, hard_negatives, fresh_questions):
+  config = _config(data_config.data_dir, worker_count=worker_count, hard_negatives=hard_negatives,
+                   fresh_questions=fresh_questions)
   loader = mmdata.train_loader(config, batch_size=32, seed=7)
   _take(loader, 3)
   state = json.loads(json.dumps(loader.get_state()))

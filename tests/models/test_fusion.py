@@ -309,6 +309,23 @@ def test_relation_fusion_is_the_mean_of_g_over_pairs_of_valid_objects():
     fusion.build_fusion("relation", **KWARGS, depth=0)
 
 
+def test_concat_pools_one_modalitys_fused_token_when_asked():
+  """pool="text:last": the pooled vector is the fused token of the text's last valid token (ViLT's and ALBEF's
+  answer from the text's [CLS]); the fused tokens are those of the default pool."""
+  tokens, masks = _inputs(17)
+  masks["text"] = jnp.arange(SIZES["text"])[None, :] < jnp.array([[1], [3], [4]])  # Padded at the end, as text is.
+  model = fusion.build_fusion("concat", **KWARGS, pool="text:last")
+  variables = _random_params(jax.eval_shape(model.init, jax.random.PRNGKey(0), tokens, masks), seed=3)
+  output = model.apply(variables, tokens, masks)
+  default = fusion.build_fusion("concat", **KWARGS).apply(variables, tokens, masks)
+  np.testing.assert_array_equal(output.tokens, default.tokens)
+  start = SIZES["audio"] + SIZES["image"]  # Modalities in sorted order: audio, image, text.
+  last = start + np.array([0, 2, 3])
+  np.testing.assert_allclose(output.pooled, np.asarray(output.tokens)[np.arange(BATCH), last], rtol=1e-6)
+  with pytest.raises(errors.ConfigError, match=r"pool='video:last'.*'text:last'"):
+    fusion.build_fusion("concat", **KWARGS, pool="video:last").apply(variables, tokens, masks)
+
+
 def test_config_errors_name_the_problem():
   with pytest.raises(errors.ConfigError, match=r"Unknown fusion 'x' \(config.model.fusion\); known: ") as error:
     fusion.build_fusion("x", **KWARGS)

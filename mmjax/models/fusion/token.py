@@ -17,10 +17,25 @@ class ConcatFusion(Fusion):
   concatenated [B, ΣN_m, D], then `depth` pre-LN EncoderBlocks in which every token attends to every valid
   token of every modality, and a LayerNorm. A question such as "is the red circle left of the blue
   square?" needs image tokens that know which objects the question names. tokens = the fused sequence
-  (padding masked); pooled = its masked mean. `depth=0` only concatenates (the typed tokens): a decoder's
-  cross-attention then does all the fusing, as in a plain captioner.
+  (padding masked). pooled = its masked mean (`pool="mean"`), or one modality's fused tokens pooled
+  (`pool="<modality>:<pooling>"`, e.g. "text:last"): ViLT and ALBEF answer from the text's [CLS] token after
+  fusion, a token that knows the whole question and attends to the image in the first fused layer already.
+  `depth=0` only concatenates (the typed tokens): a decoder's cross-attention then does all the fusing, as
+  in a plain captioner.
   """
   yields_tokens = True
+  pool: str = "mean"
+
+  def pooled(self, names: list[str], masks: list[jax.Array], fused: jax.Array, valid: jax.Array) -> jax.Array:
+    if self.pool == "mean":
+      return mnn.pool_tokens(fused, valid, "mean")
+    modality, _, kind = self.pool.partition(":")
+    if modality not in names or kind not in mnn.POOLINGS:
+      raise errors.ConfigError(f"concat fusion pool={self.pool!r}: use 'mean' or '<modality>:<pooling>' with a "
+                               f"modality of {names} and a pooling of {sorted(mnn.POOLINGS)}, e.g. 'text:last'.")
+    start = sum(mask.shape[1] for name, mask in zip(names, masks) if name < modality)  # `names` is sorted.
+    end = start + masks[names.index(modality)].shape[1]
+    return mnn.pool_tokens(fused[:, start:end], valid[:, start:end], kind)
 
   @nn.compact
   def __call__(self, tokens: Mapping[str, jax.Array], masks: Mapping[str, jax.Array]) -> FusionOutput:
@@ -29,7 +44,8 @@ class ConcatFusion(Fusion):
     if self.depth:
       fused = mnn.Encoder(self.depth, self.num_heads, self.mlp_dim, self.dtype, self.param_dtype, self.remat,
                           name="encoder")(fused, mnn.attention_mask(valid, valid))
-    return FusionOutput(pooled=pooled_vector(mnn.pool_tokens(fused, valid, "mean")), tokens=fused, mask=valid)
+    pooled = self.pooled(names, masks, fused, valid)
+    return FusionOutput(pooled=pooled_vector(pooled), tokens=fused, mask=valid)
 
 
 class AttentionFusion(Fusion):
