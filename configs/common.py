@@ -36,10 +36,12 @@ DEFAULT_DATA_DIR = os.environ.get(
 # (tests/trainer). The schedule's scalars are here too, because lowering the learning rate after a divergence
 # or extending `total_steps` are the usual ways to continue a run; they leave every array in the checkpoint
 # the same shape. `decode` only changes evaluation, and `init_from` is ignored once the workdir has a
-# checkpoint of its own. The data's worker count and memory cache change how batches are read, not which.
+# checkpoint of its own. The memory cache changes how batches are read, not which. The worker count is not here:
+# Grain's workers each batch their own records (another row order), and its loader refuses a state saved with
+# another count, so a change is refused up front with the other keys instead of by Grain after compiling.
 RESUME_SAFE_KEYS = ("total_steps", "log_every_steps", "checkpoint_every_steps", "keep_checkpoints",
                     "eval_batch_size", "evals", "decode", "mesh", "sharding_rules", "grad_accum_steps",
-                    "model.remat", "data.data_dir", "data.worker_count", "data.memory_cache_mb", "optim.lr",
+                    "model.remat", "data.data_dir", "data.memory_cache_mb", "optim.lr",
                     "optim.warmup_steps", "optim.end_lr_factor", "optim.weight_decay", "init_from", "resume_safe_keys")
 
 # What `smoke` does to every config's run: 60 steps at batch 64, logging every 10 steps, checkpoints and
