@@ -106,6 +106,12 @@ def scene_objects(example: dict[str, Any]) -> list[shapes.SceneObject]:
           for i in range(int(example["num_objects"]))]
 
 
+def batch_scenes(batch: dict[str, np.ndarray]) -> list[list[shapes.SceneObject]]:
+  """`scene_objects` of every row of a batch."""
+  fields = ("num_objects", *shapes.SceneObject._fields)
+  return [scene_objects({field: batch[field][row] for field in fields}) for row in range(len(batch["num_objects"]))]
+
+
 class AddHardNegative(grain.transforms.RandomMap):
   """Adds `negative_text`: the tokens of a hard-negative caption of the example's scene.
 
@@ -123,9 +129,7 @@ class AddHardNegative(grain.transforms.RandomMap):
 
   def random_map_batch(self, batch: dict[str, np.ndarray], rngs: list[np.random.Generator]) -> dict[str, np.ndarray]:
     """`random_map` of every row of a batch (row i drawing from rngs[i]), without taking the batch apart."""
-    rows = ({field: batch[field][row] for field in ("num_objects", *shapes.SceneObject._fields)}
-            for row in range(len(rngs)))
-    captions = [shapes.hard_negative_caption(scene_objects(row), rng) for row, rng in zip(rows, rngs)]
+    captions = [shapes.hard_negative_caption(scene, rng) for scene, rng in zip(batch_scenes(batch), rngs)]
     return {**batch, "negative_text": self._tokens(captions, self._text_len)}
 
 
@@ -150,10 +154,8 @@ class RedrawQuestion(grain.transforms.RandomMap):
 
   def random_map_batch(self, batch: dict[str, np.ndarray], rngs: list[np.random.Generator]) -> dict[str, np.ndarray]:
     """`random_map` of every row of a batch (row i drawing from rngs[i])."""
-    rows = ({field: batch[field][row] for field in ("num_objects", *shapes.SceneObject._fields)}
-            for row in range(len(rngs)))
-    drawn = [shapes.vqa_question(scene_objects(row), rng, shapes.pair_pool(heldout=False))
-             for row, rng in zip(rows, rngs)]
+    drawn = [shapes.vqa_question(scene, rng, shapes.pair_pool(heldout=False))
+             for scene, rng in zip(batch_scenes(batch), rngs)]
     questions, answers, types = zip(*drawn)
     return {**batch, "question": self._tokens(list(questions), self._question_len, "question_len"),
             "answer": self._tokens(list(answers), self._answer_len, "answer_len"),

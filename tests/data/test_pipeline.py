@@ -216,8 +216,7 @@ def test_fresh_questions_are_new_questions_about_the_same_scene(data_config):
   tokenizer = mmdata.get_tokenizer(data_config)
   relations = {"left of": lambda a, b: a.col < b.col, "right of": lambda a, b: a.col > b.col,
                "above": lambda a, b: a.row < b.row, "below": lambda a, b: a.row > b.row}
-  for row in range(64):
-    objects = preprocess.scene_objects({k: batch[k][row] for k in ("num_objects", *shapes.SceneObject._fields)})
+  for row, objects in enumerate(preprocess.batch_scenes(batch)):
     question, answer = tokenizer.decode(batch["question"][row]), tokenizer.decode(batch["answer"][row])
     kind = shapes.QUESTION_TYPES[batch["question_type"][row]]
     assert shapes.ANSWERS[batch["answer_id"][row]] == answer

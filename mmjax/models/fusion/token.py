@@ -33,8 +33,9 @@ class ConcatFusion(Fusion):
     if modality not in names or kind not in mnn.POOLINGS:
       raise errors.ConfigError(f"concat fusion pool={self.pool!r}: use 'mean' or '<modality>:<pooling>' with a "
                                f"modality of {names} and a pooling of {sorted(mnn.POOLINGS)}, e.g. 'text:last'.")
-    start = sum(mask.shape[1] for name, mask in zip(names, masks) if name < modality)  # `names` is sorted.
-    end = start + masks[names.index(modality)].shape[1]
+    index = names.index(modality)  # Fused in the order of `names`.
+    start = sum(mask.shape[1] for mask in masks[:index])
+    end = start + masks[index].shape[1]
     return mnn.pool_tokens(fused[:, start:end], valid[:, start:end], kind)
 
   @nn.compact
