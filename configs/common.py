@@ -112,7 +112,7 @@ def shapes_data(*, smoke: bool, text_len: int, question_len: int = 14, answer_le
   return ml_collections.ConfigDict(dict(
       name="shapes", variant="small" if smoke else "default", data_dir=DEFAULT_DATA_DIR, text_len=text_len,
       question_len=question_len, answer_len=answer_len, worker_count=0, hard_negatives=hard_negatives,
-      fresh_questions=fresh_questions, memory_cache_mb=0 if smoke else MEMORY_CACHE_MB))
+      fresh_questions=fresh_questions, question_type_weights=(), memory_cache_mb=0 if smoke else MEMORY_CACHE_MB))
 
 
 def moving_shapes_data(*, smoke: bool, text_len: int = 16, question_len: int = 16,

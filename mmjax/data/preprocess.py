@@ -13,6 +13,7 @@ import grain
 import numpy as np
 from PIL import Image
 
+from mmjax import errors
 from mmjax.data import batch_reader, moving_shapes, photos, shapes
 from mmjax.data import tokenizer as tokenizer_lib
 
@@ -140,11 +141,23 @@ class RedrawQuestion(grain.transforms.RandomMap):
 
   Grain seeds `rng` from the sampler's seed and the record's position, so the questions, like the order, are
   the same after a resume. Train splits only: "no" answers to existence questions name a seen pair.
+  `type_weights` as in `shapes.vqa_question` (empty: the builder's uniform mix). A weight for the training-only
+  "where" questions makes answers of two words ("top left") outside the answer set, so the batch then has no
+  `answer_id`: a classifier head cannot train on them, and says so before compiling (its field is missing).
   """
 
   def __init__(self, tokenizer: tokenizer_lib.Tokenizer, answers: Sequence[str], *, question_len: int,
-               answer_len: int):
-    self._answer_ids = {answer: i for i, answer in enumerate(answers)}
+               answer_len: int, type_weights: Sequence[float] = ()):
+    types = shapes.TRAINING_QUESTION_TYPES
+    type_weights = tuple(float(weight) for weight in type_weights)
+    if type_weights and (len(type_weights) not in (len(shapes.QUESTION_TYPES), len(types))
+                         or min(type_weights) < 0 or not sum(type_weights)):
+      raise errors.ConfigError(
+          f"config.data.question_type_weights={type_weights} needs one weight ≥ 0 per question type {types} "
+          f"(the last, 'where', optional), not all zero; or () for the stored mix.")
+    self._answer_ids = None if type_weights[len(shapes.QUESTION_TYPES):] and type_weights[-1] else {
+        answer: i for i, answer in enumerate(answers)}
+    self._type_weights = type_weights
     self._question_len, self._answer_len = question_len, answer_len
     self._tokens = tokenizer_lib.TokenRows(tokenizer)
 
@@ -154,10 +167,12 @@ class RedrawQuestion(grain.transforms.RandomMap):
 
   def random_map_batch(self, batch: dict[str, np.ndarray], rngs: list[np.random.Generator]) -> dict[str, np.ndarray]:
     """`random_map` of every row of a batch (row i drawing from rngs[i])."""
-    drawn = [shapes.vqa_question(scene, rng, shapes.pair_pool(heldout=False))
+    drawn = [shapes.vqa_question(scene, rng, shapes.pair_pool(heldout=False), self._type_weights)
              for scene, rng in zip(batch_scenes(batch), rngs)]
     questions, answers, types = zip(*drawn)
-    return {**batch, "question": self._tokens(list(questions), self._question_len, "question_len"),
-            "answer": self._tokens(list(answers), self._answer_len, "answer_len"),
-            "answer_id": np.array([self._answer_ids[answer] for answer in answers], dtype=np.int32),
-            "question_type": np.array(types, dtype=np.int32)}
+    redrawn = {"question": self._tokens(list(questions), self._question_len, "question_len"),
+               "answer": self._tokens(list(answers), self._answer_len, "answer_len"),
+               "question_type": np.array(types, dtype=np.int32)}
+    if self._answer_ids is None:
+      return {**{key: value for key, value in batch.items() if key != "answer_id"}, **redrawn}
+    return {**batch, **redrawn, "answer_id": np.array([self._answer_ids[answer] for answer in answers], np.int32)}

@@ -99,7 +99,8 @@ def _shapes_operations(builder, tokenizer, data_config, train):
   if train and data_config.get("fresh_questions"):
     operations.append(preprocess.RedrawQuestion(tokenizer, builder.info.metadata["answers"],
                                                 question_len=data_config.question_len,
-                                                answer_len=data_config.answer_len))
+                                                answer_len=data_config.answer_len,
+                                                type_weights=data_config.get("question_type_weights", ())))
   return operations
 
 

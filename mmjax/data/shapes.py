@@ -84,6 +84,9 @@ _RELATIONS = ("left of", "above")
 _GRAMMAR_WORDS = ("a", "left", "of", "above")  # See _RELATIONS.
 
 QUESTION_TYPES = ("count", "colour", "shape", "exists", "relation")
+# Asked only of questions redrawn for training with a weight for them (`vqa_question`'s type_weights), never
+# stored: "where" names an object and is answered by its cell ("top left"), two words.
+TRAINING_QUESTION_TYPES = (*QUESTION_TYPES, "where")
 _NUMBERS = ("one", "two", "three")  # Answers to "count", by number of objects.
 # Every answer is one word, so VQA can be classification over this fixed list.
 ANSWERS = ("no", "yes", *_NUMBERS, *COLOURS, *SHAPES)
@@ -102,6 +105,7 @@ _QUESTION_TEMPLATES = {
     "cell": "what {attribute} is the object in the {row} {column} cell ?",
     "exists": "is there a {colour} {shape} ?",
     "relation": "is the {a} {relation} the {b} ?",
+    "where": "what cell is the {a} in ?",
 }
 _CELL_ATTRIBUTES = ("colour", "shape")  # Question types asked about the object in a named cell.
 _QUESTION_WORDS = tuple(" ".join([re.sub(r"{\w+}", " ", template) for template in _QUESTION_TEMPLATES.values()]
@@ -191,7 +195,7 @@ def sample_scene(rng: np.random.Generator, heldout: bool) -> list[SceneObject]:
 
 
 def vqa_question(objects: Sequence[SceneObject], rng: np.random.Generator,
-                 pairs: Sequence[tuple[int, int]]) -> tuple[str, str, int]:
+                 pairs: Sequence[tuple[int, int]], type_weights: Sequence[float] = ()) -> tuple[str, str, int]:
   """A question about the scene: (question, answer, index of its type in QUESTION_TYPES).
 
   The type is drawn uniformly among those the scene supports: "relation" needs
@@ -201,7 +205,9 @@ def vqa_question(objects: Sequence[SceneObject], rng: np.random.Generator,
   one-object scenes get "count" more often, "one" answers ≈38% of counts
   (5/13) against ≈31% for "two" and "three". For yes/no questions the answer
   is drawn first, with probability 1/2, so neither answer can be guessed from
-  the type alone.
+  the type alone. `type_weights` (one per QUESTION_TYPES; empty: uniform, as the
+  builder draws) weighs the types a scene supports, e.g. more relation questions
+  when training draws questions afresh.
 
   A "no" to "is there a ...?" names a pair from `pairs` (the split's pool, see
   `pair_pool`) absent from the scene, so train/test questions never mention a
@@ -212,8 +218,13 @@ def vqa_question(objects: Sequence[SceneObject], rng: np.random.Generator,
   descriptions = [describe(obj) for obj in objects]
   unique = [obj for obj, description in zip(objects, descriptions) if descriptions.count(description) == 1]
   ordered_pairs = [(a, b) for a in unique for b in unique if a != b]
-  types = [kind for kind in QUESTION_TYPES if kind != "relation" or ordered_pairs]
-  kind = types[rng.integers(len(types))]
+  kinds = TRAINING_QUESTION_TYPES[:max(len(QUESTION_TYPES), len(type_weights))]
+  types = [kind for kind in kinds if (kind != "relation" or ordered_pairs) and (kind != "where" or unique)]
+  if type_weights:
+    weights = np.array([type_weights[TRAINING_QUESTION_TYPES.index(kind)] for kind in types], dtype=np.float64)
+    kind = types[rng.choice(len(types), p=weights / weights.sum())]
+  else:
+    kind = types[rng.integers(len(types))]
   if kind == "count":
     question, answer = _QUESTION_TEMPLATES["count"], _NUMBERS[len(objects) - 1]
   elif kind in _CELL_ATTRIBUTES:
@@ -227,6 +238,9 @@ def vqa_question(objects: Sequence[SceneObject], rng: np.random.Generator,
     colour, shape = candidates[rng.integers(len(candidates))]
     answer = "yes" if yes else "no"
     question = _QUESTION_TEMPLATES["exists"].format(colour=COLOURS[colour], shape=SHAPES[shape])
+  elif kind == "where":
+    obj = unique[rng.integers(len(unique))]
+    question, answer = _QUESTION_TEMPLATES["where"].format(a=describe(obj)), f"{_ROWS[obj.row]} {_COLUMNS[obj.col]}"
   else:
     a, b = ordered_pairs[rng.integers(len(ordered_pairs))]
     yes = bool(rng.integers(2))
@@ -236,7 +250,7 @@ def vqa_question(objects: Sequence[SceneObject], rng: np.random.Generator,
     relation = relations[rng.integers(len(relations))]
     question = _QUESTION_TEMPLATES["relation"].format(a=describe(a), relation=relation, b=describe(b))
     answer = "yes" if yes else "no"
-  return question, answer, QUESTION_TYPES.index(kind)
+  return question, answer, TRAINING_QUESTION_TYPES.index(kind)
 
 
 def _outline(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]] | None:

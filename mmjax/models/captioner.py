@@ -42,7 +42,11 @@ class Captioner(MultimodalEncoder):
 
   def __call__(self, inputs: Mapping[str, jax.Array], decoder_input: jax.Array) -> jax.Array:
     """Teacher forcing: decoder_input int[B, L] (bos, y_0, …, y_{L-2}) → logits f32[B, L, V] for y."""
-    return self.text_decoder(decoder_input, *self.encode_tokens(inputs))
+    return self.decode(decoder_input, *self.encode_tokens(inputs))
+
+  def decode(self, decoder_input: jax.Array, encoded: jax.Array, encoded_mask: jax.Array) -> jax.Array:
+    """Teacher forcing over tokens already encoded (`encode_tokens`), so one encoding serves several targets."""
+    return self.text_decoder(decoder_input, encoded, encoded_mask)
 
   def init_decode_state(self, encoded: jax.Array, encoded_mask: jax.Array, length: int,
                         kv_cache: bool = True) -> DecodeState:

@@ -177,7 +177,8 @@ def build_run(config: ml_collections.ConfigDict, devices: Sequence[jax.Device] |
   missing = sorted(set(task.batch_keys) - set(example) - set(task.optional_keys))
   if missing:
     raise errors.ConfigError(f"The task reads batch fields {missing}, which dataset {config.data.name!r} does not "
-                             f"have; its fields: {sorted(example)}. Fix config.task.")
+                             f"have with this config.data; its fields: {sorted(example)}. Fix config.task or "
+                             "config.data.")
   rows = tasks.zeros_like_rows(example, task.batch_keys)
 
   def init(rng: jax.Array) -> TrainState:

@@ -13,6 +13,7 @@ import tensorflow_datasets as tfds
 
 from configs import common
 from mmjax import data as mmdata
+from mmjax import errors
 from mmjax.data import batch_reader, features, pipeline, preprocess, registry
 from mmjax.data import shapes
 
@@ -232,6 +233,25 @@ def test_fresh_questions_are_new_questions_about_the_same_scene(data_config):
       [a], [b] = ([o for o in objects if shapes.describe(o) == d] for d in (first, second))
       assert answer == ("yes" if relations[relation](a, b) else "no")
   assert (batch["question"] != stored["question"]).any(axis=1).mean() > 0.5
+
+
+def test_where_questions_leave_no_class_id_and_bad_weights_are_refused(data_config):
+  """A weight for the training-only "where" questions gives two-word answers ("top left") that are no class of
+  the answer set: the batch then has no answer_id (a classifier head is refused before compiling, its field
+  missing), and the element spec the trainer checks says so. Weights of the wrong length or sign are refused."""
+  config = _with(data_config, fresh_questions=True, answer_len=3, question_type_weights=(0, 0, 0, 0, 0, 1))
+  batch = next(mmdata.train_loader(config, batch_size=16, seed=0))
+  tokenizer = mmdata.get_tokenizer(config)
+  assert "answer_id" not in batch and "answer_id" not in mmdata.element_spec(config)
+  assert set(batch["question_type"]) == {shapes.TRAINING_QUESTION_TYPES.index("where")}
+  for row, objects in enumerate(preprocess.batch_scenes(batch)):
+    described = tokenizer.decode(batch["question"][row]).removeprefix("what cell is the ").removesuffix(" in ?")
+    [obj] = [o for o in objects if shapes.describe(o) == described]
+    assert tokenizer.decode(batch["answer"][row]) == f"{shapes._ROWS[obj.row]} {shapes._COLUMNS[obj.col]}"
+  assert "answer_id" in mmdata.element_spec(_with(config, question_type_weights=(1, 1, 1, 1, 4, 0)))
+  for weights in [(1, 1, 1), (1, 1, 1, 1, -1), (0, 0, 0, 0, 0)]:
+    with pytest.raises(errors.ConfigError, match=r"config.data.question_type_weights=.* one weight ≥ 0 per "):
+      mmdata.element_spec(_with(config, question_type_weights=weights))
 
 
 @pytest.mark.parametrize("worker_count,hard_negatives,fresh_questions",

@@ -261,6 +261,9 @@ def _expected(objects, question: str) -> tuple[str, str]:
     return attribute, _names(obj)[1 if attribute == "colour" else 2]
   if match := re.fullmatch(r"is there a (\w+) (\w+) \?", question):
     return "exists", "yes" if any(_names(o)[1:] == match.groups() for o in objects) else "no"
+  if match := re.fullmatch(r"what cell is the (\w+ \w+ \w+) in \?", question):
+    obj = _the(objects, match[1])
+    return "where", f"{_ROW_NAMES[obj.row]} {_COLUMN_NAMES[obj.col]}"
   match = re.fullmatch(r"is the (\w+ \w+ \w+) (left of|right of|above|below) the (\w+ \w+ \w+) \?", question)
   assert match, f"question outside the grammar: {question!r}"
   a, b = _the(objects, match[1]), _the(objects, match[3])
@@ -393,6 +396,25 @@ def test_vqa_fields_leave_images_and_captions_unchanged(split, index):
   assert again.keys() == example.keys()
   for key in example:
     assert np.asarray(again[key]).tobytes() == np.asarray(example[key]).tobytes(), key
+
+
+@pytest.mark.parametrize("weights", [(1, 1, 1, 1, 4), (1, 1, 1, 1, 4, 2)])
+def test_type_weights_shift_the_mix_and_keep_answers_true(drawn, weights):
+  """Weights per question type (fresh training questions) change how often each type is asked, never the answer:
+  relation weighted 4× is asked more than twice as often (≈13% → ≈32%: one-object scenes and scenes of look-alike
+  objects support no relation question), every answer still what the scene says; a sixth weight adds the
+  training-only "where" questions (answered by the object's cell), which the stored splits never ask."""
+  scenes = [objects for objects, _ in drawn["train"][:3_000]]
+  rng = np.random.default_rng(1)
+  kinds = collections.Counter()
+  for objects in scenes:
+    question, answer, question_type = shapes.vqa_question(objects, rng, shapes.pair_pool(False), weights)
+    kind = shapes.TRAINING_QUESTION_TYPES[question_type]
+    assert _expected(objects, question) == (kind, answer), (objects, question)
+    kinds[kind] += 1
+  uniform = collections.Counter(shapes.QUESTION_TYPES[kind] for _, (_, _, kind) in drawn["train"][:3_000])
+  assert kinds["relation"] > 2 * uniform["relation"], (uniform, kinds)
+  assert set(kinds) == set(shapes.TRAINING_QUESTION_TYPES[:len(weights)]) and "where" not in uniform
 
 
 def test_relation_questions_need_uniquely_described_objects():

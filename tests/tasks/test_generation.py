@@ -85,7 +85,7 @@ def test_sampling_never_picks_an_id_beyond_the_tokenizer(params_and_batch):
   assert all(isinstance(TOKENIZER.decode(row), str) for row in tokens)
 
 
-def test_an_auxiliary_target_adds_its_weighted_loss_with_the_named_inputs_blanked():
+def test_an_auxiliary_target_adds_its_weighted_loss_with_the_named_inputs_blanked_or_shared():
   """VQA that also captions: loss = answer loss + 0.5 × the caption loss of the same model with the question
   zeroed (all padding), each computed here by hand through the model."""
   from configs import common
@@ -118,6 +118,10 @@ def test_an_auxiliary_target_adds_its_weighted_loss_with_the_named_inputs_blanke
   assert float(loss) == pytest.approx(float(answer_loss + 0.5 * caption_loss), rel=1e-5)
   with_question = by_hand({"image": batch["image"], "text": batch["question"]}, batch["text"])
   assert abs(float(caption_loss) - float(with_question)) > 1e-4  # The question is blanked.
+  task_config.auxiliary.without = ()  # Nothing blanked: both targets decoded from one encoding of the inputs.
+  shared = tasks.build(config, models.build(config.model), TOKENIZER).loss_fn(params, batch, jax.random.PRNGKey(1))[1]
+  assert float(shared["text_loss"]) == pytest.approx(float(with_question), rel=1e-5)
+  assert float(shared["answer_loss"]) == pytest.approx(float(answer_loss), rel=1e-5)
   task_config.auxiliary.without = ("caption",)
   with pytest.raises(errors.ConfigError, match=r"config.task.auxiliary=.*input fields among \['image', 'question'\] "
                                                r"\(not \['caption'\]\)"):

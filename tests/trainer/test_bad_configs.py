@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from configs import shapes_caption, shapes_clip
+from configs import shapes_caption, shapes_clip, shapes_vqa
 from mmjax import errors, trainer
 from mmjax.data import tokenizer as tokenizer_lib
 from mmjax.trainer import workdir as workdir_lib
@@ -91,6 +91,16 @@ def test_bad_config_fails_before_training(shapes_data_dir, tmp_path, module, cas
   with pytest.raises(error, match=message):
     trainer.train(config, str(workdir))
   assert not workdir.exists(), "a refused run leaves nothing it made"
+
+
+def test_classifier_on_where_questions_is_refused_before_training(shapes_data_dir, tmp_path):
+  """Training-only "where" questions have two-word answers outside the classifier's classes: no answer_id."""
+  config = smoke_config(shapes_data_dir, shapes_vqa, "smoke,head=classifier", **{
+      "data.fresh_questions": True, "data.answer_len": 3, "data.question_type_weights": (1, 1, 1, 1, 1, 1)})
+  with pytest.raises(errors.ConfigError, match=r"The task reads batch fields \['answer_id'\], which dataset 'shapes' "
+                                               r"does not have with this config.data; .* Fix config.task or"):
+    trainer.train(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run").exists()
 
 
 def test_workdir_with_another_config_names_the_changed_keys(shapes_data_dir, tmp_path):
