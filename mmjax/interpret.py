@@ -32,7 +32,7 @@ from flax import traverse_util
 
 from mmjax import errors
 from mmjax.models.encoders.vit import ViT
-from mmjax.tasks.generation import GenerationTask, shift_right
+from mmjax.tasks.generation import GenerationTask
 
 _SOWN = "attention_weights"
 DECODER_CROSS_ATTENTION = "text_decoder/blocks_{}/cross_attn"
@@ -158,10 +158,12 @@ def image_patch_grid(model: nn.Module, params: Any, image: jax.Array) -> tuple[t
 @functools.partial(jax.jit, static_argnums=0)
 def _generate_and_attend(task: GenerationTask, params: Any, batch: dict[str, jax.Array]):
   tokens = task.predict_fns()["generate"](params, batch)
-  _, weights = attention_weights(task.model, params, None, task.inputs(batch), shift_right(tokens, task.bos_id))
+  decoder_input = task.decoder_input(batch, tokens)
+  _, weights = attention_weights(task.model, params, None, task.inputs(batch), decoder_input)
   layers = ([weights[LSTM_DECODER_ATTENTION]] if LSTM_DECODER_ATTENTION in weights
             else layer_stack(weights, DECODER_CROSS_ATTENTION))
-  return tokens, jnp.stack([w.mean(1) for w in layers], 1)
+  first = decoder_input.shape[1] - tokens.shape[1]  # After a prompt, where the task has one.
+  return tokens, jnp.stack([w.mean(1)[:, first:] for w in layers], 1)
 
 
 def caption_attention(task: GenerationTask, params: Any, batch: Mapping[str, Any]) -> CaptionAttention:

@@ -114,3 +114,31 @@ def test_caption_attention_gives_per_token_patch_maps_equal_to_the_cached_decodi
     for layer, block in enumerate(sown["intermediates"]["text_decoder"].values()):
       cached = np.asarray(block["cross_attn"]["attention_weights"][0])  # [B, H, 1, N]
       np.testing.assert_allclose(cached.mean(1)[:, 0], result.layers[:, layer, index], atol=1e-6)
+
+
+def test_caption_attention_after_a_prompt_maps_the_answer_tokens_only():
+  """Prefix-LM VQA (the question is the decoder's prompt): one map per generated answer token, equal to what the
+  cached decoding steps attend with once the prompt is prefilled (positions 6, 7, 8 after a 6-token prompt)."""
+  decoder = {**FUSED["decoder"], "max_len": 9}
+  model = Captioner(encoders={"image": IMAGE, "text": TEXT}, fusion="concat", **{**FUSED, "decoder": decoder})
+  task = GenerationTask(ml_collections.ConfigDict(dict(inputs={"image": "image", "text": "question"},
+                                                       target="answer", prompt="question")), model,
+                        decode_config=common.decode(), bos_id=BOS, eos_id=EOS, vocab_size=VOCAB)
+  inputs = {"image": IMAGES, "text": QUESTIONS}
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), inputs, jnp.zeros((2, 9), jnp.int32))["params"]
+  batch = {"image": IMAGES, "question": QUESTIONS, "answer": jnp.zeros((2, 3), jnp.int32)}
+  result = interpret.caption_attention(task, params, batch)
+  assert result.tokens.shape == (2, 3) and result.layers.shape == (2, 2, 3, 10 + 6)
+
+  variables = {"params": params}
+  state = model.apply(variables, *model.apply(variables, inputs, method=model.encode_tokens), 9,
+                      method=model.init_decode_state)
+  step = jax.jit(lambda tokens, index, state: model.apply(variables, tokens, index, state,
+                                                          method=model.decode_step, mutable=["intermediates"]))
+  decoder_input = np.concatenate([QUESTIONS, np.full((2, 1), BOS), result.tokens[:, :-1]], 1)
+  for index in range(9):
+    (_, state), sown = step(decoder_input[:, index], index, state)
+    if index >= 6:
+      for layer, block in enumerate(sown["intermediates"]["text_decoder"].values()):
+        cached = np.asarray(block["cross_attn"]["attention_weights"][0])
+        np.testing.assert_allclose(cached.mean(1)[:, 0], result.layers[:, layer, index - 6], atol=1e-6)

@@ -44,6 +44,11 @@ class GenerationTask(Task):
   where an answer is one word. With `without` empty both targets are decoded from one encoding of the inputs
   (the encoders and fusion run once per step instead of twice). Gradient accumulation weighs micro-batches by
   the main target's tokens.
+
+  `config.task.prompt` (optional) names a token field the decoder reads before bos, a prefix-LM prompt (as
+  PaLI and SimVLM give the decoder the question): every answer query then attends to the prompt's tokens, where
+  without one the first answer token's query is the same for every question. The loss covers the target only;
+  decoding prefills the prompt into the cache. The decoder's max_len must cover prompt + target.
   """
 
   def __init__(self, task_config: ml_collections.ConfigDict, model: nn.Module, *,
@@ -53,18 +58,28 @@ class GenerationTask(Task):
     self.inputs = ModelInputs(task_config.inputs, model)
     self.target = task_config.target
     self.auxiliary = _auxiliary(task_config.get("auxiliary"), self.inputs.fields)
-    self.batch_keys = (*self.inputs.fields, self.target, *([self.auxiliary["target"]] if self.auxiliary else []))
+    self.prompt = task_config.get("prompt") or None
+    self.batch_keys = tuple(dict.fromkeys((*self.inputs.fields, self.target, *([self.prompt] if self.prompt else []),
+                                           *([self.auxiliary["target"]] if self.auxiliary else []))))
     self.decode_config = decode_config
     self.bos_id, self.eos_id, self.vocab_size = bos_id, eos_id, vocab_size
 
   def init(self, rng: jax.Array, batch: dict[str, jax.Array]):
-    return self.model.init(rng, self.inputs(batch), shift_right(batch[self.target], self.bos_id))
+    return self.model.init(rng, self.inputs(batch), self.decoder_input(batch, batch[self.target]))
+
+  def decoder_input(self, batch: dict[str, jax.Array], targets: jax.Array) -> jax.Array:
+    """Teacher forcing for `targets` int[B, L]: (bos, y_0, …, y_{L-2}), after the prompt's tokens where the task
+    has one; the last L positions of the logits are the targets'."""
+    return _decoder_input(shift_right(targets, self.bos_id), self._prompt(batch))
+
+  def _prompt(self, batch: dict[str, jax.Array]) -> jax.Array | None:
+    return batch[self.prompt].astype(jnp.int32) if self.prompt else None
 
   def loss_fn(self, params, batch: dict[str, jax.Array], rng: jax.Array) -> tuple[jax.Array, dict]:
     del rng  # The model is deterministic (no dropout).
     inputs = self.inputs(batch)
     encoded = self._encode(params, inputs)
-    loss, accuracy = self._sequence_loss(params, encoded, batch[self.target])
+    loss, accuracy = self._sequence_loss(params, encoded, batch[self.target], self._prompt(batch))
     metrics = {"token_accuracy": accuracy}
     if self.auxiliary:
       if self.auxiliary["without"]:
@@ -83,11 +98,11 @@ class GenerationTask(Task):
   def _encode(self, params, inputs: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
     return self.model.apply({"params": params}, inputs, method=self.model.encode_tokens)
 
-  def _sequence_loss(self, params, encoded: tuple[jax.Array, jax.Array],
-                     targets: jax.Array) -> tuple[jax.Array, jax.Array]:
-    logits = self.model.apply({"params": params}, shift_right(targets, self.bos_id), *encoded,
-                              method=self.model.decode)
-    return sequence_loss(logits, targets)
+  def _sequence_loss(self, params, encoded: tuple[jax.Array, jax.Array], targets: jax.Array,
+                     prompt: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    logits = self.model.apply({"params": params}, _decoder_input(shift_right(targets, self.bos_id), prompt),
+                              *encoded, method=self.model.decode)
+    return sequence_loss(logits[:, logits.shape[1] - targets.shape[1]:], targets)
 
   def loss_weight(self, batch: dict[str, jax.Array]) -> jax.Array:
     """The number of target tokens the loss averages, to weigh micro-batches (mmjax.tasks.accumulation)."""
@@ -98,10 +113,15 @@ class GenerationTask(Task):
     model, variables = self.model, {"params": params}
     config = self.decode_config
     encoded, mask = model.apply(variables, self.inputs(batch), method=model.encode_tokens)
-    state = model.apply(variables, encoded, mask, length, config.kv_cache, method=model.init_decode_state)
+    prompt = self._prompt(batch)
+    offset = 0 if prompt is None else prompt.shape[1]
+    state = model.apply(variables, encoded, mask, offset + length, config.kv_cache, method=model.init_decode_state)
 
     def step_fn(tokens, index, state):
-      return model.apply(variables, tokens, index, state, config.kv_cache, method=model.decode_step)
+      return model.apply(variables, tokens, index + offset, state, config.kv_cache, method=model.decode_step)
+
+    if prompt is not None:  # Prefill: the prompt's tokens go through the decoder before bos, one step each.
+      state = jax.lax.fori_loop(0, offset, lambda i, state: step_fn(prompt[:, i], i - offset, state)[1], state)
 
     return decoding.decode(step_fn, state, config, bos_id=self.bos_id, eos_id=self.eos_id,
                            rng=jax.random.PRNGKey(config.seed), max_len=length, vocab_size=self.vocab_size)
@@ -112,6 +132,10 @@ class GenerationTask(Task):
       length = self.decode_config.max_len or batch[self.target].shape[1]
       return self.generate(params, batch, length)
     return {"generate": generate}
+
+
+def _decoder_input(shifted: jax.Array, prompt: jax.Array | None) -> jax.Array:
+  return shifted if prompt is None else jnp.concatenate([prompt, shifted], axis=1)
 
 
 def _auxiliary(config: ml_collections.ConfigDict | None, input_fields: tuple[str, ...]) -> dict | None:

@@ -89,3 +89,16 @@ def test_vqa_caption_weight_adds_the_caption_target_to_the_decoder_head_only():
   assert "auxiliary" not in shapes_vqa.get_config()["task"]
   with pytest.raises(errors.ConfigError, match="caption_weight=0.5 trains the decoder head to caption"):
     shapes_vqa.get_config("head=classifier,caption_weight=0.5")
+
+
+def test_vqa_prompt_gives_the_decoder_the_question_and_room_for_it():
+  from configs import shapes_vqa
+  from mmjax import errors
+  config = shapes_vqa.get_config("prompt=True")
+  assert config.task.prompt == "question"
+  assert config.model.decoder.max_len == config.data.question_len + config.data.answer_len
+  captioning = shapes_vqa.get_config("prompt=True,caption_weight=1.0")
+  assert captioning.model.decoder.max_len == captioning.data.question_len + captioning.data.text_len
+  assert "prompt" not in shapes_vqa.get_config()["task"]
+  with pytest.raises(errors.ConfigError, match="prompt=True gives the question to the decoder as its prompt"):
+    shapes_vqa.get_config("head=classifier,prompt=True")

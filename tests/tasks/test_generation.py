@@ -126,3 +126,42 @@ def test_an_auxiliary_target_adds_its_weighted_loss_with_the_named_inputs_blanke
   with pytest.raises(errors.ConfigError, match=r"config.task.auxiliary=.*input fields among \['image', 'question'\] "
                                                r"\(not \['caption'\]\)"):
     tasks.build(config, models.build(config.model), TOKENIZER)
+
+
+@pytest.mark.parametrize("kv_cache", [True, False])
+def test_a_prompt_prefixes_the_decoder_and_decoding_continues_it(kv_cache):
+  """Prefix-LM VQA (`config.task.prompt="question"`): the loss is the answer's alone, computed after the
+  question's tokens, and greedy decoding (prompt prefilled into the cache, or the uncached buffer) writes
+  exactly what teacher forcing over prompt + decoded tokens predicts at each answer position."""
+  from configs import common
+  from mmjax import models
+  model_config = ml_collections.ConfigDict(MODEL.to_dict())
+  model_config.encoders.text = dict(name="transformer", vocab_size=TOKENIZER.vocab_size, width=32, depth=1,
+                                    num_heads=2, mlp_dim=64, max_len=6)
+  decode = common.decode()
+  decode.kv_cache = kv_cache
+  config = ml_collections.ConfigDict(dict(model=model_config, decode=decode, task=dict(
+      name="generation", inputs={"image": "image", "text": "question"}, target="answer", prompt="question")))
+  task = tasks.build(config, models.build(config.model), TOKENIZER)
+  assert task.batch_keys == ("image", "question", "answer")
+  rng = np.random.default_rng(2)
+  batch = {"image": jnp.asarray(rng.uniform(-1, 1, size=(3, 16, 16, 3)), jnp.float32),
+           "question": jnp.asarray([[5, 6, 7, 3, 0, 0], [8, 3, 0, 0, 0, 0], [9, 9, 3, 0, 0, 0]]),
+           "answer": jnp.asarray([[10, 11, 3], [11, 3, 0], [12, 3, 0]])}
+  params = task.init(jax.random.PRNGKey(0), batch)["params"]
+  inputs = {"image": batch["image"], "text": batch["question"]}
+
+  def logits_after(prompt, tokens):  # Teacher forcing over prompt, bos, tokens → logits of the positions after bos.
+    decoder_input = jnp.concatenate([prompt, tasks.shift_right(tokens, TOKENIZER.bos_id)], axis=1)
+    return task.model.apply({"params": params}, inputs, decoder_input)[:, prompt.shape[1]:]
+
+  loss, _ = task.loss_fn(params, batch, jax.random.PRNGKey(1))
+  expected, _ = tasks.sequence_loss(logits_after(batch["question"], batch["answer"]), batch["answer"])
+  assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+  tokens = np.asarray(jax.jit(lambda p, b: task.generate(p, b, 4))(params, batch))
+  forced = np.asarray(logits_after(batch["question"], jnp.asarray(tokens))[..., :TOKENIZER.vocab_size].argmax(-1))
+  for row in range(3):
+    length = next((i + 1 for i, token in enumerate(tokens[row]) if token == TOKENIZER.eos_id), 4)
+    np.testing.assert_array_equal(tokens[row, :length], forced[row, :length])
+  unprompted = logits_after(batch["question"][:, :0], jnp.asarray(tokens))
+  assert not np.allclose(unprompted, logits_after(batch["question"], jnp.asarray(tokens)), atol=1e-3)
