@@ -155,8 +155,8 @@ class RedrawQuestion(grain.transforms.RandomMap):
       raise errors.ConfigError(
           f"config.data.question_type_weights={type_weights} needs one weight ≥ 0 per question type {types} "
           f"(the last, 'where', optional), not all zero; or () for the stored mix.")
-    self._answer_ids = None if type_weights[len(shapes.QUESTION_TYPES):] and type_weights[-1] else {
-        answer: i for i, answer in enumerate(answers)}
+    asks_where = len(type_weights) == len(types) and type_weights[-1] > 0
+    self._answer_ids = None if asks_where else {answer: i for i, answer in enumerate(answers)}
     self._type_weights = type_weights
     self._question_len, self._answer_len = question_len, answer_len
     self._tokens = tokenizer_lib.TokenRows(tokenizer)
