@@ -196,7 +196,7 @@ def sample_scene(rng: np.random.Generator, heldout: bool) -> list[SceneObject]:
 
 def vqa_question(objects: Sequence[SceneObject], rng: np.random.Generator,
                  pairs: Sequence[tuple[int, int]], type_weights: Sequence[float] = ()) -> tuple[str, str, int]:
-  """A question about the scene: (question, answer, index of its type in QUESTION_TYPES).
+  """A question about the scene: (question, answer, index of its type in TRAINING_QUESTION_TYPES).
 
   The type is drawn uniformly among those the scene supports: "relation" needs
   two objects each described ("the small red circle") by a phrase no other
@@ -205,9 +205,9 @@ def vqa_question(objects: Sequence[SceneObject], rng: np.random.Generator,
   one-object scenes get "count" more often, "one" answers ≈38% of counts
   (5/13) against ≈31% for "two" and "three". For yes/no questions the answer
   is drawn first, with probability 1/2, so neither answer can be guessed from
-  the type alone. `type_weights` (one per QUESTION_TYPES; empty: uniform, as the
-  builder draws) weighs the types a scene supports, e.g. more relation questions
-  when training draws questions afresh.
+  the type alone. `type_weights` (one per QUESTION_TYPES, plus one for "where";
+  empty: uniform over QUESTION_TYPES, as the builder draws) weighs the types a
+  scene supports, e.g. more relation questions when training draws them afresh.
 
   A "no" to "is there a ...?" names a pair from `pairs` (the split's pool, see
   `pair_pool`) absent from the scene, so train/test questions never mention a

@@ -70,7 +70,11 @@ class GenerationTask(Task):
   def decoder_input(self, batch: dict[str, jax.Array], targets: jax.Array) -> jax.Array:
     """Teacher forcing for `targets` int[B, L]: (bos, y_0, …, y_{L-2}), after the prompt's tokens where the task
     has one; the last L positions of the logits are the targets'."""
-    return _decoder_input(shift_right(targets, self.bos_id), self._prompt(batch))
+    return self._teacher_forcing(targets, self._prompt(batch))
+
+  def _teacher_forcing(self, targets: jax.Array, prompt: jax.Array | None) -> jax.Array:
+    shifted = shift_right(targets, self.bos_id)
+    return shifted if prompt is None else jnp.concatenate([prompt, shifted], axis=1)
 
   def _prompt(self, batch: dict[str, jax.Array]) -> jax.Array | None:
     return batch[self.prompt].astype(jnp.int32) if self.prompt else None
@@ -100,8 +104,8 @@ class GenerationTask(Task):
 
   def _sequence_loss(self, params, encoded: tuple[jax.Array, jax.Array], targets: jax.Array,
                      prompt: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-    logits = self.model.apply({"params": params}, _decoder_input(shift_right(targets, self.bos_id), prompt),
-                              *encoded, method=self.model.decode)
+    logits = self.model.apply({"params": params}, self._teacher_forcing(targets, prompt), *encoded,
+                              method=self.model.decode)
     return sequence_loss(logits[:, logits.shape[1] - targets.shape[1]:], targets)
 
   def loss_weight(self, batch: dict[str, jax.Array]) -> jax.Array:
@@ -117,11 +121,14 @@ class GenerationTask(Task):
     offset = 0 if prompt is None else prompt.shape[1]
     state = model.apply(variables, encoded, mask, offset + length, config.kv_cache, method=model.init_decode_state)
 
-    def step_fn(tokens, index, state):
-      return model.apply(variables, tokens, index + offset, state, config.kv_cache, method=model.decode_step)
+    def step_at(tokens, position, state):  # `position` counts from the prompt's first token.
+      return model.apply(variables, tokens, position, state, config.kv_cache, method=model.decode_step)
 
     if prompt is not None:  # Prefill: the prompt's tokens go through the decoder before bos, one step each.
-      state = jax.lax.fori_loop(0, offset, lambda i, state: step_fn(prompt[:, i], i - offset, state)[1], state)
+      state = jax.lax.fori_loop(0, offset, lambda i, state: step_at(prompt[:, i], i, state)[1], state)
+
+    def step_fn(tokens, index, state):  # decoding.decode counts from bos.
+      return step_at(tokens, index + offset, state)
 
     return decoding.decode(step_fn, state, config, bos_id=self.bos_id, eos_id=self.eos_id,
                            rng=jax.random.PRNGKey(config.seed), max_len=length, vocab_size=self.vocab_size)
@@ -132,10 +139,6 @@ class GenerationTask(Task):
       length = self.decode_config.max_len or batch[self.target].shape[1]
       return self.generate(params, batch, length)
     return {"generate": generate}
-
-
-def _decoder_input(shifted: jax.Array, prompt: jax.Array | None) -> jax.Array:
-  return shifted if prompt is None else jnp.concatenate([prompt, shifted], axis=1)
 
 
 def _auxiliary(config: ml_collections.ConfigDict | None, input_fields: tuple[str, ...]) -> dict | None:
