@@ -23,23 +23,32 @@ def _seconds(value: float | None) -> str:
   return "—" if value is None else f"{value:,.0f}"
 
 
-def _run_row(run: Mapping[str, Any]) -> list[str]:
+def _status(run: Mapping[str, Any]) -> str:
+  return "ok" if run["exit_code"] == 0 else f"failed (exit {run['exit_code']})"
+
+
+def _run_row(run: Mapping[str, Any], current: bool) -> list[str]:
   tests = "—" if run.get("tests_passed") is None else f"{run['tests_passed']:,}"
-  status = "ok" if run["exit_code"] == 0 else f"failed (exit {run['exit_code']})"
   return [store.date_text(run["date"]), f"`{run['commit'][:12]}`", _seconds(run["wall_s"]),
-          _seconds(run.get("pytest_s")), tests, _seconds(run.get("user_s")), f"{run['load_before']:.1f}", status]
+          _seconds(run.get("pytest_s")), tests, _seconds(run.get("user_s")), f"{run['load_before']:.1f}",
+          _status(run) + ("" if current else ", earlier command")]
 
 
 def table(summary: Mapping[str, Any], runs: Sequence[Mapping[str, Any]]) -> str:
-  """table.md: a row per run (oldest first), the median wall time of the runs that passed, and provenance."""
+  """table.md: a row per run (oldest first); the latest run and the median wall time of the passing runs of README's
+  current command (rows of an earlier form of the command stay as history, marked), and provenance."""
   header = ["date (UTC)", "commit", "wall s", "pytest s", "tests passed", "user CPU s", "load before", "result"]
   lines = ["| " + " | ".join(header) + " |", "|:--|:--|" + "--:|" * 5 + ":--|",
-           *("| " + " | ".join(_run_row(run)) + " |" for run in runs)]
-  median = summary["median_wall_s"]
-  return ("\n".join(lines) + "\n\n" + (f"Median wall time of the runs that passed: {median:,.0f} s. " if median
-                                       else "No run passed. ")
-          + f"Each run: `{summary['command']}` in a fresh clone and virtualenv (pip's download cache as the machine "
-          "had it); load before = the 1-minute load average when it started (2 = both cores busy). Measured by "
+           *("| " + " | ".join(_run_row(run, current=run["command"] == summary["command"])) + " |" for run in runs)]
+  latest, median, earlier = runs[-1], summary["median_wall_s"], summary["runs"] - summary["runs_of_command"]
+  return ("\n".join(lines) + "\n\n"
+          + f"Latest run: {latest['wall_s']:,.0f} s ({_status(latest)}) at `{latest['commit'][:12]}`. "
+          + (f"Median wall time of the {summary['passed']} runs of this command that passed: {median:,.0f} s. "
+             if median else "No run of this command passed. ")
+          + (f"Rows marked \"earlier command\" ({earlier}) ran an earlier form of it and are not counted. "
+             if earlier else "")
+          + f"Each run: `{summary['command']}` in a fresh clone and virtualenv (the package caches as the machine "
+          "had them); load before = the 1-minute load average when it started (2 = both cores busy). Measured by "
           f"{store.commands_text(summary['measured_by'])}; {store.provenance_text(summary['provenance'])}.\n")
 
 
@@ -64,10 +73,14 @@ def read_runs(path: str) -> list[dict[str, Any]]:
 
 
 def summarize(name: str, runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-  passed = [run["wall_s"] for run in runs if run["exit_code"] == 0]
+  """The median counts the passing runs of README's current command (the latest run's) only: a faster install or
+  a trimmed suite must not be averaged with the runs before it."""
+  command = runs[-1]["command"]
+  of_command = [run for run in runs if run["command"] == command]
+  passed = [run["wall_s"] for run in of_command if run["exit_code"] == 0]
   return {"kind": "timing", "name": name, "readme_command": runs[0]["readme_command"],
-          "command": runs[-1]["command"], "runs": len(runs), "passed": len(passed),
-          "median_wall_s": statistics.median(passed) if passed else None,
+          "command": command, "runs": len(runs), "runs_of_command": len(of_command), "passed": len(passed),
+          "median_wall_s": statistics.median(passed) if passed else None, "latest_wall_s": runs[-1]["wall_s"],
           "measured_by": list(dict.fromkeys(run["measured_by"] for run in runs)),
           "provenance": store.provenance_summary(runs)}
 

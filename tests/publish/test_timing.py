@@ -1,6 +1,7 @@
 """README's commands as experiments.time_readme finds and times them, and their published timing table."""
 import json
 import os
+import re
 
 import pytest
 
@@ -23,7 +24,8 @@ def test_the_readme_test_command_is_what_ci_runs():
     commands = time_readme.readme_commands(f.read())
   with open(os.path.join(REPO, ".ci", "run")) as f:
     assert commands["test"] == f.read().strip().splitlines()[-1]
-  assert commands["main"].startswith("pip install -r requirements.txt && python -m experiments.train ")
+  assert re.match(r"pip install uv==[\d.]+ && uv pip install .* -r requirements.txt && python -m experiments.train ",
+                  commands["main"])
 
 
 def test_readme_without_the_section_is_a_clear_error():
@@ -38,24 +40,28 @@ def test_pytest_summary_reads_the_last_summary_line():
   assert time_readme.pytest_summary("ruff: 1 error\n") == (None, None)
 
 
-def test_publish_accumulates_runs_and_the_median_counts_only_passing_runs(tmp_path):
+def test_publish_accumulates_runs_and_the_median_counts_only_passing_runs_of_the_current_command(tmp_path):
   first, second = tmp_path / "a.txt", tmp_path / "b.txt"
-  first.write_text("noise\n" + json.dumps(_run(471.0, "2026-12-01T01:00:00Z")) + "\n")
+  first.write_text("noise\n" + json.dumps(_run(900.0, "2026-12-01T00:00:00Z", command="pip install old && pytest"))
+                   + "\n" + json.dumps(_run(471.0, "2026-12-01T01:00:00Z")) + "\n")
   second.write_text(json.dumps(_run(500.0, "2026-12-01T05:00:00Z")) + "\n"
                     + json.dumps(_run(90.0, "2026-12-01T06:00:00Z", exit_code=1, tests_passed=None)) + "\n")
   directory = timing.publish(str(first), "readme_test", str(tmp_path))
   directory = timing.publish(str(second), "readme_test", str(tmp_path))
   timing.publish(str(second), "readme_test", str(tmp_path))  # The same runs again are not added twice.
   runs = timing.read_runs(os.path.join(directory, timing.RUNS_FILE))
-  assert [run["wall_s"] for run in runs] == [471.0, 500.0, 90.0]
+  assert [run["wall_s"] for run in runs] == [900.0, 471.0, 500.0, 90.0]
   with open(os.path.join(directory, "summary.json")) as f:
     summary = json.load(f)
-  assert (summary["median_wall_s"], summary["runs"], summary["passed"]) == (485.5, 3, 2)
+  assert (summary["median_wall_s"], summary["runs"], summary["runs_of_command"], summary["passed"],
+          summary["latest_wall_s"]) == (485.5, 4, 3, 2, 90.0)
   with open(os.path.join(directory, "table.md")) as f:
     table = f.read()
+  assert "| 2026-12-01 00:00 | `0123456789ab` | 900 | 820 | 709 | 700 | 0.2 | ok, earlier command |" in table
   assert "| 2026-12-01 01:00 | `0123456789ab` | 471 | 391 | 709 | 700 | 0.2 | ok |" in table
   assert "| 90 | 10 | — | 700 | 0.2 | failed (exit 1) |" in table
-  assert "Median wall time of the runs that passed: 486 s." in table
+  assert ("Latest run: 90 s (failed (exit 1)) at `0123456789ab`. Median wall time of the 2 runs of this command "
+          "that passed: 486 s. Rows marked \"earlier command\" (1) ran an earlier form of it") in table
 
 
 def test_publish_refuses_to_mix_the_two_commands(tmp_path):
