@@ -1,5 +1,6 @@
 """Caption metrics of decoded text: BLEU-1..4 and CIDEr-D (pycocoevalcap), exact match, token accuracy."""
 from collections.abc import Sequence
+from typing import Any
 
 import ml_collections
 import numpy as np
@@ -50,20 +51,24 @@ class CaptioningEvaluator(SplitEvaluator):
 
   headline = ("bleu4", "cider_d", "exact_match")
   reports_reliance = True
+  writes_examples = True  # {"references", "generated", "exact_match"} per image.
 
   def __init__(self, key: str, eval_config: ml_collections.ConfigDict, **kwargs):
     super().__init__(key, eval_config, **kwargs)
     self.tokenizer = mmdata.get_tokenizer(self.data_config)
 
-  def run(self, params) -> dict[str, float]:
+  def run(self, params, examples: list[dict[str, Any]] | None = None) -> dict[str, float]:
     predicts = reliance.ablated(lambda batch: self.predict_fns["generate"](params, batch), self.reliance, self.key)
     generated, fields = predict_over(self.batches(), predicts, self.to_device, keep=("text", "caption_refs"))
     if "caption_refs" in fields:  # Every caption of the image (a folder dataset's), the first one first.
       references = [[self.tokenizer.decode(ids) for ids in refs if ids.any()] for refs in fields["caption_refs"]]
     else:
       references = [[self.tokenizer.decode(ids)] for ids in fields["text"]]
-    metrics = reliance.report({variant: caption_metrics([self.tokenizer.decode(ids) for ids in outputs], references)
-                               for variant, outputs in generated.items()})
+    captions = {variant: [self.tokenizer.decode(ids) for ids in outputs] for variant, outputs in generated.items()}
+    metrics = reliance.report({variant: caption_metrics(texts, references) for variant, texts in captions.items()})
+    if examples is not None:
+      examples.extend({"references": refs, "generated": caption, "exact_match": caption == refs[0]}
+                      for refs, caption in zip(references, captions["clean"]))
     metrics["token_accuracy"] = token_accuracy(generated["clean"], fields["text"])
     metrics["num_examples"] = float(len(references))
     return metrics

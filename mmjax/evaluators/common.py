@@ -93,6 +93,9 @@ class SplitEvaluator:
   (mmjax.evaluators.reliance); for the others `reliance` must be empty."""
   headline: tuple[str, ...] = ()
   reports_reliance: bool = False
+  # Those that set this take `run(params, examples)`: given a list, they append one JSON-able record per example of
+  # the split, in split order (its reference, the model's output, whether they match), for error analysis.
+  writes_examples: bool = False
 
   def __init__(self, key: str, eval_config: ml_collections.ConfigDict, *, data_config: ml_collections.ConfigDict,
                predict_fns: Mapping[str, Callable], batch_size: int, to_device: Callable):

@@ -1,6 +1,7 @@
 """VQA accuracy, overall and per question type, next to the majority-answer baseline."""
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import ml_collections
 import numpy as np
@@ -48,6 +49,7 @@ class VqaEvaluator(SplitEvaluator):
 
   headline = ("accuracy", "majority_accuracy")
   reports_reliance = True
+  writes_examples = True  # {"question", "question_type", "answer", "predicted", "correct"} per question.
 
   def __init__(self, key: str, eval_config: ml_collections.ConfigDict, **kwargs):
     super().__init__(key, eval_config, **kwargs)
@@ -65,10 +67,11 @@ class VqaEvaluator(SplitEvaluator):
       return self.predict_fns["generate"](params, batch)
     return self.predict_fns["classify"](params, batch)
 
-  def run(self, params) -> dict[str, float]:
+  def run(self, params, examples: list[dict[str, Any]] | None = None) -> dict[str, float]:
     predicts = reliance.ablated(lambda batch: self._predict(params, batch), self.reliance, self.key)
     outputs, fields = predict_over(self.batches(), predicts, self.to_device,
-                                   keep=("answer_id", "answer", "question_type"))
+                                   keep=("answer_id", "answer", "question_type")
+                                   + (("question",) if examples is not None else ()))
     # Answers are compared as the tokenizer writes them ("t-shirt" and a generated "t - shirt" are one answer).
     def canonical(text: str) -> str:
       return self.tokenizer.decode(self.tokenizer.encode(text))
@@ -85,8 +88,15 @@ class VqaEvaluator(SplitEvaluator):
                else None if self.tokenizer.unk_id in tokens else self.tokenizer.decode(tokens)
                for i, tokens in zip(fields["answer_id"], fields["answer"])]
     types = fields["question_type"]
-    metrics = reliance.report({variant: vqa_accuracy(answered(output), answers, types, self.type_names)
-                               for variant, output in outputs.items()})
+    predicted = {variant: answered(output) for variant, output in outputs.items()}
+    metrics = reliance.report({variant: vqa_accuracy(texts, answers, types, self.type_names)
+                               for variant, texts in predicted.items()})
+    if examples is not None:
+      questions = fields.get("question", [None] * len(answers))
+      examples.extend({"question": None if question is None else self.tokenizer.decode(question),
+                       "question_type": self.type_names[int(kind)], "answer": answer, "predicted": output,
+                       "correct": output == answer}
+                      for question, kind, answer, output in zip(questions, types, answers, predicted["clean"]))
     baseline = [canonical(self.majority.get(int(t), "")) for t in types]
     metrics.update({f"majority_{k}": v for k, v in vqa_accuracy(baseline, answers, types, self.type_names).items()})
     metrics["num_examples"] = float(len(answers))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -231,14 +232,37 @@ def load_state(config: ml_collections.ConfigDict, workdir: str,
     return restore(run, directory)[0]
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str,
-             devices: Sequence[jax.Device] | None = None) -> dict[str, float]:
-  """Runs every evaluator of `config.evals` on the newest good checkpoint of `workdir`."""
+def evaluate(config: ml_collections.ConfigDict, workdir: str, devices: Sequence[jax.Device] | None = None,
+             predictions_dir: str | None = None) -> dict[str, float]:
+  """Runs every evaluator of `config.evals` on the newest good checkpoint of `workdir`.
+
+  With `predictions_dir`, the evaluators that can (VQA, captioning: `writes_examples`) also write one JSON line
+  per example of their split to `<predictions_dir>/<eval key>.jsonl`: what the metrics count, example by example,
+  for error analysis (which question types, words or compositions fail)."""
   directory = _checkpoint_dir(workdir)  # Before the run is built: a missing checkpoint is said at once.
   run = build_run(config, devices)
   with run.context():
+    evaluators = run.build_evaluators()
+    writing = {key for key, evaluator in evaluators.items() if evaluator.writes_examples and predictions_dir}
+    if predictions_dir and not writing:
+      raise errors.ConfigError(f"No eval of config.evals ({', '.join(evaluators) or 'none'}) writes per-example "
+                               "predictions: they are written for VQA and captioning evals. Drop --predictions_dir.")
     state, step = restore(run, directory)
     results = {"step": step}
-    for key, evaluator in run.build_evaluators().items():
-      results.update({f"eval/{key}/{k}": v for k, v in evaluator.run(state.params).items()})
+    for key, evaluator in evaluators.items():
+      if key in writing:
+        examples: list[dict[str, Any]] = []
+        metrics = evaluator.run(state.params, examples)
+        _write_examples(os.path.join(predictions_dir, f"{key}.jsonl"), examples)
+      else:
+        metrics = evaluator.run(state.params)
+      results.update({f"eval/{key}/{k}": v for k, v in metrics.items()})
   return results
+
+
+def _write_examples(path: str, examples: Sequence[dict[str, Any]]) -> None:
+  """One JSON line per example, written by process 0 (every process holds every example's output)."""
+  if jax.process_index() == 0:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+      f.writelines(json.dumps(example) + "\n" for example in examples)
