@@ -11,7 +11,8 @@ frame tower reading only the middle frame, the batches' `image`), `fusion=<name>
 configs/shapes_caption.py and configs/shapes_vqa.py), `smoke`, `steps=N`, and `captions_from=<the caption sweep's
 workdir>` (task=vqa: the clip's tower — video encoder or the baseline's frame ViT — is the caption run's of the same
 encoder and seed, `config.init_from`, and stays frozen, `config.freeze`; the question encoder, fusion and decoder
-are trained).
+are trained), and `prompt=True` (task=vqa: the question is also the decoder's prompt, prefix-LM style, so the
+answer's first query reads it; see configs/shapes_vqa.py).
 
 The tables of docs/results.md (each encoder and the baseline, both tasks, with wall times):
 
@@ -58,7 +59,7 @@ SWEEPS = {
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = common.parse_arg(arg, smoke=False, steps=0, task="caption", video="factorised", frames="all",
-                         fusion="concat", captions_from="")
+                         fusion="concat", captions_from="", prompt=False)
   errors.check_choice(arg.task, TASKS, "task", "config arg task")
   errors.check_choice(arg.video, VIDEO_ENCODERS, "video encoder", "config arg video")
   errors.check_choice(arg.frames, FRAMES, "frames", "config arg frames")
@@ -82,16 +83,24 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     encoders["text"] = dict(name="transformer", vocab_size=64, width=64, depth=2, num_heads=2, mlp_dim=256,
                             max_len=config.data.get_ref("question_len"), causal=True, pool="last")
     inputs["text"] = "question"
+  if arg.prompt and arg.task != "vqa":
+    raise errors.ConfigError("Config arg prompt=True gives the question to the decoder as its prompt: use it with "
+                             "task=vqa.")
   target, max_len = ("text", "text_len") if arg.task == "caption" else ("answer", "answer_len")
+  max_len = config.data.get_ref(max_len)
+  if arg.prompt:  # The prompt comes before the answer.
+    max_len = max_len + config.data.get_ref("question_len")
   config.model = ml_collections.ConfigDict(dict(
       name="captioner", encoders=encoders, fusion=arg.fusion, width=64,
       # Captioning hands the decoder the projected clip tokens (depth 0); VQA fuses clip and question first.
       fusion_depth=0 if arg.task == "caption" and arg.fusion == "concat" else 2, num_heads=2, mlp_dim=256,
       fusion_options={},
-      decoder=dict(vocab_size=64, depth=2, num_heads=2, mlp_dim=256, max_len=config.data.get_ref(max_len),
+      decoder=dict(vocab_size=64, depth=2, num_heads=2, mlp_dim=256, max_len=max_len,
                    tie_embedding=True),
       **common.compute_settings()))
   config.task = ml_collections.ConfigDict(dict(name="generation", inputs=inputs, target=target))
+  if arg.prompt:
+    config.task.prompt = "question"
   if arg.captions_from:
     if arg.task != "vqa":
       raise errors.ConfigError("Config arg captions_from= starts a VQA run from a caption run's clip tower; use it "

@@ -102,3 +102,14 @@ def test_vqa_prompt_gives_the_decoder_the_question_and_room_for_it():
   assert "prompt" not in shapes_vqa.get_config()["task"]
   with pytest.raises(errors.ConfigError, match="prompt=True gives the question to the decoder as its prompt"):
     shapes_vqa.get_config("head=classifier,prompt=True")
+
+
+def test_video_qa_prompt_gives_the_decoder_the_question_and_room_for_it():
+  from configs import moving_shapes
+  from mmjax import errors
+  config = moving_shapes.get_config("task=vqa,prompt=True")
+  assert config.task.prompt == "question"
+  assert config.model.decoder.max_len == config.data.question_len + config.data.answer_len
+  assert "prompt" not in moving_shapes.get_config("task=vqa")["task"]
+  with pytest.raises(errors.ConfigError, match="prompt=True gives the question to the decoder as its prompt"):
+    moving_shapes.get_config("task=caption,prompt=True")
