@@ -71,7 +71,8 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
   """Parses `"a=1,b=x,flag"` against typed defaults.
 
   A bare name sets a boolean default to True. Unknown names are an error that
-  lists the known ones, so `smoke,fusoin=x` fails loudly instead of being ignored.
+  lists the known ones, so `smoke,fusoin=x` fails loudly instead of being ignored. A default of None leaves the
+  value as given (a string; "true" for a bare name), for `typed_arg` to type once the config knows its default.
   """
   result = ml_collections.ConfigDict(dict(defaults))
   for item in filter(None, (part.strip() for part in (arg or "").split(","))):
@@ -80,19 +81,30 @@ def parse_arg(arg: str | None, **defaults: Any) -> ml_collections.ConfigDict:
       raise errors.ConfigError(f"Unknown config arg {name!r} in {arg!r}; known args: {sorted(defaults)}.")
     default = defaults[name]
     if not has_value:
-      if not isinstance(default, bool):
+      if not isinstance(default, bool) and default is not None:
         raise errors.ConfigError(f"Config arg {name!r} needs a value, e.g. {name}={default!r}.")
-      result[name] = True
-    elif isinstance(default, bool):
-      if value.lower() not in ("true", "false", "1", "0"):
-        raise errors.ConfigError(f"Config arg {name!r} is a boolean; got {value!r}.")
-      result[name] = value.lower() in ("true", "1")
+      result[name] = True if default is not None else "true"
     else:
-      try:
-        result[name] = type(default)(value) if default is not None else value
-      except ValueError as e:
-        raise errors.ConfigError(f"Config arg {name!r} expects {type(default).__name__}; got {value!r}.") from e
+      result[name] = value if default is None else _typed(name, value, default)
   return result
+
+
+def typed_arg(arg: ml_collections.ConfigDict, name: str, default: Any) -> Any:
+  """`arg[name]` (parsed with a default of None) typed like `default`, or `default` if it was not given: for an
+  arg whose default depends on another, e.g. one per VQA head."""
+  return default if arg[name] is None else _typed(name, arg[name], default)
+
+
+def _typed(name: str, value: str, like: Any) -> Any:
+  """The arg `name`'s `value` as the type of `like`."""
+  if isinstance(like, bool):
+    if value.lower() not in ("true", "false", "1", "0"):
+      raise errors.ConfigError(f"Config arg {name!r} is a boolean; got {value!r}.")
+    return value.lower() in ("true", "1")
+  try:
+    return type(like)(value)
+  except ValueError as e:
+    raise errors.ConfigError(f"Config arg {name!r} expects {type(like).__name__}; got {value!r}.") from e
 
 
 def shapes_data(*, smoke: bool, text_len: int, question_len: int = 14, answer_len: int = 2,

@@ -43,13 +43,22 @@ def _count_cache_event(event: str, **kwargs) -> None:
     _cache_counts[event.rpartition("/")[2]] += 1
 
 
-def _count_time_saved(event: str, seconds: float, **kwargs) -> None:
+# Where the test processes' compile time goes (seconds, summed over workers): tracing to a jaxpr, lowering it to
+# MLIR, and XLA's backend compile, the suite's largest cost on a 2-core CPU (scripts the tests start not counted).
+_COMPILE_STAGES = {"/jax/core/compile/jaxpr_trace_duration": "trace_s",
+                   "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower_s",
+                   "/jax/core/compile/backend_compile_duration": "backend_s"}
+
+
+def _count_durations(event: str, seconds: float, **kwargs) -> None:
   if event == "/jax/compilation_cache/compile_time_saved_sec":
     _cache_counts["saved_s"] += seconds
+  elif event in _COMPILE_STAGES:
+    _cache_counts[_COMPILE_STAGES[event]] += seconds
 
 
 jax.monitoring.register_event_listener(_count_cache_event)
-jax.monitoring.register_event_duration_secs_listener(_count_time_saved)
+jax.monitoring.register_event_duration_secs_listener(_count_durations)
 
 
 @pytest.hookimpl(tryfirst=True)  # Before xdist's own hook, which turns the marks into scheduling groups.
@@ -82,6 +91,9 @@ def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(
         f"compilation cache (test processes): {_cache_counts['cache_hits']} of {requests} compiles were hits, "
         f"saving {_cache_counts['saved_s']:.0f} s of compile time")
+  terminalreporter.write_line(
+      "compile time (test processes, summed over workers): "
+      + ", ".join(f"{name} {_cache_counts[name]:.0f} s" for name in _COMPILE_STAGES.values()))
 
 
 @pytest.fixture(scope="session")

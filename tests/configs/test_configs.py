@@ -80,28 +80,46 @@ def test_every_config_keeps_the_resume_rules_and_one_selector_key(name):
     assert '"type":' not in flat and '"kind":' not in flat
 
 
+def test_vqa_decoder_head_defaults_to_the_relations_recipe_and_the_classifier_to_the_plain_one():
+  from configs import shapes_vqa
+  decoder, classifier = shapes_vqa.get_config(), shapes_vqa.get_config("head=classifier")
+  assert (decoder.total_steps, decoder.task.prompt, decoder.evals.test.every_steps) == (1500, "question", 750)
+  assert dict(decoder.task.auxiliary) == dict(target="text", without=(), weight=1.0)
+  assert (decoder.data.fresh_questions, tuple(decoder.data.question_type_weights), decoder.data.answer_len) == (
+      True, (1, 1, 1, 1, 4, 2), 3)
+  assert (classifier.total_steps, classifier.data.fresh_questions, tuple(classifier.data.question_type_weights),
+          classifier.data.answer_len, classifier.evals.test.every_steps) == (1000, False, (), 2, 500)
+  assert "prompt" not in classifier.task and "auxiliary" not in classifier.task
+  blind = shapes_vqa.get_config("fusion=question_only")  # A unimodal decoder baseline: no recipe to read the image.
+  assert "prompt" not in blind.task and "auxiliary" not in blind.task and blind.total_steps == 1000
+
+
 def test_vqa_caption_weight_adds_the_caption_target_to_the_decoder_head_only():
   from configs import shapes_vqa
   from mmjax import errors
-  config = shapes_vqa.get_config("caption_weight=0.5")
+  config = shapes_vqa.get_config("caption_weight=0.5,prompt=false")
   assert dict(config.task.auxiliary) == dict(target="text", without=("question",), weight=0.5)
   assert config.model.decoder.max_len == config.data.text_len  # The caption's length, not the answer's.
-  assert "auxiliary" not in shapes_vqa.get_config()["task"]
+  assert "auxiliary" not in shapes_vqa.get_config("caption_weight=0")["task"]
   with pytest.raises(errors.ConfigError, match="caption_weight=0.5 trains the decoder head to caption"):
     shapes_vqa.get_config("head=classifier,caption_weight=0.5")
+  with pytest.raises(errors.ConfigError, match="Config arg 'caption_weight' expects float; got 'x'"):
+    shapes_vqa.get_config("caption_weight=x")
 
 
 def test_vqa_prompt_gives_the_decoder_the_question_and_room_for_it():
   from configs import shapes_vqa
   from mmjax import errors
-  config = shapes_vqa.get_config("prompt=True")
+  config = shapes_vqa.get_config("caption_weight=0")
   assert config.task.prompt == "question"
   assert config.model.decoder.max_len == config.data.question_len + config.data.answer_len
-  captioning = shapes_vqa.get_config("prompt=True,caption_weight=1.0")
+  captioning = shapes_vqa.get_config()
   assert captioning.model.decoder.max_len == captioning.data.question_len + captioning.data.text_len
-  assert "prompt" not in shapes_vqa.get_config()["task"]
+  assert "prompt" not in shapes_vqa.get_config("prompt=false")["task"]
   with pytest.raises(errors.ConfigError, match="prompt=True gives the question to the decoder as its prompt"):
-    shapes_vqa.get_config("head=classifier,prompt=True")
+    shapes_vqa.get_config("head=classifier,prompt")
+  with pytest.raises(errors.ConfigError, match="Config arg 'prompt' is a boolean; got 'maybe'"):
+    shapes_vqa.get_config("prompt=maybe")
 
 
 def test_video_qa_prompt_gives_the_decoder_the_question_and_room_for_it():
