@@ -96,13 +96,21 @@ def pytest_terminal_summary(terminalreporter):
       + ", ".join(f"{name} {_cache_counts[name]:.0f} s" for name in _COMPILE_STAGES.values()))
 
 
+def _shared_data_dir(tmp_path_factory, name: str) -> str:
+  """A data_dir that both xdist workers of this session share (mmdata.prepare takes turns through a lock file, so
+  the first to need a dataset generates it and the other finds it ready); without xdist, this session's own.
+  Tests that damage a dataset do so to a copy (tests/data/test_integrity.py)."""
+  base = tmp_path_factory.getbasetemp()
+  return str((base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / f"shared-{name}")
+
+
 @pytest.fixture(scope="session")
 def shapes_data_dir(tmp_path_factory) -> str:
   """A data_dir holding the prepared `shapes/small` dataset."""
   from mmjax import data as mmdata
   from configs import common
 
-  data_dir = str(tmp_path_factory.mktemp("tfds"))
+  data_dir = _shared_data_dir(tmp_path_factory, "tfds")
   data_config = common.shapes_data(smoke=True, text_len=18)
   data_config.data_dir = data_dir
   mmdata.prepare(data_config)
@@ -115,7 +123,7 @@ def av_digits_data_dir(tmp_path_factory) -> str:
   from mmjax import data as mmdata
   from configs import common
 
-  data_dir = str(tmp_path_factory.mktemp("tfds_av_digits"))
+  data_dir = _shared_data_dir(tmp_path_factory, "tfds_av_digits")
   data_config = common.av_digits_data(variant="redundant", smoke=True)
   data_config.data_dir = data_dir
   mmdata.prepare(data_config)
@@ -128,7 +136,7 @@ def moving_shapes_data_dir(tmp_path_factory) -> str:
   from mmjax import data as mmdata
   from configs import common
 
-  data_dir = str(tmp_path_factory.mktemp("tfds_moving_shapes"))
+  data_dir = _shared_data_dir(tmp_path_factory, "tfds_moving_shapes")
   data_config = common.moving_shapes_data(smoke=True)
   data_config.data_dir = data_dir
   mmdata.prepare(data_config)
